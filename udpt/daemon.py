@@ -1,0 +1,189 @@
+"""Wiring: start-up, serving and shutdown of the tracker, in one process and one loop.
+
+Start-up: open the log, restore the newest snapshot, replay the tail, then bind
+and serve. Shutdown (SIGINT, SIGTERM, or the ``stop`` event in tests): stop
+intake, commit what is pending, send the last replies, snapshot, close the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from random import Random
+
+import uvloop
+
+from udpt.addresses import parse_bind_address
+from udpt.clock import EventClock
+from udpt.config import Config, Mode
+from udpt.connection_ids import ConnectionIds, new_secret
+from udpt.events.log import EventLog, LogError
+from udpt.events.snapshots import recover
+from udpt.events.writer import GroupCommitWriter
+from udpt.projections import TrackerState
+from udpt.tracker import Policy, Tracker
+from udpt.udp import UdpEndpoint, bind_udp_socket
+
+__all__ = ["Running", "policy_from_config", "run", "serve"]
+
+log = logging.getLogger("udpt")
+
+SECRET_KEY = b"connection_id_secret"
+
+
+def policy_from_config(config: Config) -> Policy:
+    udp = config.udp
+    return Policy(
+        dynamic=config.mode is Mode.DYNAMIC,
+        interval=udp.announce_interval,
+        default_numwant=udp.default_numwant,
+        max_numwant_v4=udp.max_numwant,
+        max_numwant_v6=udp.max_numwant_v6,
+        max_scrape_hashes=udp.max_scrape_hashes,
+        peer_timeout_ms=udp.peer_timeout * 1000,
+        torrent_retention_ms=udp.torrent_retention * 1000,
+        cleanup_interval_ms=config.cleanup_interval * 1000,
+    )
+
+
+def load_secret(event_log: EventLog) -> bytes:
+    """The connection-id secret, kept in the log so a restart does not invalidate ids."""
+    secret = event_log.get_meta(SECRET_KEY)
+    if secret is None:
+        secret = new_secret()
+        event_log.put_meta(SECRET_KEY, secret)
+    return secret
+
+
+@dataclass
+class Running:
+    """What a started tracker exposes to its caller (tests read addresses and state here)."""
+
+    config: Config
+    state: TrackerState
+    writer: GroupCommitWriter
+    tracker: Tracker
+    endpoints: list[UdpEndpoint]
+    http_address: tuple | None = None
+    tasks: list[asyncio.Task] = field(default_factory=list)
+
+    @property
+    def udp_addresses(self) -> list[tuple]:
+        return [endpoint.address for endpoint in self.endpoints]
+
+
+async def serve(config: Config, *, udp_socket: socket.socket | None = None,
+                http_socket: socket.socket | None = None,
+                clock: EventClock | None = None, rng: Random | None = None,
+                stop: asyncio.Event | None = None,
+                ready: Callable[[Running], None] | None = None) -> int:
+    """Run the tracker until ``stop`` is set (or SIGINT/SIGTERM when ``stop`` is None).
+
+    Tests pass pre-bound sockets on port 0, a manual clock and a seeded RNG.
+    """
+    started = time.monotonic()
+    clock = clock or EventClock()
+    with EventLog(config.db_path, sync=config.log.fsync,
+                  map_size=config.log.map_size_mib << 20) as event_log:
+        # 1. Recover: newest snapshot + the tail of the log.
+        state, snapshot_seq = recover(event_log)
+        for _, last_event in event_log.events(state.last_seq, state.last_seq):
+            clock.raise_floor(last_event.at_ms)  # event times never go backwards
+        ids = ConnectionIds(load_secret(event_log), config.udp.connection_id_lifetime)
+        writer = GroupCommitWriter(event_log, state.apply,
+                                   linger_s=config.log.commit_linger_ms / 1000,
+                                   max_pending=config.udp.max_pending)
+        tracker = Tracker(state, ids, policy_from_config(config), writer.submit, rng)
+        tracker.last_expiry_ms = clock.now_ms()
+
+        # 2. Bind: the UDP socket, then the API (none without an [http] table).
+        if udp_socket is None:
+            host, port = parse_bind_address(config.udp.bind_address)
+            udp_socket = bind_udp_socket(host, port, config.udp.receive_buffer)
+        endpoint = await UdpEndpoint.open(udp_socket, tracker, clock)
+        running = Running(config, state, writer, tracker, [endpoint])
+        api = None
+        if config.http is not None:
+            from udpt.api import ApiServer
+
+            api = await ApiServer.start(config, running, clock, http_socket)
+            running.http_address = api.address
+        for ep in running.endpoints:
+            running.tasks.extend(ep.run())
+        running.tasks.append(asyncio.create_task(_expire_periodically(tracker, clock, config),
+                                                 name="expiry"))
+        peers = state.peer_count()
+        log.info("udpt serving UDP on %s%s, mode %s; recovered %d torrents, %d peers, "
+                 "last seq %d (snapshot %d) in %.2f s",
+                 _fmt(endpoint.address),
+                 f", API on {_fmt(running.http_address)}" if running.http_address else "",
+                 config.mode.value, len(state.torrents), peers, state.last_seq, snapshot_seq,
+                 time.monotonic() - started)
+
+        # 3. Serve until told to stop.
+        stop = stop or _stop_on_signals()
+        if ready is not None:
+            ready(running)
+        await stop.wait()
+
+        # 4. Shutdown, in order: intake, pending commits, last replies, snapshot.
+        for ep in running.endpoints:
+            ep.close()
+        if api is not None:
+            await api.close()
+        await writer.close()
+        for ep in running.endpoints:
+            await ep.flush()
+        for task in running.tasks:
+            task.cancel()
+        await asyncio.gather(*running.tasks, return_exceptions=True)
+        if state.last_seq and state.last_seq != snapshot_seq:
+            event_log.put_snapshot(state.last_seq, state.snapshot())
+        log.info("udpt stopped at seq %d", state.last_seq)
+    return 0
+
+
+def _fmt(address: tuple | None) -> str:
+    if address is None:
+        return "-"
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def _expire_periodically(tracker: Tracker, clock: EventClock, config: Config) -> None:
+    """Time passes even when nobody announces: record it every ``cleanup_interval``."""
+    while True:
+        await asyncio.sleep(config.cleanup_interval)
+        tracker.expire_if_due(clock.now_ms())
+
+
+def run(config: Config) -> int:
+    """The daemon's entry point (``udpt [-c FILE]``): serve on uvloop until a signal."""
+    logging.basicConfig(level=config.log_level.logging_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return uvloop.run(serve(config))
+    except LogError as exc:
+        print(f"udpt: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"udpt: {config.udp.bind_address}: cannot bind: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+

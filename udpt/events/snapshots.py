@@ -1,0 +1,80 @@
+"""Snapshots: the projections serialised at a sequence number, so start-up is fast.
+
+Start-up = the newest snapshot + the events after it. A snapshot is built by
+folding the log, never by reading live memory, so the daemon can take one in a
+child process (``python -m udpt.events.snapshots DB SEQ``) without stalling its
+event loop, and ``tools/replay.py --rebuild`` takes one the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from udpt.events.codec import decode_event
+from udpt.events.log import EventLog
+from udpt.projections import SnapshotError, TrackerState
+
+__all__ = ["fold", "recover", "take_snapshot"]
+
+Progress = Callable[[int], None]
+
+
+def fold(log: EventLog, state: TrackerState, to_seq: int | None = None,
+         progress: Progress | None = None) -> TrackerState:
+    """Apply the events after ``state.last_seq`` (up to ``to_seq``) to ``state``."""
+    apply = state.apply
+    for count, (seq, record) in enumerate(log.records(state.last_seq + 1, to_seq), 1):
+        apply(seq, decode_event(record))
+        if progress is not None and count % 100_000 == 0:
+            progress(seq)
+    return state
+
+
+def recover(log: EventLog, to_seq: int | None = None, *, use_snapshots: bool = True,
+            progress: Progress | None = None) -> tuple[TrackerState, int]:
+    """The state at ``to_seq`` (default: the end), and the seq of the snapshot used (0: none).
+
+    A snapshot that cannot be restored is skipped in favour of an older one or
+    of a full replay: a damaged snapshot slows a start, it never stops it.
+    """
+    state: TrackerState | None = None
+    used = 0
+    if use_snapshots:
+        for seq in reversed(log.snapshot_seqs()):
+            if to_seq is not None and seq > to_seq:
+                continue
+            data = log.get_snapshot(seq)
+            try:
+                state = TrackerState.restore(data or b"")
+            except SnapshotError:
+                continue
+            if state.last_seq != seq:
+                state = None
+                continue
+            used = seq
+            break
+    return fold(log, state or TrackerState(), to_seq, progress), used
+
+
+def take_snapshot(log: EventLog, to_seq: int | None = None) -> int:
+    """Fold the log up to ``to_seq`` (default: the end) and store the snapshot; returns its seq."""
+    state, _ = recover(log, to_seq)
+    if state.last_seq:
+        log.put_snapshot(state.last_seq, state.snapshot())
+    return state.last_seq
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Store a snapshot of a udpt log.")
+    parser.add_argument("db_path")
+    parser.add_argument("seq", type=int, nargs="?", help="fold up to this event (default: all)")
+    args = parser.parse_args(argv)
+    with EventLog(args.db_path) as log:
+        print(take_snapshot(log, args.seq))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

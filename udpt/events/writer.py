@@ -1,0 +1,166 @@
+"""Group commit: many events per LMDB transaction, one fsync, replies only after it.
+
+The writer lives on the event loop but owns one dedicated thread, and every
+write transaction begins, puts and commits on that thread (an LMDB write
+transaction is bound to the thread that began it; see PYTHON-STACK.md 3.5).
+
+While one batch is being committed the next one gathers; when the commit
+returns, the loop applies the committed events to the projections *in log
+order* and then runs each event's callback (which builds and sends its reply).
+So a reply always reflects a state that is already durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from udpt.events.codec import encode_event
+from udpt.events.log import EventLog
+from udpt.events.types import Event
+
+__all__ = ["GroupCommitWriter", "WriterClosed"]
+
+log = logging.getLogger(__name__)
+
+Committed = Callable[[int], None]
+Apply = Callable[[int, Event], None]
+
+
+class WriterClosed(RuntimeError):
+    """The writer no longer takes events (shutting down, or the disk failed)."""
+
+
+class GroupCommitWriter:
+    """Appends events to ``event_log`` in batches and applies them once committed.
+
+    ``max_pending`` bounds the events waiting for a commit; past it ``submit``
+    refuses (the caller sheds load) instead of queueing without limit.
+    """
+
+    def __init__(self, event_log: EventLog, apply: Apply, *, linger_s: float = 0.002,
+                 max_pending: int = 100_000, max_batch: int = 50_000) -> None:
+        self._log = event_log
+        self._apply = apply
+        self._linger_s = linger_s
+        self.max_pending = max_pending
+        self._max_batch = max_batch
+        self._pending: list[tuple[Event, Committed | None]] = []
+        self._in_flight = False
+        self._scheduled = False
+        self._closed = False
+        self._failed: BaseException | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._next_seq = event_log.last_seq() + 1
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmdb-writer")
+        self._loop = asyncio.get_running_loop()
+        self.batches = 0
+        self.committed = 0
+
+    @property
+    def last_committed_seq(self) -> int:
+        return self._next_seq - 1
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def submit(self, event: Event, on_committed: Committed | None = None) -> bool:
+        """Queue ``event``; ``on_committed(seq)`` runs after it is committed and applied.
+
+        If the commit fails, ``on_committed(0)`` runs instead: nothing was recorded,
+        so nothing may be acknowledged. Returns False, queueing nothing, when the
+        writer is full, closed or failed.
+        """
+        if self._closed or self._failed or len(self._pending) >= self.max_pending:
+            return False
+        self._pending.append((event, on_committed))
+        self._idle.clear()
+        if not self._in_flight and not self._scheduled:
+            self._scheduled = True
+            if self._linger_s > 0:
+                self._loop.call_later(self._linger_s, self._start_commit)
+            else:
+                self._loop.call_soon(self._start_commit)
+        return True
+
+    async def append(self, event: Event) -> int:
+        """Append one event and wait for its commit; returns its sequence number."""
+        done: asyncio.Future[int] = self._loop.create_future()
+
+        def resolve(seq: int) -> None:
+            if done.done():
+                return
+            if seq:
+                done.set_result(seq)
+            else:
+                done.set_exception(WriterClosed("the event log failed to commit"))
+
+        if not self.submit(event, resolve):
+            raise WriterClosed("the event log is not accepting events")
+        return await done
+
+    def _start_commit(self) -> None:
+        self._scheduled = False
+        if self._in_flight or not self._pending:
+            return
+        batch = self._pending[: self._max_batch]
+        del self._pending[: self._max_batch]
+        self._in_flight = True
+        first_seq = self._next_seq
+        future = self._pool.submit(self._commit, first_seq, [event for event, _ in batch])
+        future.add_done_callback(
+            lambda f: self._loop.call_soon_threadsafe(self._finish_commit, f, first_seq, batch))
+
+    def _commit(self, first_seq: int, events: list[Event]) -> None:
+        """Runs on the writer thread: encode, put, commit (and fsync)."""
+        self._log.append_records(first_seq, [encode_event(e) for e in events])
+
+    def _finish_commit(self, future: Future[None], first_seq: int,
+                       batch: list[tuple[Event, Committed | None]]) -> None:
+        self._in_flight = False
+        error = future.exception()
+        if error is not None:
+            self._fail(error, batch)
+            return
+        self._next_seq = first_seq + len(batch)
+        self.batches += 1
+        self.committed += len(batch)
+        apply = self._apply
+        for offset, (event, on_committed) in enumerate(batch):
+            seq = first_seq + offset
+            apply(seq, event)
+            if on_committed is not None:
+                try:
+                    on_committed(seq)
+                except Exception:
+                    log.exception("reply callback for event %d failed", seq)
+        if self._pending:
+            self._start_commit()
+        else:
+            self._idle.set()
+
+    def _fail(self, error: BaseException, batch: list[tuple[Event, Committed | None]]) -> None:
+        """A commit failed: nothing in it was acknowledged; stop taking events."""
+        log.error("the event log could not commit (%s); no longer accepting events", error)
+        self._failed = error
+        for _, on_committed in batch + self._pending:
+            if on_committed is not None:
+                on_committed(0)
+        self._pending.clear()
+        self._idle.set()
+
+    async def drain(self) -> None:
+        """Wait until everything submitted so far is committed and applied."""
+        if self._pending and not self._in_flight:
+            self._start_commit()
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        """Stop taking events, commit what is pending, release the thread."""
+        await self.drain()
+        self._closed = True
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,216 @@
+"""The live state of the tracker as a pure fold of the event log.
+
+``TrackerState.apply(seq, event)`` is the only thing that changes it, one
+small handler per event type. Nothing here reads a clock, a random source or
+configuration: everything an event needs (times, cutoffs) is in the event.
+So folding a log gives the same state live, on replay, and from a snapshot
+plus the tail — ``snapshot()`` bytes are the proof (DESIGN.md §1).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable
+
+from udpt.events.types import (
+    AnnounceAccepted,
+    AnnounceEvent,
+    AnnounceRefused,
+    Event,
+    PeersExpired,
+    TorrentAdded,
+    TorrentDropped,
+    TorrentFlagged,
+    TorrentImported,
+    TorrentUnflagged,
+)
+from udpt.projections.stats import Stats
+from udpt.projections.swarms import FLAG_OFFSET, PEER
+from udpt.projections.torrents import Torrent
+
+__all__ = ["SnapshotError", "TrackerState"]
+
+_STOPPED = AnnounceEvent.STOPPED
+_COMPLETED = AnnounceEvent.COMPLETED
+
+SNAPSHOT_MAGIC = b"UDPTSNAP"
+SNAPSHOT_VERSION = 1
+_HEADER = struct.Struct("!8sBQI")  # magic, version, seq, torrent count
+_TORRENT = struct.Struct("!20sBQq4I")  # hash, flags, completed, last announce, 4 table sizes
+_FLAGGED, _REGISTERED = 1, 2
+
+
+class SnapshotError(ValueError):
+    """Snapshot bytes that this version cannot restore."""
+
+
+class TrackerState:
+    """Torrents (with their swarms) and stats, as of event ``last_seq``."""
+
+    def __init__(self) -> None:
+        self.torrents: dict[bytes, Torrent] = {}
+        self.stats = Stats()
+        self.last_seq = 0
+        self._handlers: dict[type, Callable[[Event], None]] = {
+            AnnounceAccepted: self._announced,  # type: ignore[dict-item]
+            AnnounceRefused: self._refused,  # type: ignore[dict-item]
+            TorrentAdded: self._added,  # type: ignore[dict-item]
+            TorrentFlagged: self._flagged,  # type: ignore[dict-item]
+            TorrentUnflagged: self._unflagged,  # type: ignore[dict-item]
+            TorrentDropped: self._dropped,  # type: ignore[dict-item]
+            TorrentImported: self._imported,  # type: ignore[dict-item]
+            PeersExpired: self._expired,  # type: ignore[dict-item]
+        }
+
+    # -- folding ---------------------------------------------------------
+
+    def apply(self, seq: int, event: Event) -> None:
+        """Fold one committed event. Sequence numbers must increase."""
+        if seq <= self.last_seq:
+            raise ValueError(f"event {seq} applied after {self.last_seq}")
+        self._handlers[type(event)](event)
+        self.stats.by_kind[type(event).__name__] += 1
+        self.last_seq = seq
+
+    def apply_all(self, events: Iterable[tuple[int, Event]]) -> None:
+        for seq, event in events:
+            self.apply(seq, event)
+
+    def _announced(self, e: AnnounceAccepted) -> None:
+        torrent = self.torrents.get(e.info_hash)
+        peer = e.ip + e.port.to_bytes(2, "big")
+        if e.event == _STOPPED:
+            if torrent is not None:
+                torrent.swarm.remove(peer)
+            return
+        if torrent is None:
+            torrent = self.torrents[e.info_hash] = Torrent()
+        elif torrent.flagged:
+            return  # flagged between decision and commit: the flag wins
+        torrent.last_announce_ms = e.at_ms
+        swarm = torrent.swarm
+        old = swarm.remove(peer)
+        completed_flag = old is not None and old[FLAG_OFFSET] == 1
+        if e.event == _COMPLETED and e.left == 0 and not completed_flag:
+            torrent.completed += 1
+            completed_flag = True
+        record = PEER.pack(e.peer_id, e.key, e.at_ms, e.uploaded, e.downloaded, e.left, e.event,
+                           completed_flag)
+        swarm.put(peer, record, e.left == 0)
+
+    def _refused(self, e: AnnounceRefused) -> None:
+        """Refusals change no state; they are counted in the stats."""
+
+    def _added(self, e: TorrentAdded) -> None:
+        self.torrents.setdefault(e.info_hash, Torrent()).registered = True
+
+    def _flagged(self, e: TorrentFlagged) -> None:
+        torrent = self.torrents.setdefault(e.info_hash, Torrent())
+        torrent.flagged = True
+        torrent.registered = True
+        torrent.swarm.clear()
+
+    def _unflagged(self, e: TorrentUnflagged) -> None:
+        torrent = self.torrents.setdefault(e.info_hash, Torrent())
+        torrent.flagged = False
+        torrent.registered = True
+
+    def _dropped(self, e: TorrentDropped) -> None:
+        self.torrents.pop(e.info_hash, None)
+
+    def _imported(self, e: TorrentImported) -> None:
+        torrent = self.torrents.setdefault(e.info_hash, Torrent())
+        torrent.registered = True
+        torrent.flagged = e.is_flagged
+        torrent.completed = e.completed
+        if e.is_flagged:
+            torrent.swarm.clear()
+
+    def _expired(self, e: PeersExpired) -> None:
+        removed = 0
+        forgotten = []
+        for info_hash, torrent in self.torrents.items():
+            if torrent.swarm:
+                removed += torrent.swarm.expire(e.peer_cutoff_ms)
+            if e.torrent_cutoff_ms and torrent.is_forgettable(e.torrent_cutoff_ms):
+                forgotten.append(info_hash)
+        for info_hash in forgotten:
+            del self.torrents[info_hash]
+        self.stats.peers_expired += removed
+
+    # -- queries ----------------------------------------------------------
+
+    def totals(self) -> tuple[int, int, int]:
+        """(seeders, leechers, completed) summed over all torrents."""
+        seeders = leechers = completed = 0
+        for torrent in self.torrents.values():
+            seeders += torrent.swarm.seeders
+            leechers += torrent.swarm.leechers
+            completed += torrent.completed
+        return seeders, leechers, completed
+
+    def peer_count(self) -> int:
+        return sum(len(t.swarm) for t in self.torrents.values())
+
+    # -- snapshots --------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """Canonical bytes of the whole state: torrents by info hash, peers in table order.
+
+        Two states that answer every query alike and will fold every future
+        event alike have equal snapshots; tests compare states this way.
+        """
+        parts = [_HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, self.last_seq,
+                              len(self.torrents)), self.stats.to_bytes()]
+        for info_hash in sorted(self.torrents):
+            torrent = self.torrents[info_hash]
+            tables = torrent.swarm.tables()
+            flags = (_FLAGGED if torrent.flagged else 0) | (
+                _REGISTERED if torrent.registered else 0)
+            parts.append(_TORRENT.pack(info_hash, flags, torrent.completed,
+                                       torrent.last_announce_ms, *map(len, tables)))
+            for table in tables:
+                for peer, record in table.items():
+                    parts.append(peer)
+                    parts.append(record)
+        return b"".join(parts)
+
+    @classmethod
+    def restore(cls, data: bytes) -> TrackerState:
+        """The state whose ``snapshot()`` is ``data``."""
+        try:
+            return cls._restore(memoryview(data))
+        except struct.error as exc:
+            raise SnapshotError(f"snapshot is truncated or damaged: {exc}") from exc
+
+    @classmethod
+    def _restore(cls, view: memoryview) -> TrackerState:
+        magic, version, last_seq, count = _HEADER.unpack_from(view)
+        if magic != SNAPSHOT_MAGIC or version != SNAPSHOT_VERSION:
+            raise SnapshotError(f"not a version-{SNAPSHOT_VERSION} udpt snapshot")
+        state = cls()
+        state.last_seq = last_seq
+        offset = _HEADER.size
+        state.stats = Stats.from_bytes(bytes(view[offset:offset + Stats.SIZE]))
+        offset += Stats.SIZE
+        record_size = PEER.size
+        for _ in range(count):
+            info_hash, flags, completed, last_ms, *sizes = _TORRENT.unpack_from(view, offset)
+            offset += _TORRENT.size
+            torrent = Torrent(flagged=bool(flags & _FLAGGED),
+                              registered=bool(flags & _REGISTERED), completed=completed,
+                              last_announce_ms=last_ms)
+            for table, size, key_size in zip(torrent.swarm.tables(), sizes, (6, 6, 18, 18),
+                                             strict=True):
+                stride = key_size + record_size
+                end = offset + size * stride
+                if end > len(view):
+                    raise SnapshotError("snapshot is truncated")
+                raw = view[offset:end].tobytes()
+                for start in range(0, len(raw), stride):
+                    table[raw[start:start + key_size]] = raw[start + key_size:start + stride]
+                offset = end
+            state.torrents[info_hash] = torrent
+        if offset != len(view):
+            raise SnapshotError("snapshot has trailing bytes")
+        return state
