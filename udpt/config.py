@@ -4,11 +4,10 @@ The format is UDPT's (``udpt -c udpt.toml``): every key UDPT knows keeps its mea
 (``mode``, ``log_level``, ``db_path``, ``cleanup_interval``, ``[udp]``, ``[http]``,
 ``[http.access_tokens]``); keys of ours are added to ``[udp]`` and live in ``[log]``.
 
-Defaults are the field defaults below and nowhere else. Two cases differ, as in UDPT:
-
-* no file at all (``load_config(None)``): everything default, REST API on 127.0.0.1:1212
-  with no tokens, so a newcomer's first run works;
-* a file without an ``[http]`` table: the REST API is off (``Config.http is None``).
+Defaults are the field defaults below and nowhere else. The REST API is the one setting
+whose default depends on the file: with no file at all (``load_config(None)``) it is on, at
+127.0.0.1:1212 with no tokens, so that a newcomer's first run works; a file without an
+``[http]`` table turns it off (``Config.http is None``), as in UDPT.
 
 A bad file or value raises ``ConfigError``, whose text is one line naming file, key and
 problem. Unknown keys do not stop the tracker: ``load_config`` reports each one, by name, in
@@ -118,27 +117,24 @@ class _Invalid(Exception):
         self.subkey = subkey
 
 
+# TOML's names for the types tomllib returns; bool before int and datetime before date,
+# as each is a subclass of the next.
+_TOML_TYPES: tuple[tuple[type, str], ...] = (
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a float"),
+    (str, "a string"),
+    (list, "an array"),
+    (dict, "a table"),
+    (datetime, "a datetime"),
+    (date, "a date"),
+    (time, "a time"),
+)
+
+
 def _type_name(value: object) -> str:
-    """The TOML name of a parsed value's type, as a user wrote it."""
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    for kind, name in (
-        (float, "a float"),
-        (str, "a string"),
-        (list, "an array"),
-        (dict, "a table"),
-        (datetime, "a datetime"),
-        (date, "a date"),
-        (time, "a time"),
-    ):
-        if isinstance(value, kind):
-            return name
-    return type(value).__name__
-
-
-_TYPE_NAMES = {bool: "a boolean", int: "an integer", str: "a string"}
+    """The TOML name of a parsed value's type, as the user wrote it."""
+    return next((name for kind, name in _TOML_TYPES if isinstance(value, kind)), "a value")
 
 
 def _expect_string(raw: object) -> str:
@@ -370,8 +366,10 @@ class LogConfig:
     map_size_mib: int = field(
         default=1024,
         metadata=_spec(
-            "Initial LMDB map size in MiB; it grows on demand, this only sets the first step.",
+            "Initial LMDB map size in MiB (at most 1 PiB); it grows on demand, this only sets "
+            "the first step.",
             minimum=1,
+            maximum=1 << 30,
         ),
     )
 
@@ -512,7 +510,7 @@ def _read_value(f: Field[Any], hint: Any, raw: object) -> Any:
     if parse is not None:
         return parse(raw)
     if type(raw) is not hint:
-        raise _Invalid(f"expected {_TYPE_NAMES[hint]}, got {_type_name(raw)}")
+        raise _Invalid(f"expected {dict(_TOML_TYPES)[hint]}, got {_type_name(raw)}")
     minimum, maximum = f.metadata["minimum"], f.metadata["maximum"]
     too_small = minimum is not None and raw < minimum
     too_large = maximum is not None and raw > maximum

@@ -118,6 +118,9 @@ async def serve(config: Config, *, udp_socket: socket.socket | None = None,
             running.tasks.extend(ep.run())
         running.tasks.append(asyncio.create_task(_expire_periodically(tracker, clock, config),
                                                  name="expiry"))
+        if config.log.snapshot_interval:
+            running.tasks.append(asyncio.create_task(
+                _snapshot_periodically(config, state, snapshot_seq), name="snapshots"))
         peers = state.peer_count()
         log.info("udpt serving UDP on %s%s, mode %s; recovered %d torrents, %d peers, "
                  "last seq %d (snapshot %d) in %.2f s",
@@ -169,6 +172,33 @@ async def _expire_periodically(tracker: Tracker, clock: EventClock, config: Conf
     while True:
         await asyncio.sleep(config.cleanup_interval)
         tracker.expire_if_due(clock.now_ms())
+
+
+async def _snapshot_periodically(config: Config, state: TrackerState, last_seq: int) -> None:
+    """Every ``snapshot_interval``, snapshot the log in a child process.
+
+    The child folds the log itself (newest snapshot + tail), so the event loop
+    never serialises a million peers; it only waits for the child to exit.
+    """
+    while True:
+        await asyncio.sleep(config.log.snapshot_interval)
+        seq = state.last_seq
+        if seq == last_seq:
+            continue
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "udpt.events.snapshots", str(config.db_path), str(seq),
+            stdout=asyncio.subprocess.DEVNULL)
+        try:
+            status = await child.wait()
+        except asyncio.CancelledError:
+            child.kill()
+            await child.wait()
+            raise
+        if status == 0:
+            last_seq = seq
+            log.debug("snapshot taken at seq %d", seq)
+        else:
+            log.warning("taking a snapshot at seq %d failed (exit %d)", seq, status)
 
 
 def run(config: Config) -> int:

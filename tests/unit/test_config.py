@@ -184,7 +184,7 @@ def test_empty_http_table_turns_the_api_on_with_defaults(tmp_path: Path) -> None
         ("[log]\nfsync = 1", "log.fsync", "expected a boolean, got an integer"),
         ("[log]\ncommit_linger_ms = 1001", "log.commit_linger_ms", "must be between 0 and 1000"),
         ("[log]\nsnapshot_interval = -5", "log.snapshot_interval", "must be between 0 and"),
-        ("[log]\nmap_size_mib = 0", "log.map_size_mib", "must be at least 1, got 0"),
+        ("[log]\nmap_size_mib = 0", "log.map_size_mib", "must be between 1 and 1073741824"),
     ],
 )
 def test_bad_value_is_one_line_naming_file_key_and_problem(

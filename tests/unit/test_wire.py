@@ -102,7 +102,7 @@ def support_bytes(request: Request) -> bytes:
 REQUEST_CASES: list[tuple[Request, bytes]] = [
     (
         ConnectRequest(TID),
-        bytes.fromhex("0000041727101980" "00000000" "01020304"),
+        bytes.fromhex("00000417271019800000000001020304"),
     ),
     (HAND_BUILT_ANNOUNCE_VALUE, HAND_BUILT_ANNOUNCE),
     (
@@ -145,7 +145,7 @@ def test_request_case_is_what_a_client_sends(value: Request, datagram: bytes) ->
 RESPONSE_CASES: list[tuple[bytes, bytes, object]] = [
     (
         build_connect_response(TID, CID),
-        bytes.fromhex("00000000" "01020304" "a1a2a3a4a5a6a7a8"),
+        bytes.fromhex("0000000001020304a1a2a3a4a5a6a7a8"),
         bep15.ConnectResponse(TID, CID),
     ),
     (
@@ -157,9 +157,7 @@ RESPONSE_CASES: list[tuple[bytes, bytes, object]] = [
             1,
             bytes.fromhex("c00002071ae1") + bytes.fromhex("c6336409c8d5"),
         ),
-        bytes.fromhex(
-            "00000001 aabbccdd 00000708 00000002 00000001 c0000207 1ae1 c6336409 c8d5"
-        ),
+        bytes.fromhex("00000001 aabbccdd 00000708 00000002 00000001 c0000207 1ae1 c6336409 c8d5"),
         bep15.AnnounceResponse(
             bytes.fromhex("aabbccdd"),
             1800,

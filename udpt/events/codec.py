@@ -96,9 +96,18 @@ def encode_event(event: Event) -> bytes:
         raise ValueError(f"{type(event).__name__}: {exc}") from exc
 
 
+def _check_sizes(info_hash: bytes, peer_id: bytes = bytes(20)) -> None:
+    """``struct`` would pad or cut a wrong-sized hash or peer id without a word."""
+    if len(info_hash) != 20 or len(peer_id) != 20:
+        raise ValueError("info_hash and peer_id must be 20 bytes")
+
+
 def _encode(event: Event) -> bytes:
     kind = type(event)
     if kind is AnnounceAccepted:
+        _check_sizes(event.info_hash, event.peer_id)
+        if not 0 <= event.event <= 3:
+            raise ValueError(f"announce event {event.event} is not 0..3")
         layout, tag = (_ANNOUNCE_V4, TAG_ANNOUNCE_V4) if len(event.ip) == 4 else (
             _ANNOUNCE_V6, TAG_ANNOUNCE_V6)
         if len(event.ip) not in (4, 16):
@@ -110,14 +119,17 @@ def _encode(event: Event) -> bytes:
         _put_varint(out, event.left)
         return bytes(out)
     if kind is AnnounceRefused:
+        _check_sizes(event.info_hash, event.peer_id)
         if len(event.ip) not in (4, 16):
             raise ValueError("ip must be 4 or 16 bytes")
         return _REFUSED.pack(TAG_REFUSED, event.at_ms, len(event.ip), event.info_hash,
-                             event.port, event.peer_id, event.reason) + event.ip
+                             event.port, event.peer_id, RefusalReason(event.reason)) + event.ip
     if kind in _ADMIN_TYPES:
+        _check_sizes(event.info_hash)
         actor = _actor_bytes(event.actor)
         return _ADMIN.pack(_ADMIN_TYPES[kind], event.at_ms, event.info_hash, len(actor)) + actor
     if kind is TorrentImported:
+        _check_sizes(event.info_hash)
         actor = _actor_bytes(event.actor)
         return _IMPORTED.pack(TAG_IMPORTED, event.at_ms, event.info_hash, event.is_flagged,
                               event.completed, len(actor)) + actor
@@ -151,6 +163,8 @@ def _get_counters(data: bytes, offset: int) -> tuple[int, int, int]:
                 raise DecodeError("oversized varint")
     if len(values) != 3 or shift:
         raise DecodeError("announce counters are truncated or followed by stray bytes")
+    if len(data) - offset > 11 and not all(-(1 << 63) <= v < (1 << 63) for v in values):
+        raise DecodeError("announce counter does not fit in 64 bits")  # a 10-byte varint
     return values[0], values[1], values[2]
 
 

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 Committed = Callable[[int], None]
 Apply = Callable[[int, Event], None]
+Batch = list[tuple[Event, bytes, Committed | None]]
 
 
 class WriterClosed(RuntimeError):
@@ -47,7 +48,7 @@ class GroupCommitWriter:
         self._linger_s = linger_s
         self.max_pending = max_pending
         self._max_batch = max_batch
-        self._pending: list[tuple[Event, Committed | None]] = []
+        self._pending: Batch = []
         self._in_flight = False
         self._scheduled = False
         self._closed = False
@@ -73,11 +74,13 @@ class GroupCommitWriter:
 
         If the commit fails, ``on_committed(0)`` runs instead: nothing was recorded,
         so nothing may be acknowledged. Returns False, queueing nothing, when the
-        writer is full, closed or failed.
+        writer is full, closed or failed. Raises ValueError, queueing nothing, for an
+        event the codec cannot record: encoding here rather than on the writer thread
+        keeps one bad event from failing its whole batch and stopping the writer.
         """
         if self._closed or self._failed or len(self._pending) >= self.max_pending:
             return False
-        self._pending.append((event, on_committed))
+        self._pending.append((event, encode_event(event), on_committed))
         self._idle.clear()
         if not self._in_flight and not self._scheduled:
             self._scheduled = True
@@ -111,16 +114,16 @@ class GroupCommitWriter:
         del self._pending[: self._max_batch]
         self._in_flight = True
         first_seq = self._next_seq
-        future = self._pool.submit(self._commit, first_seq, [event for event, _ in batch])
+        future = self._pool.submit(self._commit, first_seq, [record for _, record, _ in batch])
         future.add_done_callback(
             lambda f: self._loop.call_soon_threadsafe(self._finish_commit, f, first_seq, batch))
 
-    def _commit(self, first_seq: int, events: list[Event]) -> None:
-        """Runs on the writer thread: encode, put, commit (and fsync)."""
-        self._log.append_records(first_seq, [encode_event(e) for e in events])
+    def _commit(self, first_seq: int, records: list[bytes]) -> None:
+        """Runs on the writer thread: put, commit (and fsync)."""
+        self._log.append_records(first_seq, records)
 
     def _finish_commit(self, future: Future[None], first_seq: int,
-                       batch: list[tuple[Event, Committed | None]]) -> None:
+                       batch: Batch) -> None:
         self._in_flight = False
         error = future.exception()
         if error is not None:
@@ -130,7 +133,7 @@ class GroupCommitWriter:
         self.batches += 1
         self.committed += len(batch)
         apply = self._apply
-        for offset, (event, on_committed) in enumerate(batch):
+        for offset, (event, _, on_committed) in enumerate(batch):
             seq = first_seq + offset
             apply(seq, event)
             if on_committed is not None:
@@ -143,11 +146,11 @@ class GroupCommitWriter:
         else:
             self._idle.set()
 
-    def _fail(self, error: BaseException, batch: list[tuple[Event, Committed | None]]) -> None:
+    def _fail(self, error: BaseException, batch: Batch) -> None:
         """A commit failed: nothing in it was acknowledged; stop taking events."""
         log.error("the event log could not commit (%s); no longer accepting events", error)
         self._failed = error
-        for _, on_committed in batch + self._pending:
+        for _, _, on_committed in batch + self._pending:
             if on_committed is not None:
                 on_committed(0)
         self._pending.clear()

@@ -1,0 +1,232 @@
+"""Hypothesis strategies for udpt's events, shared by the whole suite.
+
+Two families:
+
+* value strategies that span everything the codec must hold, extremes
+  included (``events()``, and one builder per event type whose field
+  strategies can be overridden, e.g. ``accepted_announces(ip=ipv4s)``);
+* ``tracker_histories()``: realistic logs in which events interact (a few
+  torrents and peers, times that never go backwards, expiry at increasing
+  cutoffs), for fold and replay tests.
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from udpt.events.types import (
+    AnnounceAccepted,
+    AnnounceEvent,
+    AnnounceRefused,
+    Event,
+    PeersExpired,
+    RefusalReason,
+    TorrentAdded,
+    TorrentDropped,
+    TorrentFlagged,
+    TorrentImported,
+    TorrentUnflagged,
+)
+
+__all__ = [
+    "ACTOR_EXTREMES",
+    "EVENT_STRATEGIES",
+    "I64_MAX",
+    "I64_MIN",
+    "U32_MAX",
+    "U64_MAX",
+    "accepted_announces",
+    "actors",
+    "admin_events",
+    "announce_events",
+    "events",
+    "expiries",
+    "i64s",
+    "imports",
+    "info_hashes",
+    "ips",
+    "ipv4s",
+    "ipv6s",
+    "peer_ids",
+    "ports",
+    "refused_announces",
+    "tracker_histories",
+    "u32s",
+    "u64s",
+]
+
+I64_MIN, I64_MAX = -(1 << 63), (1 << 63) - 1
+U32_MAX = (1 << 32) - 1
+U64_MAX = (1 << 64) - 1
+
+i64s = st.integers(I64_MIN, I64_MAX)
+u32s = st.integers(0, U32_MAX)
+u64s = st.integers(0, U64_MAX)
+ports = st.integers(0, 65535)
+info_hashes = st.binary(min_size=20, max_size=20)
+peer_ids = st.binary(min_size=20, max_size=20)
+ipv4s = st.binary(min_size=4, max_size=4)
+ipv6s = st.binary(min_size=16, max_size=16)
+ips = st.one_of(ipv4s, ipv6s)
+announce_events = st.sampled_from(AnnounceEvent)
+refusal_reasons = st.sampled_from(RefusalReason)
+
+# Labels of exactly 255 UTF-8 bytes (the most a record holds) in 1-, 2-, 3- and 4-byte
+# characters, and the empty label.
+ACTOR_EXTREMES = ("", "a" * 255, "é" * 127 + "a", "€" * 85, "😀" * 63 + "abc")
+actors = st.one_of(
+    st.text(max_size=63),  # 63 characters are at most 252 UTF-8 bytes
+    st.sampled_from(ACTOR_EXTREMES),
+)
+
+
+def accepted_announces(
+    *,
+    at_ms: st.SearchStrategy[int] = i64s,
+    info_hash: st.SearchStrategy[bytes] = info_hashes,
+    ip: st.SearchStrategy[bytes] = ips,
+    port: st.SearchStrategy[int] = ports,
+    peer_id: st.SearchStrategy[bytes] = peer_ids,
+    key: st.SearchStrategy[int] = u32s,
+    event: st.SearchStrategy[AnnounceEvent] = announce_events,
+    counter: st.SearchStrategy[int] = i64s,
+) -> st.SearchStrategy[AnnounceAccepted]:
+    """``AnnounceAccepted``; ``counter`` draws uploaded, downloaded and left."""
+    return st.builds(
+        AnnounceAccepted, at_ms, info_hash, ip, port, peer_id, key, event, counter, counter, counter
+    )
+
+
+def refused_announces(
+    *,
+    at_ms: st.SearchStrategy[int] = i64s,
+    info_hash: st.SearchStrategy[bytes] = info_hashes,
+    ip: st.SearchStrategy[bytes] = ips,
+    port: st.SearchStrategy[int] = ports,
+    peer_id: st.SearchStrategy[bytes] = peer_ids,
+    reason: st.SearchStrategy[RefusalReason] = refusal_reasons,
+) -> st.SearchStrategy[AnnounceRefused]:
+    return st.builds(AnnounceRefused, at_ms, info_hash, ip, port, peer_id, reason)
+
+
+def admin_events(
+    kind: type[TorrentAdded | TorrentFlagged | TorrentUnflagged | TorrentDropped],
+    *,
+    at_ms: st.SearchStrategy[int] = i64s,
+    info_hash: st.SearchStrategy[bytes] = info_hashes,
+    actor: st.SearchStrategy[str] = actors,
+) -> st.SearchStrategy[Event]:
+    """One of the four admin events that carry only a hash and an actor."""
+    return st.builds(kind, at_ms, info_hash, actor)
+
+
+def imports(
+    *,
+    at_ms: st.SearchStrategy[int] = i64s,
+    info_hash: st.SearchStrategy[bytes] = info_hashes,
+    completed: st.SearchStrategy[int] = u64s,
+    actor: st.SearchStrategy[str] = actors,
+) -> st.SearchStrategy[TorrentImported]:
+    return st.builds(TorrentImported, at_ms, info_hash, st.booleans(), completed, actor)
+
+
+def expiries(
+    *, at_ms: st.SearchStrategy[int] = i64s, cutoff: st.SearchStrategy[int] = i64s
+) -> st.SearchStrategy[PeersExpired]:
+    return st.builds(PeersExpired, at_ms, cutoff, cutoff)
+
+
+EVENT_STRATEGIES: dict[type, st.SearchStrategy[Event]] = {
+    AnnounceAccepted: accepted_announces(),
+    AnnounceRefused: refused_announces(),
+    TorrentAdded: admin_events(TorrentAdded),
+    TorrentFlagged: admin_events(TorrentFlagged),
+    TorrentUnflagged: admin_events(TorrentUnflagged),
+    TorrentDropped: admin_events(TorrentDropped),
+    TorrentImported: imports(),
+    PeersExpired: expiries(),
+}
+
+
+def events() -> st.SearchStrategy[Event]:
+    """Any event of any type, with any value its record can hold."""
+    return st.one_of(*EVENT_STRATEGIES.values())
+
+
+# A small world, so that events of a history hit the same torrents and peers.
+_HISTORY_IPS = (b"\x7f\x00\x00\x01", b"\x0a\x00\x00\x02", bytes(15) + b"\x01")
+_HISTORY_PORTS = (0, 6881, 6882, 65535)
+_HISTORY_PEER_IDS = (b"-qB4630-" + bytes(12), b"-TR4050-" + b"\x01" * 12)
+_HISTORY_ACTORS = ("admin", "import", "")
+_LEFTS = (0, 0, 1, 16384, -1)
+_ADMIN_KINDS = {
+    "added": TorrentAdded,
+    "flagged": TorrentFlagged,
+    "unflagged": TorrentUnflagged,
+    "dropped": TorrentDropped,
+}
+_STEP_KINDS = ("announce",) * 8 + ("refused", "imported", *_ADMIN_KINDS) + ("expired",) * 2
+
+
+@st.composite
+def tracker_histories(draw: st.DrawFn, max_events: int = 60) -> list[Event]:
+    """A realistic log: 1-3 torrents, 1-5 endpoints (IPv4 and IPv6) and every kind of event.
+
+    Announces use every event 0..3 and ``left`` zero or not; times never go
+    backwards and often repeat; expiry cutoffs never decrease and are often
+    exactly the time of an earlier event, so boundaries get exercised.
+    """
+    hashes = draw(st.lists(info_hashes, min_size=1, max_size=3, unique=True))
+    endpoints = draw(
+        st.lists(
+            st.tuples(st.sampled_from(_HISTORY_IPS), st.sampled_from(_HISTORY_PORTS)),
+            min_size=1,
+            max_size=5,
+            unique=True,
+        )
+    )
+    now = draw(st.integers(0, 1 << 41))
+    times = [now]
+    peer_cutoff = torrent_cutoff = now - 1
+    history: list[Event] = []
+    for _ in range(draw(st.integers(0, max_events))):
+        now += draw(st.sampled_from((0, 0, 1, 7, 100)))
+        times.append(now)
+        kind = draw(st.sampled_from(_STEP_KINDS))
+        info_hash = draw(st.sampled_from(hashes))
+        if kind in ("announce", "refused"):
+            ip, port = draw(st.sampled_from(endpoints))
+            peer_id = draw(st.sampled_from(_HISTORY_PEER_IDS))
+            if kind == "refused":
+                reason = draw(refusal_reasons)
+                history.append(AnnounceRefused(now, info_hash, ip, port, peer_id, reason))
+                continue
+            history.append(
+                AnnounceAccepted(
+                    now,
+                    info_hash,
+                    ip,
+                    port,
+                    peer_id,
+                    draw(st.sampled_from((0, 7, U32_MAX))),
+                    draw(announce_events),
+                    draw(st.integers(0, 1 << 20)),
+                    draw(st.integers(0, 1 << 20)),
+                    draw(st.sampled_from(_LEFTS)),
+                )
+            )
+        elif kind == "imported":
+            flagged = draw(st.booleans())
+            completed = draw(st.integers(0, 1000))
+            history.append(TorrentImported(now, info_hash, flagged, completed, "import"))
+        elif kind == "expired":
+            peer_cutoff = max(peer_cutoff, draw(st.sampled_from(times)))
+            if draw(st.booleans()):
+                torrent_cutoff = max(torrent_cutoff, draw(st.sampled_from(times)))
+                history.append(PeersExpired(now, peer_cutoff, torrent_cutoff))
+            else:
+                history.append(PeersExpired(now, peer_cutoff, 0))
+        else:
+            actor = draw(st.sampled_from(_HISTORY_ACTORS))
+            history.append(_ADMIN_KINDS[kind](now, info_hash, actor))
+    return history
