@@ -12,6 +12,8 @@ Two families:
 
 from __future__ import annotations
 
+from itertools import product
+
 from hypothesis import strategies as st
 
 from udpt.events.types import (
@@ -153,80 +155,85 @@ def events() -> st.SearchStrategy[Event]:
     return st.one_of(*EVENT_STRATEGIES.values())
 
 
-# A small world, so that events of a history hit the same torrents and peers.
-_HISTORY_IPS = (b"\x7f\x00\x00\x01", b"\x0a\x00\x00\x02", bytes(15) + b"\x01")
-_HISTORY_PORTS = (0, 6881, 6882, 65535)
-_HISTORY_PEER_IDS = (b"-qB4630-" + bytes(12), b"-TR4050-" + b"\x01" * 12)
-_HISTORY_ACTORS = ("admin", "import", "")
-_LEFTS = (0, 0, 1, 16384, -1)
-_ADMIN_KINDS = {
-    "added": TorrentAdded,
-    "flagged": TorrentFlagged,
-    "unflagged": TorrentUnflagged,
-    "dropped": TorrentDropped,
-}
-_STEP_KINDS = ("announce",) * 8 + ("refused", "imported", *_ADMIN_KINDS) + ("expired",) * 2
+# A small world, so that events of a history hit the same torrents and peers. The
+# strategies are built once: building them inside the loop would dominate the run time.
+_HISTORY_ENDPOINTS = tuple(
+    (ip, port)
+    for ip in (b"\x7f\x00\x00\x01", b"\x0a\x00\x00\x02", bytes(15) + b"\x01")
+    for port in (0, 6881, 6882, 65535)
+)
+_HISTORY_HASHES = (b"\xee" * 20, bytes(range(20)), b"\x01" * 20)
+_ADMIN_KINDS = (TorrentAdded, TorrentFlagged, TorrentUnflagged, TorrentDropped)
+# Each draw costs tens of microseconds, so related choices are drawn together from products.
+_step_heads = st.sampled_from(
+    list(
+        product(
+            ("announce",) * 8 + ("refused", "imported", "admin", "admin", "expired", "expired"),
+            (0, 0, 1, 7, 100),  # time since the previous event
+        )
+    )
+)
+_indexes = st.integers(0, 1 << 16)
+_announce_fields = st.sampled_from(
+    list(
+        product(
+            ((b"-qB4630-" + bytes(12), 7), (b"-TR4050-" + b"\x01" * 12, 0), (bytes(20), U32_MAX)),
+            AnnounceEvent,
+            ((0, 0), (10, 20), (1 << 20, 5)),  # uploaded, downloaded
+            (0, 0, 1, 16384, -1),  # left
+        )
+    )
+)
+_admin_fields = st.sampled_from(list(product(_ADMIN_KINDS, ("admin", ""))))
+_import_fields = st.sampled_from(list(product((False, True), (0, 1, 1000))))
+_expiry_fields = st.tuples(_indexes, st.one_of(st.none(), _indexes))
 
 
 @st.composite
-def tracker_histories(draw: st.DrawFn, max_events: int = 60) -> list[Event]:
+def tracker_histories(draw: st.DrawFn, max_events: int = 50) -> list[Event]:
     """A realistic log: 1-3 torrents, 1-5 endpoints (IPv4 and IPv6) and every kind of event.
 
     Announces use every event 0..3 and ``left`` zero or not; times never go
     backwards and often repeat; expiry cutoffs never decrease and are often
     exactly the time of an earlier event, so boundaries get exercised.
     """
-    hashes = draw(st.lists(info_hashes, min_size=1, max_size=3, unique=True))
-    endpoints = draw(
-        st.lists(
-            st.tuples(st.sampled_from(_HISTORY_IPS), st.sampled_from(_HISTORY_PORTS)),
-            min_size=1,
-            max_size=5,
-            unique=True,
-        )
-    )
+    hashes = _HISTORY_HASHES[: draw(st.integers(1, len(_HISTORY_HASHES)))]
+    chosen = draw(st.integers(1, (1 << len(_HISTORY_ENDPOINTS)) - 1))  # a non-empty subset
+    endpoints = [e for i, e in enumerate(_HISTORY_ENDPOINTS) if chosen >> i & 1][:5]
     now = draw(st.integers(0, 1 << 41))
     times = [now]
     peer_cutoff = torrent_cutoff = now - 1
     history: list[Event] = []
     for _ in range(draw(st.integers(0, max_events))):
-        now += draw(st.sampled_from((0, 0, 1, 7, 100)))
+        kind, elapsed = draw(_step_heads)
+        now += elapsed
         times.append(now)
-        kind = draw(st.sampled_from(_STEP_KINDS))
-        info_hash = draw(st.sampled_from(hashes))
+        pick = draw(_indexes)
+        info_hash = hashes[pick % len(hashes)]
         if kind in ("announce", "refused"):
-            ip, port = draw(st.sampled_from(endpoints))
-            peer_id = draw(st.sampled_from(_HISTORY_PEER_IDS))
+            ip, port = endpoints[pick // len(hashes) % len(endpoints)]
+            (peer_id, key), event, (uploaded, downloaded), left = draw(_announce_fields)
             if kind == "refused":
-                reason = draw(refusal_reasons)
+                reason = RefusalReason.FLAGGED if left else RefusalReason.NOT_REGISTERED
                 history.append(AnnounceRefused(now, info_hash, ip, port, peer_id, reason))
-                continue
-            history.append(
-                AnnounceAccepted(
-                    now,
-                    info_hash,
-                    ip,
-                    port,
-                    peer_id,
-                    draw(st.sampled_from((0, 7, U32_MAX))),
-                    draw(announce_events),
-                    draw(st.integers(0, 1 << 20)),
-                    draw(st.integers(0, 1 << 20)),
-                    draw(st.sampled_from(_LEFTS)),
+            else:
+                history.append(
+                    AnnounceAccepted(
+                        now, info_hash, ip, port, peer_id, key, event, uploaded, downloaded, left
+                    )
                 )
-            )
         elif kind == "imported":
-            flagged = draw(st.booleans())
-            completed = draw(st.integers(0, 1000))
+            flagged, completed = draw(_import_fields)
             history.append(TorrentImported(now, info_hash, flagged, completed, "import"))
         elif kind == "expired":
-            peer_cutoff = max(peer_cutoff, draw(st.sampled_from(times)))
-            if draw(st.booleans()):
-                torrent_cutoff = max(torrent_cutoff, draw(st.sampled_from(times)))
-                history.append(PeersExpired(now, peer_cutoff, torrent_cutoff))
-            else:
+            peer_back, torrent_back = draw(_expiry_fields)
+            peer_cutoff = max(peer_cutoff, times[-1 - peer_back % len(times)])
+            if torrent_back is None:
                 history.append(PeersExpired(now, peer_cutoff, 0))
+            else:
+                torrent_cutoff = max(torrent_cutoff, times[-1 - torrent_back % len(times)])
+                history.append(PeersExpired(now, peer_cutoff, torrent_cutoff))
         else:
-            actor = draw(st.sampled_from(_HISTORY_ACTORS))
-            history.append(_ADMIN_KINDS[kind](now, info_hash, actor))
+            admin_kind, actor = draw(_admin_fields)
+            history.append(admin_kind(now, info_hash, actor))
     return history

@@ -148,7 +148,12 @@ async def serve(config: Config, *, udp_socket: socket.socket | None = None,
         await asyncio.gather(*running.tasks, return_exceptions=True)
         if state.last_seq and state.last_seq != snapshot_seq:
             event_log.put_snapshot(state.last_seq, state.snapshot())
-        log.info("udpt stopped at seq %d", state.last_seq)
+        counters = tracker.counters
+        log.info("udpt stopped at seq %d: %d events committed in %d batches; dropped %d "
+                 "datagrams, %d with a bad connection id, shed %d (writer full) and %d "
+                 "(receive queue full)", state.last_seq, writer.committed, writer.batches,
+                 counters.dropped, counters.bad_connection_id, counters.shed,
+                 sum(ep.protocol.shed for ep in running.endpoints))
     return 0
 
 

@@ -48,7 +48,9 @@ __all__ = [
 JSON_LINES: Final = "json-lines"
 SINGLE_OBJECT: Final = "single-object"
 
-_READ_BYTES: Final = 1 << 16
+# A decompression error discards the output of the call that meets it: small reads
+# keep the blocks that end just before damage.
+_READ_BYTES: Final = 1 << 12
 # A bzip2 block holds at most 900 000 symbols of at most 20 bits: the last block
 # starts within the last 2.3 MB of the file.
 _LAST_BLOCK_SEARCH_BYTES: Final = 3 << 20
@@ -57,6 +59,8 @@ _END_MAGIC: Final = 0x177245385090
 _MAX_COMPLETED: Final = (1 << 64) - 1  # what the event log stores
 _HEX_DIGITS: Final = frozenset("0123456789abcdefABCDEF")
 _JSON_SPACE: Final = " \t\r\n"
+_JSON_SPACE_BYTES: Final = _JSON_SPACE.encode()
+_MISSING: Final = object()
 _FIRST_KEY: Final = re.compile(rb'\{[ \t\r\n]*"((?:[^"\\]|\\.)*)"')
 
 
@@ -245,9 +249,7 @@ def _decompressed_chunks(file: BinaryIO, size: int, stream: _StreamEnd) -> Itera
     last_block = _rebuild_unfinished_block(file.read())
     if last_block is None:
         stream.truncated = True
-        stream.note = (
-            "the bzip2 stream ends early: records after its last complete block were lost"
-        )
+        stream.note = "the bzip2 stream ends early: records after its last complete block were lost"
         return
     stream.note = (
         "the bzip2 stream was left unfinished, as UDPT 3.1.1 and later leave it; "
@@ -399,6 +401,9 @@ class _Records:
 
     def add(self, where: str, info_hash: object, entry: object) -> None:
         """Keep the record at ``where`` (``line 7``, ``record 7``) or say why not."""
+        if info_hash is _MISSING:
+            self.skip(f"{where}: no info_hash")
+            return
         if not (
             isinstance(info_hash, str)
             and len(info_hash) == 40
@@ -407,6 +412,9 @@ class _Records:
             self.skip(f"{where}: info_hash {_show(info_hash)} is not 40 hexadecimal digits")
             return
         where = f"{where} ({info_hash.lower()})"
+        if entry is _MISSING:
+            self.skip(f"{where}: no entry")
+            return
         if not isinstance(entry, dict):
             self.skip(f"{where}: its entry is {_show(entry)}, not a JSON object")
             return
@@ -430,7 +438,7 @@ class _Records:
 
 
 def _show(value: object) -> str:
-    shown = "missing" if value is None else json.dumps(value)
+    shown = json.dumps(value)
     return shown if len(shown) <= 60 else f"{shown[:57]}..."
 
 
@@ -446,7 +454,7 @@ def _detect_format(chunks: Iterator[bytes]) -> tuple[str, Iterator[bytes]]:
 
 
 def _format_of(head: bytes) -> str | None:
-    text = head.lstrip(_JSON_SPACE.encode())
+    text = head.lstrip(_JSON_SPACE_BYTES)
     if not text:
         return None
     if not text.startswith(b"{"):
@@ -454,7 +462,7 @@ def _format_of(head: bytes) -> str | None:
     first_key = _FIRST_KEY.match(text)
     if first_key is not None:
         return JSON_LINES if first_key[1] in (b"info_hash", b"entry") else SINGLE_OBJECT
-    after_brace = text[1:].lstrip(_JSON_SPACE.encode())
+    after_brace = text[1:].lstrip(_JSON_SPACE_BYTES)
     if after_brace.startswith(b"}"):
         return SINGLE_OBJECT
     if after_brace and not after_brace.startswith(b'"'):
@@ -492,7 +500,7 @@ def _read_line(line: bytes, where: str, records: _Records, *, may_be_cut: bool) 
     if not isinstance(record, dict):
         records.skip(f"{where}: {_show(record)} is not a JSON object")
         return
-    records.add(where, record.get("info_hash"), record.get("entry"))
+    records.add(where, record.get("info_hash", _MISSING), record.get("entry", _MISSING))
 
 
 def _read_single_object(data: bytes, records: _Records, stream: _StreamEnd) -> None:

@@ -19,11 +19,13 @@
  *     An alarm() set a few seconds past that ends the process if the loop ever
  *     failed to.
  *
- * Matching: a request's transaction id is a fresh random 32-bit value, and the
- * reply is matched against the outstanding requests of the socket it arrived on
- * (the window is small, so a linear scan is cheapest). A request unanswered after
- * --timeout-ms is lost; its id is remembered for a while so a late answer is told
- * apart from a reply nobody asked for.
+ * Matching: a request's transaction id is a keyed bijection of its client's
+ * request sequence number, so it looks random to the tracker yet any reply's id
+ * says which request it answers. A reply is matched against the outstanding
+ * requests of the socket it arrived on (the window is small, so a linear scan is
+ * cheapest); failing that, its sequence number tells a late answer (the request
+ * timed out after --timeout-ms and was counted lost) from a second answer to the
+ * same request and from an id this client never sent.
  *
  * Timeouts: every request waits the same time, so deadlines come in send order
  * and a FIFO of (deadline, client, slot, generation) finds expired requests in
@@ -60,11 +62,11 @@
 #define ANNOUNCE_LEN 98       /* BEP 15 announce without BEP 41 options */
 #define MAX_SCRAPE_HASHES 74  /* BEP 15: "up to about 74" */
 #define MAX_WINDOW 256
-#define LATE_RING 32          /* timed-out transaction ids remembered per client */
 #define MAX_ERROR_TEXTS 32    /* distinct error messages kept */
 #define ERROR_TEXT_MAX 96
 #define DUMP_BYTES 64         /* bytes kept of the first offending datagram */
 #define PEER_SET_SIZE 4096    /* > 2 * (RX_BUF / 6) entries, power of two */
+#define SEQ_HISTORY 2048      /* per client: timed-out flags of the last N requests */
 #define PORT_BASE 1024
 #define PORT_SPAN 64512       /* announced ports 1024..65535 */
 #define MAX_WAIT_MS 10
@@ -83,7 +85,8 @@ static const uint32_t EVENT_CODES[4] = {2, 0, 1, 3};
 
 enum violation_kind {
     V_SHORT,            /* under 8 bytes: no action and transaction id */
-    V_UNKNOWN_TID,      /* no outstanding or recently timed-out request has it */
+    V_UNKNOWN_TID,      /* an id this client never sent */
+    V_DUPLICATE_REPLY,  /* a second answer to an already answered request */
     V_ACTION,           /* action is neither the request's nor 3 */
     V_TRUNCATED,        /* longer than the receive buffer */
     V_CONNECT_LENGTH,   /* connect reply not exactly 16 bytes */
@@ -98,7 +101,7 @@ enum violation_kind {
     V_COUNT
 };
 static const char *const VIOLATION_NAMES[V_COUNT] = {
-    "short_reply",     "unknown_tid",    "action_mismatch", "truncated",
+    "short_reply",     "unknown_tid",    "duplicate_reply", "action_mismatch", "truncated",
     "connect_length",  "announce_length", "interval",       "negative_count",
     "too_many_peers",  "duplicate_peer", "self_in_peers",   "peer_port_zero",
     "scrape_length",
@@ -247,6 +250,32 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* Transaction id <-> sequence number: xor with the client's key, then two rounds
+ * of odd multiply and xorshift; each step is invertible modulo 2^32 (x ^= x >> 16
+ * is its own inverse on 32 bits). */
+#define TID_MUL1 0x7feb352du
+#define TID_MUL2 0x846ca68bu
+#define TID_INV1 0x1d69e2a5u /* TID_MUL1 * TID_INV1 == 1 mod 2^32 */
+#define TID_INV2 0x43021123u
+_Static_assert((uint32_t)(TID_MUL1 * TID_INV1) == 1u, "TID_INV1");
+_Static_assert((uint32_t)(TID_MUL2 * TID_INV2) == 1u, "TID_INV2");
+
+static uint32_t tid_of(uint32_t seq, uint32_t key)
+{
+    uint32_t x = (seq ^ key) * TID_MUL1;
+    x ^= x >> 16;
+    x *= TID_MUL2;
+    return x ^ (x >> 16);
+}
+
+static uint32_t seq_of(uint32_t tid, uint32_t key)
+{
+    uint32_t x = tid ^ (tid >> 16);
+    x *= TID_INV2;
+    x ^= x >> 16;
+    return (x * TID_INV1) ^ key;
+}
+
 /* --------------------------------------------------------------- histogram */
 
 /* Log-linear latency histogram in ns: exact below 128 ns, then 64 linear
@@ -291,9 +320,10 @@ static double hist_percentile_us(const struct hist *h, double p)
 {
     if (h->count == 0)
         return 0;
-    uint64_t rank = (uint64_t)(p * (double)h->count);
-    if (rank < 1)
-        rank = 1;
+    double exact = p * (double)h->count;
+    uint64_t rank = (uint64_t)exact;
+    if ((double)rank < exact || rank == 0)
+        rank++;
     uint64_t seen = 0;
     for (uint32_t i = 0; i < HIST_BUCKETS; i++) {
         seen += h->bucket[i];
@@ -336,9 +366,10 @@ struct client {
     uint64_t refresh_at;  /* ns: connect again from here on */
     uint64_t retry_at;    /* ns: after a failed send */
     uint8_t self_ip[16];  /* local address, to spot ourselves in peer lists */
+    uint32_t next_seq;    /* sequence number of the next request */
+    uint32_t tid_key;
+    uint64_t timed_out[SEQ_HISTORY / 64]; /* bit seq % SEQ_HISTORY */
     struct slot *slots;
-    uint64_t late[LATE_RING]; /* bit 32 set = valid timed-out tid */
-    uint32_t late_next;
 };
 
 struct timeout_entry {
@@ -401,7 +432,7 @@ struct run {
 
     struct type_stats types[T_COUNT];
     uint64_t datagrams;          /* every datagram received, any phase */
-    uint64_t window_replies;     /* received during the measured window */
+    uint64_t window_replies;     /* matched to a request, received in the measured window */
     uint64_t window_ok;
     uint64_t late;
     uint64_t ann_peers, ann_empty, ann_seeders, ann_leechers; /* measured ok announces */
@@ -606,6 +637,8 @@ static void parse_args(struct config *c, int argc, char **argv)
         usage_error("unexpected argument: %s", argv[optind]);
     if (c->warmup_s + c->duration_s > MAX_RUN_S)
         usage_error("%s", "warmup + duration must not exceed 600 s");
+    if ((uint64_t)c->sockets * c->window > 4000000)
+        usage_error("%s", "--sockets x --window must not exceed 4000000");
     if ((uint64_t)c->sockets * c->peers > 10000000)
         usage_error("%s", "--sockets x --peers must not exceed 10000000");
     if ((uint64_t)c->sockets * c->peers * c->peer_torrents > 50000000)
@@ -734,6 +767,7 @@ static int open_clients(struct run *r)
     for (uint32_t i = 0; i < n; i++) {
         struct client *c = &r->clients[i];
         c->slots = &r->slot_pool[(size_t)i * r->cfg.window];
+        c->tid_key = (uint32_t)rng_next(&r->rng);
         c->fd = socket(r->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (c->fd < 0) {
             fprintf(stderr, "loadgen: socket %u of %u: %s\n", i + 1, n, strerror(errno));
@@ -803,16 +837,12 @@ static int next_type(struct run *r, const struct client *c, uint64_t now)
     return pick_weighted(&r->rng, r->cfg.mix, 2) == 0 ? T_ANNOUNCE : T_SCRAPE;
 }
 
-static uint32_t fresh_tid(struct run *r, const struct client *c)
+/* Next transaction id of this client; its timed-out flag starts clear. */
+static uint32_t issue_tid(struct client *c)
 {
-    for (;;) {
-        uint32_t tid = (uint32_t)rng_next(&r->rng);
-        bool taken = false;
-        for (uint32_t i = 0; i < r->cfg.window && !taken; i++)
-            taken = c->slots[i].busy && c->slots[i].tid == tid;
-        if (!taken)
-            return tid;
-    }
+    uint32_t seq = c->next_seq++;
+    c->timed_out[(seq % SEQ_HISTORY) / 64] &= ~(1ull << (seq % 64));
+    return tid_of(seq, c->tid_key);
 }
 
 static size_t build_request(struct run *r, uint32_t ci, struct slot *s, int type, uint8_t *b)
@@ -820,7 +850,7 @@ static size_t build_request(struct run *r, uint32_t ci, struct slot *s, int type
     struct client *c = &r->clients[ci];
     const struct config *cfg = &r->cfg;
     s->type = (uint8_t)type;
-    s->tid = fresh_tid(r, c);
+    s->tid = issue_tid(c);
     if (type == T_CONNECT) {
         memcpy(b, PROTOCOL_MAGIC, 8);
         put_u32(b + 8, 0);
@@ -1072,16 +1102,25 @@ static struct slot *find_outstanding(struct run *r, struct client *c, uint32_t t
     return NULL;
 }
 
-static bool take_late(struct client *c, uint32_t tid)
+/* A reply that answers no outstanding request: late if its request timed out
+ * (beyond SEQ_HISTORY requests ago, late is assumed), a violation otherwise. */
+static void on_unmatched(struct run *r, struct client *c, uint32_t tid, const uint8_t *b,
+                         size_t len)
 {
-    uint64_t want = (1ull << 32) | tid;
-    for (int i = 0; i < LATE_RING; i++) {
-        if (c->late[i] == want) {
-            c->late[i] = 0;
-            return true;
-        }
+    uint32_t seq = seq_of(tid, c->tid_key);
+    uint32_t age = c->next_seq - seq; /* 1 = the latest request */
+    if (age == 0 || age > c->next_seq) {
+        violation(r, V_UNKNOWN_TID, b, len);
+        return;
     }
-    return false;
+    uint64_t *word = &c->timed_out[(seq % SEQ_HISTORY) / 64];
+    uint64_t bit = 1ull << (seq % 64);
+    if (age > SEQ_HISTORY || (*word & bit)) {
+        *word &= ~bit;
+        r->late++;
+        return;
+    }
+    violation(r, V_DUPLICATE_REPLY, b, len);
 }
 
 static void on_reply(struct run *r, uint32_t ci, const uint8_t *b, size_t len, bool truncated,
@@ -1089,8 +1128,6 @@ static void on_reply(struct run *r, uint32_t ci, const uint8_t *b, size_t len, b
 {
     struct client *c = &r->clients[ci];
     r->datagrams++;
-    if (r->phase == MEASURE)
-        r->window_replies++;
     if (len < 8) {
         violation(r, V_SHORT, b, len);
         return;
@@ -1099,12 +1136,11 @@ static void on_reply(struct run *r, uint32_t ci, const uint8_t *b, size_t len, b
     memcpy(&tid, b + 4, 4);
     struct slot *s = find_outstanding(r, c, tid);
     if (!s) {
-        if (take_late(c, tid))
-            r->late++;
-        else
-            violation(r, V_UNKNOWN_TID, b, len);
+        on_unmatched(r, c, tid, b, len);
         return;
     }
+    if (r->phase == MEASURE)
+        r->window_replies++;
     struct type_stats *st = &r->types[s->type];
     int type = s->type;
     bool measured = s->measured;
@@ -1196,8 +1232,9 @@ static void expire(struct run *r, uint64_t now)
             continue;
         if (s->measured)
             r->types[s->type].timeouts++;
-        c->late[c->late_next] = (1ull << 32) | s->tid;
-        c->late_next = (c->late_next + 1) % LATE_RING;
+        uint32_t seq = seq_of(s->tid, c->tid_key);
+        if (c->next_seq - seq <= SEQ_HISTORY)
+            c->timed_out[(seq % SEQ_HISTORY) / 64] |= 1ull << (seq % 64);
         release_slot(r, c, s);
         if (r->cfg.rate == 0)
             fill(r, e.client, r->cfg.window, now);

@@ -30,7 +30,7 @@ from udpt.wire import (
     parse_request,
 )
 
-EXAMPLES = settings(max_examples=300, deadline=None)
+EXAMPLES = settings(max_examples=200, deadline=None)
 MAGIC = PROTOCOL_ID.to_bytes(8, "big")
 REQUEST_TYPES = (ConnectRequest, AnnounceRequest, ScrapeRequest, InvalidRequest)
 
@@ -225,7 +225,7 @@ def test_every_action_at_every_length_parses_without_raising() -> None:
                     assert isinstance(result, ConnectRequest) == is_valid_connect(datagram)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     action=st.one_of(st.sampled_from(ACTIONS), u32),
     connection_id=st.one_of(st.just(MAGIC), eight_bytes),
@@ -241,7 +241,7 @@ def test_any_request_shaped_datagram_parses_without_raising(
     assert isinstance(result, ConnectRequest) == is_valid_connect(datagram)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(datagram=st.binary(max_size=2048))
 def test_a11_random_bytes_only_ever_parse_as_valid_connects(datagram: bytes) -> None:
     result = parse_request(datagram)

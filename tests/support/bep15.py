@@ -288,6 +288,12 @@ class TrackerClient:
         return next(self._transaction_ids).to_bytes(4, "big")
 
     async def send(self, data: bytes) -> None:
+        if not data:
+            # asyncio's datagram transport silently skips an empty datagram (CPython 3.11
+            # ``sendto``: ``if not data: return``), so send it on the socket itself.
+            with self._stream.socket.dup() as sock:
+                sock.send(data)
+            return
         await self._stream.send(data)
 
     async def recv(self, timeout: float = 2.0) -> bytes:

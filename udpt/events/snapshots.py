@@ -16,13 +16,14 @@ from udpt.events.codec import decode_event
 from udpt.events.log import EventLog
 from udpt.projections import SnapshotError, TrackerState
 
-__all__ = ["fold", "recover", "take_snapshot"]
+__all__ = ["fold", "recover", "restore_newest", "take_snapshot"]
 
 Progress = Callable[[int], None]
 
 
-def fold(log: EventLog, state: TrackerState, to_seq: int | None = None,
-         progress: Progress | None = None) -> TrackerState:
+def fold(
+    log: EventLog, state: TrackerState, to_seq: int | None = None, progress: Progress | None = None
+) -> TrackerState:
     """Apply the events after ``state.last_seq`` (up to ``to_seq``) to ``state``."""
     apply = state.apply
     for count, (seq, record) in enumerate(log.records(state.last_seq + 1, to_seq), 1):
@@ -32,30 +33,39 @@ def fold(log: EventLog, state: TrackerState, to_seq: int | None = None,
     return state
 
 
-def recover(log: EventLog, to_seq: int | None = None, *, use_snapshots: bool = True,
-            progress: Progress | None = None) -> tuple[TrackerState, int]:
+def recover(
+    log: EventLog,
+    to_seq: int | None = None,
+    *,
+    use_snapshots: bool = True,
+    progress: Progress | None = None,
+) -> tuple[TrackerState, int]:
     """The state at ``to_seq`` (default: the end), and the seq of the snapshot used (0: none).
 
     A snapshot that cannot be restored is skipped in favour of an older one or
     of a full replay: a damaged snapshot slows a start, it never stops it.
     """
-    state: TrackerState | None = None
-    used = 0
-    if use_snapshots:
-        for seq in reversed(log.snapshot_seqs()):
-            if to_seq is not None and seq > to_seq:
-                continue
-            data = log.get_snapshot(seq)
-            try:
-                state = TrackerState.restore(data or b"")
-            except SnapshotError:
-                continue
-            if state.last_seq != seq:
-                state = None
-                continue
-            used = seq
-            break
+    state = restore_newest(log, to_seq) if use_snapshots else None
+    used = state.last_seq if state is not None else 0
     return fold(log, state or TrackerState(), to_seq, progress), used
+
+
+def restore_newest(log: EventLog, max_seq: int | None = None) -> TrackerState | None:
+    """The state of the newest snapshot at or before ``max_seq`` that restores, if any.
+
+    A snapshot that fails to restore, or whose contents name another sequence
+    number than its key, is passed over for the next older one.
+    """
+    for seq in reversed(log.snapshot_seqs()):
+        if max_seq is not None and seq > max_seq:
+            continue
+        try:
+            state = TrackerState.restore(log.get_snapshot(seq) or b"")
+        except SnapshotError:
+            continue
+        if state.last_seq == seq:
+            return state
+    return None
 
 
 def take_snapshot(log: EventLog, to_seq: int | None = None) -> int:

@@ -109,7 +109,9 @@ def select_peers(swarm: Swarm, requester: bytes, is_seeder: bool, count: int,
     if requester in leechers or (not is_seeder and requester in seeders):
         eligible -= 1
     if eligible <= count:
-        return b"".join(peer for pool in pools for peer in pool if peer != requester)
+        if is_seeder:  # the requester is a seeder, so not among the leechers
+            return b"".join(leechers)
+        return b"".join(seeders) + b"".join([peer for peer in leechers if peer != requester])
     candidates = [peer for pool in pools for peer in pool]
     chosen = rng.sample(candidates, count + 1)
     return b"".join([peer for peer in chosen if peer != requester][:count])
