@@ -105,8 +105,8 @@ async def serve(config: Config, *, udp_socket: socket.socket | None = None,
         # 2. Bind: the UDP socket, then the API (none without an [http] table).
         if udp_socket is None:
             host, port = parse_bind_address(config.udp.bind_address)
-            udp_socket = bind_udp_socket(host, port, config.udp.receive_buffer)
-        endpoint = await UdpEndpoint.open(udp_socket, tracker, clock)
+            udp_socket = bind_udp_socket(host, port)
+        endpoint = await UdpEndpoint.open(udp_socket, tracker, clock, config.udp.receive_buffer)
         running = Running(config, state, writer, tracker, [endpoint])
         api = None
         if config.http is not None:

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 Address = tuple  # (host, port) or (host, port, flowinfo, scope_id)
 
 
-def bind_udp_socket(host: str, port: int, receive_buffer: int = 8192) -> socket.socket:
+def bind_udp_socket(host: str, port: int) -> socket.socket:
     """A bound, non-blocking UDP socket; ``::`` is dual-stack whatever the sysctl says."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -71,8 +71,9 @@ class UdpEndpoint:
     """One bound socket: its receive loop, its outbox and its sender."""
 
     def __init__(self, stream: DatagramServer, protocol: BoundedProtocol, tracker: Tracker,
-                 clock: EventClock) -> None:
+                 clock: EventClock, receive_buffer: int = 8192) -> None:
         self.stream = stream
+        self.receive_buffer = receive_buffer
         self.protocol = protocol
         self.tracker = tracker
         self.clock = clock
@@ -84,14 +85,15 @@ class UdpEndpoint:
 
     @classmethod
     async def open(cls, sock: socket.socket, tracker: Tracker, clock: EventClock,
-                   max_queued: int = 10_000) -> UdpEndpoint:
+                   receive_buffer: int = 8192, max_queued: int = 10_000) -> UdpEndpoint:
         loop = asyncio.get_running_loop()
         recvq: asyncio.Queue = asyncio.Queue()
         excq: asyncio.Queue = asyncio.Queue()
         drained = asyncio.Event()
         transport, protocol = await loop.create_datagram_endpoint(
             lambda: BoundedProtocol(recvq, excq, drained, max_queued), sock=sock)
-        return cls(DatagramServer(transport, recvq, excq, drained), protocol, tracker, clock)
+        return cls(DatagramServer(transport, recvq, excq, drained), protocol, tracker, clock,
+                   receive_buffer)
 
     @property
     def address(self) -> Address:
@@ -107,6 +109,7 @@ class UdpEndpoint:
         handle = self.tracker.handle
         clock = self.clock
         reply = self._reply
+        limit = self.receive_buffer
         while True:
             try:
                 data, addr = await stream.recv()
@@ -118,6 +121,8 @@ class UdpEndpoint:
             self.received += 1
             if addr[1] == 0:  # R1: no reply can reach source port 0
                 continue
+            if len(data) > limit:  # as a recvfrom into a receive_buffer-sized buffer would
+                data = data[:limit]
             try:
                 ip = canonical_ip(addr[0])
                 handle(data, ip, clock.now(), clock.now_ms(), partial(reply, addr))

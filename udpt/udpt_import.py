@@ -175,7 +175,7 @@ def main_import(
     flagged = sum(torrent.is_flagged for torrent in report.torrents)
     completed = sum(torrent.completed for torrent in report.torrents)
     print(
-        f"Imported {len(report.torrents)} torrents into {db} (events {first}-{last}): "
+        f"Imported {_count(len(report.torrents), 'torrent')} into {db} (events {first}-{last}): "
         f"{flagged} flagged, {completed} completed downloads in all."
     )
     return 0
@@ -185,9 +185,13 @@ def _print_problems(report: UdptReadReport) -> None:
     if report.stream_note:
         print(f"Note: {report.stream_note}.")
     if report.skipped:
-        print(f"Skipped {len(report.skipped)} records:")
+        print(f"Skipped {_count(len(report.skipped), 'record')}:")
         for reason in report.skipped:
             print(f"  {reason}")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 # -- the bzip2 stream ------------------------------------------------------
