@@ -220,8 +220,14 @@ def _print_json(obj: object) -> None:
     sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def _mib(size: int) -> str:
+def _size(size: int) -> str:
+    if size < 1 << 20:
+        return f"{size / 1024:,.1f} KiB"
     return f"{size / (1 << 20):,.1f} MiB"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 def _peer_id_text(peer_id: bytes) -> str:
@@ -231,10 +237,11 @@ def _peer_id_text(peer_id: bytes) -> str:
     return peer_id.hex()
 
 
-def _as_of(until: Until | None, seq: int) -> str:
-    if until is not None and until.at_ms is not None:
-        return f"{format_time(until.at_ms)} (event {seq:,})"
-    return f"event {seq:,}"
+def _time_asked(until: Until | None) -> str:
+    """What ``--until TIME`` resolved to, for the reader who asked for a time."""
+    if until is None or until.at_ms is None:
+        return ""
+    return f"  (the last event at or before {format_time(until.at_ms)})"
 
 
 # -- modes ---------------------------------------------------------------------------
@@ -251,10 +258,11 @@ def _summary(log: EventLog, args: argparse.Namespace) -> int:
     by_type = summary["events_by_type"]
     width = max(map(len, by_type))
     lines = [
-        f"log          {summary['log']}  ({_mib(summary['size_on_disk'])} on disk, "
+        f"log          {summary['log']}  ({_size(summary['size_on_disk'])} on disk, "
         f"{summary['records']:,} records)",
         f"first        event {summary['first_seq']:,}  {summary['first_time'] or '-'}",
-        f"as of        {_as_of(args.until, summary['last_seq'])}  {summary['last_time'] or '-'}",
+        f"as of        event {summary['last_seq']:,}  {summary['last_time'] or '-'}"
+        f"{_time_asked(args.until)}",
         f"events       {summary['events']:,}",
         *(f"  {name:<{width}}  {count:>12,}" for name, count in by_type.items()),
         f"torrents     {summary['torrents']:,}  ({summary['flagged']:,} flagged, "
@@ -294,7 +302,7 @@ def _describe(entry: HistoryEntry) -> str:
         case PeersExpired() as e:
             forgotten = "; torrent forgotten" if entry.forgotten else ""
             return (
-                f"{name}{entry.peers_expired} peers not seen since "
+                f"{name}{_count(entry.peers_expired, 'peer')} not seen since "
                 f"{format_time(e.peer_cutoff_ms)}{forgotten}"
             )
         case TorrentImported() as e:
@@ -319,7 +327,10 @@ def _peer_line(peer: PeerView) -> str:
 
 
 def _torrent_lines(history: TorrentHistory, until: Until | None) -> list[str]:
-    lines = [f"torrent {history.info_hash.hex()}, history to {_as_of(until, history.as_of_seq)}"]
+    lines = [
+        f"torrent {history.info_hash.hex()}, history to event {history.as_of_seq:,}"
+        f"{_time_asked(until)}"
+    ]
     if not history.complete:
         lines.append("  (events are missing from the log: this history has holes)")
     lines.extend(
@@ -337,8 +348,8 @@ def _torrent_lines(history: TorrentHistory, until: Until | None) -> list[str]:
     ]
     swarm = torrent.swarm
     lines.append(
-        f"state: {', '.join(flags) or 'not registered'}; {swarm.seeders:,} seeders, "
-        f"{swarm.leechers:,} leechers, completed {torrent.completed:,}"
+        f"state: {', '.join(flags) or 'not registered'}; {_count(swarm.seeders, 'seeder')}, "
+        f"{_count(swarm.leechers, 'leecher')}, completed {torrent.completed:,}"
     )
     peers = peers_of(torrent)
     lines.append(f"peers ({len(peers):,}), most recently seen first:")
@@ -482,7 +493,7 @@ def _rebuild(log: EventLog, args: argparse.Namespace) -> int:
         return EXIT_OK
     size = len(log.get_snapshot(seq) or b"")
     print(
-        f"wrote a snapshot at event {seq:,} ({_mib(size)}) after replaying {run.replayed:,} "
+        f"wrote a snapshot at event {seq:,} ({_size(size)}) after replaying {run.replayed:,} "
         f"events in {run.seconds:.2f} s ({run.events_per_second:,.0f} events/s)"
     )
     return EXIT_OK

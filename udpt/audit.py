@@ -61,6 +61,7 @@ __all__ = [
 
 Progress = Callable[[int], None]
 PROGRESS_EVERY = 100_000
+READ_CHUNK = 100_000
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
@@ -89,8 +90,11 @@ def parse_time(text: str) -> int:
 
 
 def format_time(at_ms: int) -> str:
-    """UTC ISO 8601 with milliseconds (``2026-11-29T14:05:00.000Z``); the bare number if the
-    time is outside what a calendar date can show."""
+    """UTC ISO 8601 with milliseconds: ``2026-11-29T14:05:00.000Z``.
+
+    A time outside the calendar's range (only a damaged or synthetic log has
+    one) is shown as the bare number of milliseconds.
+    """
     try:
         moment = _EPOCH + at_ms * _MILLISECOND
     except OverflowError:
@@ -151,6 +155,23 @@ def seq_at_time(log: EventLog, at_ms: int) -> int:
     return found
 
 
+def _records(
+    log: EventLog, from_seq: int = 1, to_seq: int | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """``log.records`` up to the end as it was when called, in chunks of ``READ_CHUNK``.
+
+    One read transaction per chunk rather than one for the whole scan: on a
+    live log, an open reader stops LMDB from reusing the pages the daemon frees
+    (old snapshots), so a long verify or export would make the file grow.
+    Committed events never change, so the chunks join into one consistent view.
+    """
+    end = log.last_seq() if to_seq is None else min(to_seq, log.last_seq())
+    start = max(from_seq, log.first_seq())
+    while start <= end:
+        yield from log.records(start, min(end, start + READ_CHUNK - 1))
+        start += READ_CHUNK
+
+
 def _event_time(log: EventLog, seq: int) -> int | None:
     for _, event in log.events(seq, seq):
         return event.at_ms
@@ -179,7 +200,7 @@ def _fold(log: EventLog, state: TrackerState, to_seq: int | None, progress: Prog
     """Apply the events after ``state.last_seq`` up to ``to_seq``; returns how many."""
     apply = state.apply
     count = 0
-    for count, (seq, record) in enumerate(log.records(state.last_seq + 1, to_seq), 1):
+    for count, (seq, record) in enumerate(_records(log, state.last_seq + 1, to_seq), 1):
         try:
             event = decode_event(record)
         except DecodeError as exc:
@@ -331,7 +352,7 @@ def torrent_history(
     entries = []
     previous = 0
     complete = True
-    for count, (seq, record) in enumerate(log.records(1, end), 1):
+    for count, (seq, record) in enumerate(_records(log, 1, end), 1):
         complete = complete and seq == previous + 1
         previous = seq
         if progress is not None and count % PROGRESS_EVERY == 0:
@@ -397,7 +418,7 @@ def verify(log: EventLog, progress: Progress | None = None) -> Verification:
     problems = result.problems
     state = TrackerState()
     previous, previous_ms = 0, None
-    for seq, record in log.records(1, result.last_seq):
+    for seq, record in _records(log, 1, result.last_seq):
         if seq != previous + 1:
             problems.append(Problem(previous + 1, _missing(previous + 1, seq - 1)))
         while pending and pending[0] < seq:
@@ -578,7 +599,7 @@ def export_events(
 
     Raises ``CorruptRecord`` at a record that cannot be decoded.
     """
-    for seq, record in log.records(1, to_seq):
+    for seq, record in _records(log, 1, to_seq):
         if info_hash is not None and info_hash not in record:
             continue
         try:

@@ -135,17 +135,17 @@ async def serve(config: Config, *, udp_socket: socket.socket | None = None,
             ready(running)
         await stop.wait()
 
-        # 4. Shutdown, in order: intake, pending commits, last replies, snapshot.
-        for ep in running.endpoints:
-            ep.close()
+        # 4. Shutdown, in order: intake (the receive loops), pending commits, last replies
+        #    (the sockets close only after them), snapshot.
+        for task in running.tasks:
+            task.cancel()
+        await asyncio.gather(*running.tasks, return_exceptions=True)
         if api is not None:
             await api.close()
         await writer.close()
         for ep in running.endpoints:
             await ep.flush()
-        for task in running.tasks:
-            task.cancel()
-        await asyncio.gather(*running.tasks, return_exceptions=True)
+            ep.close()
         if state.last_seq and state.last_seq != snapshot_seq:
             event_log.put_snapshot(state.last_seq, state.snapshot())
         counters = tracker.counters

@@ -41,6 +41,7 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -101,10 +102,9 @@ enum violation_kind {
     V_COUNT
 };
 static const char *const VIOLATION_NAMES[V_COUNT] = {
-    "short_reply",     "unknown_tid",    "duplicate_reply", "action_mismatch", "truncated",
-    "connect_length",  "announce_length", "interval",       "negative_count",
-    "too_many_peers",  "duplicate_peer", "self_in_peers",   "peer_port_zero",
-    "scrape_length",
+    "short_reply",    "unknown_tid",     "duplicate_reply", "action_mismatch", "truncated",
+    "connect_length", "announce_length", "interval",        "negative_count",  "too_many_peers",
+    "duplicate_peer", "self_in_peers",   "peer_port_zero",  "scrape_length",
 };
 
 /* ------------------------------------------------------------------ config */
@@ -114,7 +114,7 @@ struct config {
     int port;
     double duration_s;
     double warmup_s;
-    int timeout_ms;
+    uint32_t timeout_ms;
     uint32_t sockets;
     uint32_t peers;       /* per socket */
     uint32_t window;      /* requests in flight per socket */
@@ -514,11 +514,14 @@ static void usage(FILE *out)
         out);
 }
 
-static void usage_error(const char *fmt, const char *arg)
+__attribute__((format(printf, 1, 2), noreturn)) static void usage_error(const char *fmt, ...)
 {
-    fprintf(stderr, "loadgen: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n(try --help)\n");
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("loadgen: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\n(try --help)\n", stderr);
     exit(2);
 }
 
@@ -606,7 +609,7 @@ static void parse_args(struct config *c, int argc, char **argv)
         case O_PORT: c->port = (int)parse_int("--port", optarg, 1, 65535); break;
         case O_DURATION: c->duration_s = parse_double("--duration", optarg, 0.001, MAX_RUN_S); break;
         case O_WARMUP: c->warmup_s = parse_double("--warmup", optarg, 0, MAX_RUN_S); break;
-        case O_TIMEOUT: c->timeout_ms = (int)parse_int("--timeout-ms", optarg, 1, 60000); break;
+        case O_TIMEOUT: c->timeout_ms = (uint32_t)parse_int("--timeout-ms", optarg, 1, 60000); break;
         case O_SOCKETS: c->sockets = (uint32_t)parse_int("--sockets", optarg, 1, 100000); break;
         case O_PEERS: c->peers = (uint32_t)parse_int("--peers", optarg, 1, 1000000); break;
         case O_WINDOW: c->window = (uint32_t)parse_int("--window", optarg, 1, MAX_WINDOW); break;
@@ -636,15 +639,15 @@ static void parse_args(struct config *c, int argc, char **argv)
     if (optind < argc)
         usage_error("unexpected argument: %s", argv[optind]);
     if (c->warmup_s + c->duration_s > MAX_RUN_S)
-        usage_error("%s", "warmup + duration must not exceed 600 s");
+        usage_error("warmup + duration must not exceed 600 s");
     if ((uint64_t)c->sockets * c->window > 4000000)
-        usage_error("%s", "--sockets x --window must not exceed 4000000");
+        usage_error("--sockets x --window must not exceed 4000000");
     if ((uint64_t)c->sockets * c->peers > 10000000)
-        usage_error("%s", "--sockets x --peers must not exceed 10000000");
+        usage_error("--sockets x --peers must not exceed 10000000");
     if ((uint64_t)c->sockets * c->peers * c->peer_torrents > 50000000)
-        usage_error("%s", "--sockets x --peers x --peer-torrents must not exceed 50000000");
+        usage_error("--sockets x --peers x --peer-torrents must not exceed 50000000");
     if (c->peer_torrents > c->torrents)
-        usage_error("%s", "--peer-torrents must not exceed --torrents");
+        usage_error("--peer-torrents must not exceed --torrents");
 }
 
 /* Resolve --host (numeric only) and refuse anything but loopback. */
@@ -701,7 +704,7 @@ static int dump_hashes(const struct run *r, const char *path)
         return 1;
     }
     for (uint32_t i = 0; i < r->cfg.torrents; i++) {
-        for (int k = 0; k < 20; k++)
+        for (size_t k = 0; k < 20; k++)
             fprintf(f, "%02x", r->hashes[(size_t)i * 20 + k]);
         fputc('\n', f);
     }
@@ -1388,7 +1391,7 @@ struct summary {
     uint64_t lost;
 };
 
-static double tv_seconds(struct timeval tv) { return (double)tv.tv_sec + tv.tv_usec / 1e6; }
+static double tv_seconds(struct timeval tv) { return (double)tv.tv_sec + (double)tv.tv_usec / 1e6; }
 
 static double ratio(double a, double b) { return b > 0 ? a / b : 0; }
 
@@ -1520,7 +1523,7 @@ static void report_json(const struct run *r, const struct summary *sum)
     print_escaped(f, c->host, strlen(c->host));
     fprintf(f, "\",\"port\":%d},", c->port);
     fprintf(f,
-            "\"config\":{\"duration_s\":%g,\"warmup_s\":%g,\"timeout_ms\":%d,\"sockets\":%u,"
+            "\"config\":{\"duration_s\":%g,\"warmup_s\":%g,\"timeout_ms\":%u,\"sockets\":%u,"
             "\"peers\":%u,\"window\":%u,\"rate\":%g,\"torrents\":%u,\"peer_torrents\":%u,"
             "\"mix\":[%u,%u],\"scrape_hashes\":%u,\"events\":[%u,%u,%u,%u],\"seeders\":%g,"
             "\"num_want\":%d,\"seed\":%" PRIu64 ",\"reconnect_s\":%g},",

@@ -35,7 +35,7 @@ class TokenChecker:
         """The label of the request's token; raises ``ApiError`` 401 without a valid one.
 
         The token comes as ``?token=`` (UDPT's way) or ``Authorization: Bearer``;
-        a request that gives both must give valid tokens in both.
+        every token a request gives must be valid, and the first names the actor.
         """
         presented = _presented_tokens(request)
         if not presented:
@@ -55,10 +55,7 @@ class TokenChecker:
 
 
 def _presented_tokens(request: Request) -> list[str]:
-    tokens = []
-    query_token = request.get_args(keep_blank_values=True).get("token")
-    if query_token is not None:
-        tokens.append(query_token)
+    tokens = list(request.get_args(keep_blank_values=True).getlist("token", []))
     scheme, _, credentials = request.headers.get("authorization", "").strip().partition(" ")
     if scheme.lower() == "bearer":
         tokens.append(credentials.strip())

@@ -15,11 +15,13 @@ from http import HTTPStatus
 
 import orjson
 from sanic import HTTPResponse, Request
+from sanic.constants import HTTP_METHODS
 from sanic.exceptions import (
     BadRequest,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RequestCancelled,
     SanicException,
 )
 
@@ -49,23 +51,26 @@ def json_reply(
     )
 
 
-def error_reply(request: Request, exception: Exception) -> HTTPResponse:
+def error_reply(request: Request, exception: BaseException) -> HTTPResponse:
     """The JSON reply for any exception that reaches Sanic (its own ones included).
 
-    Installed for ``Exception``, so Sanic's default handler, which logs the URL
-    with its query string (and so the token), never runs.
+    Installed for ``Exception`` and ``RequestCancelled`` (a ``CancelledError``),
+    so Sanic's default handler, which logs the URL with its query string (and so
+    the token), never runs.
     """
     status, reason, headers = _describe(request, exception)
     return json_reply({"status": "err", "reason": reason}, status, headers)
 
 
-def _describe(request: Request, exception: Exception) -> tuple[int, str, Mapping[str, str]]:
+def _describe(request: Request, exception: BaseException) -> tuple[int, str, Mapping[str, str]]:
     if isinstance(exception, ApiError):
         return exception.status, exception.reason, exception.headers
     if isinstance(exception, NotFound):
         return 404, "not found", {}
     if isinstance(exception, MethodNotAllowed):
-        return 405, "method not allowed", exception.headers
+        return 405, "method not allowed", {"Allow": _allowed_methods(request)}
+    if isinstance(exception, RequestCancelled):  # the client left: nobody reads this
+        return 503, "request cancelled", {}
     if isinstance(exception, PayloadTooLarge):
         return 413, "request too large: the body may have at most 4096 bytes", {}
     if isinstance(exception, BadRequest):
@@ -79,6 +84,19 @@ def _describe(request: Request, exception: Exception) -> tuple[int, str, Mapping
         return exception.status_code, "the server could not answer", {}
     log.error("%s %s failed", request.method, request.path, exc_info=exception)
     return 500, "internal error", {}
+
+
+def _allowed_methods(request: Request) -> str:
+    """The methods the request's path has (Sanic's router leaves them out for a path
+    with a parameter, such as /t/<info_hash>)."""
+    allowed = []
+    for method in HTTP_METHODS:
+        try:
+            request.app.router.get(request.path, method, request.headers.getone("host", None))
+        except SanicException:
+            continue
+        allowed.append(method)
+    return ", ".join(allowed)
 
 
 # ``token=<value>`` in a query string, ``Bearer <value>`` in a header.

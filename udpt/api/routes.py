@@ -68,10 +68,12 @@ def parse_flag(body: bytes) -> bool:
 
 
 def _count_parameter(request: Request, name: str, default: int) -> int:
-    values = request.get_args(keep_blank_values=True).getlist(name)
+    values = request.get_args(keep_blank_values=True).getlist(name, [])
     if not values:
         return default
-    text = values[0]
+    if len(values) > 1:
+        raise ApiError(400, f"{name} given more than once")
+    [text] = values
     if not (text.isascii() and text.isdigit()):
         raise ApiError(400, f"{name} must be a whole number, 0 or more")
     try:

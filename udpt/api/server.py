@@ -16,6 +16,7 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from sanic import HTTPResponse, Request, Sanic
+from sanic.exceptions import RequestCancelled
 from sanic.server import AsyncioServer
 
 from udpt.addresses import parse_bind_address
@@ -94,6 +95,7 @@ def build_app(routes: TorrentRoutes, openapi_document: bytes) -> Sanic:
 
     app.add_route(openapi, "/openapi.json", methods=["GET"], name="openapi", ignore_body=True)
     app.error_handler.add(Exception, error_reply)
+    app.error_handler.add(RequestCancelled, error_reply)
     return app
 
 

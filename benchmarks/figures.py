@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""udpt's figures beyond the load test: replay, restart, memory, disk, snapshot stalls.
+
+Called by ``benchmarks/run.py``; the parts that must run in a fresh process
+(memory, restart, stalls) re-enter this file as ``python figures.py PART DB``.
+Logs are generated with ``benchmarks/make_log.py`` (seeded, reproducible).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from random import Random
+
+import make_log
+
+from udpt.config import load_config
+from udpt.events.log import EventLog
+from udpt.events.snapshots import recover, take_snapshot
+from udpt.events.types import AnnounceAccepted
+
+HERE = Path(__file__).resolve().parent
+Row = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class Scale:
+    disk_events: int = 200_000
+    replay_events: int = 10_000_000
+    restart_peers: int = 1_000_000
+    restart_torrents: int = 100_000
+    restart_tail: int = 50_000
+    stall_seconds: float = 30.0
+
+    @classmethod
+    def quick(cls) -> Scale:
+        return cls(2_000, 20_000, 5_000, 500, 500, 3.0)
+
+
+def write_log(db: Path, events: int, torrents: int, peers: int) -> int:
+    """A generated log; returns its last sequence number."""
+    make_log.main([str(db), "--events", str(events), "--torrents", str(torrents),
+                   "--peers", str(peers)])
+    with EventLog(db, readonly=True) as log:
+        return log.last_seq()
+
+
+def disk_per_announce(work: Path, events: int) -> float:
+    """File bytes per AnnounceAccepted record, LMDB's pages and tree included."""
+    announces = [e for e in make_log.generate(Random(7), events * 2, 1000, 10_000)
+                 if type(e) is AnnounceAccepted][:events]
+    with EventLog(work / "disk", sync=False) as log:
+        for start in range(0, len(announces), 50_000):
+            log.append_events(announces[start:start + 50_000])
+        return log.size_on_disk() / len(announces)
+
+
+def replay_rate(db: Path, rounds: int) -> tuple[float, int]:
+    """Median events/s of a full replay (no snapshot) of the log at ``db``."""
+    rates = []
+    with EventLog(db, readonly=True) as log:
+        count = log.count()
+        for _ in range(rounds):
+            started = time.perf_counter()
+            recover(log, use_snapshots=False)
+            rates.append(count / (time.perf_counter() - started))
+    return statistics.median(rates), count
+
+
+def in_fresh_process(part: str, db: Path, *extra: str) -> dict:
+    out = subprocess.run([sys.executable, str(Path(__file__)), part, str(db), *extra],
+                         capture_output=True, text=True, check=True, timeout=900)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def part_restart(db: Path) -> dict:
+    """Start-up as the daemon does it (snapshot + tail), timed, and the memory it takes."""
+    before = rss_bytes()
+    started = time.perf_counter()
+    with EventLog(db, readonly=True) as log:
+        state, snapshot_seq = recover(log)
+    seconds = time.perf_counter() - started
+    peers = state.peer_count()
+    return {"seconds": seconds, "peers": peers, "torrents": len(state.torrents),
+            "tail": state.last_seq - snapshot_seq, "rss_per_peer": (rss_bytes() - before) / peers}
+
+
+def part_stall(db: Path, seconds: float) -> dict:
+    """The daemon on this log takes snapshots every second; the longest loop stall meanwhile."""
+    import uvloop
+
+    from udpt.daemon import serve
+    from udpt.udp import bind_udp_socket
+
+    config = load_config(None)
+    config = dataclasses.replace(
+        config, db_path=db, http=None,
+        log=dataclasses.replace(config.log, snapshot_interval=1))
+
+    async def measure() -> dict:
+        stop = asyncio.Event()
+        ready = asyncio.Event()
+        task = asyncio.create_task(serve(config, udp_socket=bind_udp_socket("127.0.0.1", 0),
+                                         stop=stop, ready=lambda _: ready.set()))
+        await ready.wait()
+        worst = 0.0
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            asked = time.perf_counter()
+            await asyncio.sleep(0.001)
+            worst = max(worst, time.perf_counter() - asked - 0.001)
+        stop.set()
+        await task
+        return {"max_stall_ms": worst * 1000}
+
+    return uvloop.run(measure())
+
+
+def measure_figures(work: Path, scale: Scale, rounds: int) -> list[Row]:
+    rows: list[Row] = []
+    per_announce = disk_per_announce(work, scale.disk_events)
+    rows.append(("bytes on disk per announce event (LMDB included)", f"{per_announce:.1f}",
+                 "<= 64"))
+
+    replay_db = work / "replay"
+    write_log(replay_db, scale.replay_events, 1000, 10_000)
+    rate, count = replay_rate(replay_db, rounds)
+    rows.append((f"replay speed ({count:,} events, decode + fold)", f"{rate:,.0f} events/s",
+                 ">= 500,000"))
+
+    restart_db = work / "restart"
+    last = write_log(restart_db, int(scale.restart_peers * 1.1), scale.restart_torrents,
+                     scale.restart_peers)
+    with EventLog(restart_db) as log:
+        log.delete_snapshots()
+        take_snapshot(log, last - scale.restart_tail)
+    restarts = [in_fresh_process("restart", restart_db) for _ in range(rounds)]
+    seconds = statistics.median(r["seconds"] for r in restarts)
+    peers, torrents, tail = (restarts[0][k] for k in ("peers", "torrents", "tail"))
+    rows.append((f"restart: snapshot + {tail:,}-event tail, {peers:,} peers in {torrents:,} "
+                 "torrents", f"{seconds:.2f} s", "<= 5 s"))
+    rss = statistics.median(r["rss_per_peer"] for r in restarts)
+    rows.append((f"RSS per peer ({peers:,} peers in {torrents:,} torrents)", f"{rss:.0f} bytes",
+                 "<= 150"))
+    stall = in_fresh_process("stall", restart_db, str(scale.stall_seconds))["max_stall_ms"]
+    rows.append((f"longest event-loop stall while snapshots of {peers:,} peers are taken",
+                 f"{stall:.1f} ms", "<= 50 ms"))
+    return rows
+
+
+if __name__ == "__main__":
+    part, path = sys.argv[1], Path(sys.argv[2])
+    if part == "restart":
+        print(json.dumps(part_restart(path)))
+    elif part == "stall":
+        print(json.dumps(part_stall(path, float(sys.argv[3]) if len(sys.argv) > 3 else 30.0)))
+    else:
+        sys.exit(f"unknown part {part!r}")
