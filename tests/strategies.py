@@ -41,6 +41,7 @@ __all__ = [
     "actors",
     "admin_events",
     "announce_events",
+    "counters",
     "events",
     "expiries",
     "i64s",
@@ -64,6 +65,7 @@ U64_MAX = (1 << 64) - 1
 i64s = st.integers(I64_MIN, I64_MAX)
 u32s = st.integers(0, U32_MAX)
 u64s = st.integers(0, U64_MAX)
+counters = st.one_of(st.integers(0, U32_MAX), i64s)  # uploaded, downloaded, left: mostly small
 ports = st.integers(0, 65535)
 info_hashes = st.binary(min_size=20, max_size=20)
 peer_ids = st.binary(min_size=20, max_size=20)
@@ -91,7 +93,7 @@ def accepted_announces(
     peer_id: st.SearchStrategy[bytes] = peer_ids,
     key: st.SearchStrategy[int] = u32s,
     event: st.SearchStrategy[AnnounceEvent] = announce_events,
-    counter: st.SearchStrategy[int] = i64s,
+    counter: st.SearchStrategy[int] = counters,
 ) -> st.SearchStrategy[AnnounceAccepted]:
     """``AnnounceAccepted``; ``counter`` draws uploaded, downloaded and left."""
     return st.builds(
@@ -178,7 +180,7 @@ _announce_fields = st.sampled_from(
     list(
         product(
             ((b"-qB4630-" + bytes(12), 7), (b"-TR4050-" + b"\x01" * 12, 0), (bytes(20), U32_MAX)),
-            AnnounceEvent,
+            (*AnnounceEvent, AnnounceEvent.COMPLETED),  # repeated completions matter
             ((0, 0), (10, 20), (1 << 20, 5)),  # uploaded, downloaded
             (0, 0, 1, 16384, -1),  # left
         )

@@ -77,16 +77,16 @@ and how long the replay took ("replayed N events in X s (Y events/s)").
 """
 
 EPILOG = f"""\
-examples:
+examples (H=c12fe1c06bba254a9dc9f519b335aa7c1367a88a, an info hash):
   python tools/replay.py /var/lib/udpt
   python tools/replay.py /var/lib/udpt --json | jq .seeders
   python tools/replay.py /var/lib/udpt --until 2026-11-29T14:05
-  python tools/replay.py /var/lib/udpt --torrent 3f5c...e1a0
+  python tools/replay.py /var/lib/udpt --torrent $H
       who added, flagged or dropped it and when; its peers now
-  python tools/replay.py /var/lib/udpt --torrent 3f5c...e1a0 --until 2026-11-29T14:05
+  python tools/replay.py /var/lib/udpt --torrent $H --until 2026-11-29T14:05
       who was in that swarm at 14:05 UTC
   python tools/replay.py /var/lib/udpt --verify
-  python tools/replay.py /var/lib/udpt --export - --torrent 3f5c...e1a0 | jq .type
+  python tools/replay.py /var/lib/udpt --export - --torrent $H | jq .type
   python tools/replay.py /var/lib/udpt --rebuild
 
 times:
@@ -145,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HASH",
         help="the history of one torrent (40 hex digits): every event with its time, the "
         "actor of admin changes, and its state and peers at the end "
-        "(e.g. --torrent 3f5c...e1a0 --until 2026-11-29T14:05); with --export, only its events",
+        "(e.g. --torrent c12fe1c06bba254a9dc9f519b335aa7c1367a88a); "
+        "with --until, as of then; with --export, only its events",
     )
     parser.add_argument(
         "--json",

@@ -147,7 +147,7 @@ def seq_at_time(log: EventLog, at_ms: int) -> int:
     while low and low <= high:
         middle = (low + high) // 2
         record = _first_at_or_after(log, middle)
-        if record is None or record[0] > high or decode_event(record[1]).at_ms > at_ms:
+        if record is None or record[0] > high or _decode(*record).at_ms > at_ms:
             high = middle - 1
         else:
             found = record[0]
@@ -172,9 +172,16 @@ def _records(
         start += READ_CHUNK
 
 
+def _decode(seq: int, record: bytes) -> Event:
+    try:
+        return decode_event(record)
+    except DecodeError as exc:
+        raise CorruptRecord(seq, str(exc)) from exc
+
+
 def _event_time(log: EventLog, seq: int) -> int | None:
-    for _, event in log.events(seq, seq):
-        return event.at_ms
+    for _, record in log.records(seq, seq):
+        return _decode(seq, record).at_ms
     return None
 
 
@@ -202,7 +209,7 @@ def _fold(log: EventLog, state: TrackerState, to_seq: int | None, progress: Prog
     count = 0
     for count, (seq, record) in enumerate(_records(log, state.last_seq + 1, to_seq), 1):
         try:
-            event = decode_event(record)
+            event = decode_event(record)  # inline, not _decode: this loop is the replay speed
         except DecodeError as exc:
             raise CorruptRecord(seq, str(exc)) from exc
         apply(seq, event)
@@ -359,10 +366,7 @@ def torrent_history(
             progress(seq)
         if record[0] != TAG_EXPIRED and info_hash not in record:
             continue
-        try:
-            event = decode_event(record)
-        except DecodeError as exc:
-            raise CorruptRecord(seq, str(exc)) from exc
+        event = _decode(seq, record)
         if type(event) is PeersExpired:
             before = state.torrents.get(info_hash)
             peers_before = len(before.swarm) if before is not None else 0
@@ -602,9 +606,6 @@ def export_events(
     for seq, record in _records(log, 1, to_seq):
         if info_hash is not None and info_hash not in record:
             continue
-        try:
-            event = decode_event(record)
-        except DecodeError as exc:
-            raise CorruptRecord(seq, str(exc)) from exc
+        event = _decode(seq, record)
         if info_hash is None or getattr(event, "info_hash", None) == info_hash:
             yield event_to_json(seq, event)

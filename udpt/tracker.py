@@ -153,11 +153,11 @@ class Tracker:
         """Record the passing of time when ``cleanup_interval`` has elapsed since the last sweep."""
         if now_ms - self.last_expiry_ms < self.policy.cleanup_interval_ms:
             return
-        self.last_expiry_ms = now_ms
         policy = self.policy
         torrent_cutoff = now_ms - policy.torrent_retention_ms if policy.dynamic else 0
-        self._submit(PeersExpired(now_ms, now_ms - policy.peer_timeout_ms,
-                                  max(torrent_cutoff, 0)), None)
+        if self._submit(PeersExpired(now_ms, now_ms - policy.peer_timeout_ms,
+                                     max(torrent_cutoff, 0)), None):
+            self.last_expiry_ms = now_ms  # a sweep refused by a full writer is tried again
 
     # -- replies, built from the projections --------------------------------
 

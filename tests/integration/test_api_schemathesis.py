@@ -26,6 +26,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import DataGenerationMethod
+from schemathesis.specs.openapi.checks import ignored_auth
 
 TOKEN = "schemathesis-token-4f9c2e"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -119,9 +120,31 @@ schema = schemathesis.from_pytest_fixture(
 )
 
 
-# Both ways of giving the token, with the valid token: schemathesis then generates the rest.
-# Its ``ignored_auth`` check replays every accepted request without any token, and with a
-# wrong one in each place, and requires a 401 each time.
+@schema.hook("filter_query")
+def keep_queries_that_break_the_document_on_the_wire(context: object, query: dict | None) -> bool:
+    """Drop generated queries that schemathesis 3.39 would misjudge.
+
+    It breaks ``limit: integer`` into ``[0]`` or ``"0"`` (both sent as ``limit=0``) or
+    ``None`` (not sent): valid requests on the wire. And it adds unknown parameters, which
+    the API ignores as UDPT does, but for an operation without path parameters it forgets
+    that it tolerates those. Either way it would blame the API for accepting a valid request.
+    """
+    return all(
+        name in ("offset", "limit", "token")
+        and not (
+            value is None
+            or isinstance(value, list)
+            or (isinstance(value, str) and value.isascii() and value.isdigit())
+        )
+        for name, value in (query or {}).items()
+    )
+
+
+# Every generated request carries the valid token both ways (fixed values: schemathesis
+# neither generates nor breaks them), so that it reaches the handlers; each one the API
+# accepts is then replayed with the token missing or wrong, which must give a 401.
+# (schemathesis' own ``ignored_auth`` check takes fixed values for generated ones, and would
+# call the valid token invalid.)
 @schema.parametrize()
 @schema.override(query={"token": TOKEN}, headers={"Authorization": f"Bearer {TOKEN}"})
 @settings(
@@ -132,4 +155,26 @@ schema = schemathesis.from_pytest_fixture(
     suppress_health_check=list(HealthCheck),
 )
 def test_replies_match_the_document(case: schemathesis.Case) -> None:
-    case.call_and_validate(timeout=10)
+    response = case.call_and_validate(timeout=10, excluded_checks=(ignored_auth,))
+    print("STATUS", case.operation.verbose_name, response.status_code, case.data_generation_method.name)
+    if response.status_code >= 300 or case.operation.path == "/openapi.json":
+        return
+    for query_token, authorization in WITHOUT_A_VALID_TOKEN:
+        replay = case.partial_deepcopy()
+        replay.query = {k: v for k, v in (case.query or {}).items() if k != "token"}
+        replay.headers = {k: v for k, v in (case.headers or {}).items() if k != "Authorization"}
+        if query_token is not None:
+            replay.query["token"] = query_token
+        if authorization is not None:
+            replay.headers["Authorization"] = authorization
+        refused = replay.call_and_validate(timeout=10, excluded_checks=(ignored_auth,))
+        assert refused.status_code == 401, (query_token, authorization, refused.text)
+
+
+WITHOUT_A_VALID_TOKEN = (
+    (None, None),
+    (TOKEN[:-1], None),
+    (None, f"Bearer {TOKEN}x"),
+    (TOKEN, "Bearer wrong"),
+    ("wrong", f"Bearer {TOKEN}"),
+)

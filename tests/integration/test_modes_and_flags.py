@@ -46,7 +46,7 @@ IH1, IH2, IH3 = info_hash("IH1"), info_hash("IH2"), info_hash("IH3")
 
 
 @dataclass
-class Tracker:
+class TrackerUnderTest:
     """The running daemon, its clock and config, and a connected client."""
 
     running: Running
@@ -75,7 +75,7 @@ class Tracker:
 
 
 @asynccontextmanager
-async def tracker_in(tmp_path: Path, mode: str) -> AsyncIterator[Tracker]:
+async def tracker_in(tmp_path: Path, mode: str) -> AsyncIterator[TrackerUnderTest]:
     clock = ManualClock()
     config = make_config(
         tmp_path / "log", mode=mode, log=LogConfig(fsync=False, commit_linger_ms=0)
@@ -87,7 +87,7 @@ async def tracker_in(tmp_path: Path, mode: str) -> AsyncIterator[Tracker]:
         client = await TrackerClient.open(running.udp_addresses[0][:2])
         stack.callback(client.close)
         await client.connect()
-        yield Tracker(running, clock, config, client)
+        yield TrackerUnderTest(running, clock, config, client)
 
 
 def logged_refusals(config: Config) -> list[AnnounceRefused]:

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from tests.strategies import EVENT_STRATEGIES, tracker_histories
 from tests.support.bep15 import TrackerClient
 from tests.support.daemon import make_config, running_tracker
+from udpt import audit
 from udpt.audit import (
     event_from_json,
     event_to_json,
@@ -544,8 +545,12 @@ def test_verify_stops_at_a_record_it_cannot_decode(
     assert capsys.readouterr().out.startswith(
         "FAILED at event 7: event 7 cannot be decoded (unknown record type 0xee)"
     )
-    assert tool.main([str(history_log), "--no-snapshot"]) == 1  # nor can a full replay
-    assert "event 7 cannot be decoded" in capsys.readouterr().err
+    for args in (["--no-snapshot"], ["--until", "2026-11-29T14:07"], ["--export", "-"]):
+        assert tool.main([str(history_log), *args]) == 1, args  # no mode gets past it
+        assert capsys.readouterr().err == (
+            "replay: event 7 cannot be decoded: unknown record type 0xee; "
+            "--verify lists every problem\n"
+        )
 
 
 def test_verify_reports_a_clock_that_went_backwards(
@@ -657,6 +662,22 @@ def test_export_to_stdout_of_one_torrent_until_a_point(
 def test_a_line_that_no_event_exports_to_is_refused(obj: dict, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         event_from_json(obj)
+
+
+def test_long_scans_read_in_chunks_that_join_without_losing_or_repeating_an_event(
+    history_log: Path, tool: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    delete_record(history_log, 6)  # a gap that falls inside a chunk
+    delete_record(history_log, 9)  # and one at the start of a chunk
+    monkeypatch.setattr(audit, "READ_CHUNK", 3)
+    out = tmp_path / "events.jsonl"
+
+    assert tool.main([str(history_log), "--export", str(out)]) == 0
+
+    exported = [event_from_json(orjson.loads(line)) for line in out.read_bytes().splitlines()]
+    assert exported == [(seq, e) for seq, e in enumerate(HISTORY, 1) if seq not in (6, 9)]
+    with EventLog(history_log, readonly=True) as log:
+        assert [p.seq for p in audit.verify(log).problems] == [6, 9, 9]
 
 
 # -- --rebuild --------------------------------------------------------------------------

@@ -3,9 +3,8 @@
 For random but realistic logs (``tracker_histories``):
 
 * folding everything equals restoring the snapshot taken after ANY prefix and
-  folding the rest, byte for byte (``TrackerState.snapshot()``), and
-  snapshot -> restore -> snapshot is the identity;
-* folding the decoded records equals folding the events themselves;
+  folding the rest (decoded from its records), byte for byte
+  (``TrackerState.snapshot()``), and snapshot -> restore -> snapshot is the identity;
 * the fold agrees, after every event, with a naive reference model written
   straight from PROTOCOL.md §6, so a consistent but wrong rule (a completion
   counted twice, expiry off by one) fails here too, not only in the tables.
@@ -35,35 +34,23 @@ from udpt.projections import TrackerState
 from udpt.projections.swarms import PEER
 
 
-def fold(events: list[Event]) -> TrackerState:
-    state = TrackerState()
-    for seq, event in enumerate(events, 1):
-        state.apply(seq, event)
-    return state
-
-
-@settings(max_examples=200)
+@settings(max_examples=150)
 @given(tracker_histories())
 def test_a_snapshot_at_any_prefix_plus_the_rest_equals_the_whole_fold(events: list[Event]) -> None:
+    """The rest is folded from decoded records, as a restart replays the tail of the log."""
     live = TrackerState()
     snapshots = [live.snapshot()]
     for seq, event in enumerate(events, 1):
         live.apply(seq, event)
         snapshots.append(live.snapshot())
     whole = snapshots[-1]
+    replayed = [decode_event(encode_event(event)) for event in events]
     for taken_after, snapshot in enumerate(snapshots):
         restored = TrackerState.restore(snapshot)
         assert restored.snapshot() == snapshot, f"restore is not exact after {taken_after} events"
         for seq in range(taken_after + 1, len(events) + 1):
-            restored.apply(seq, events[seq - 1])
+            restored.apply(seq, replayed[seq - 1])
         assert restored.snapshot() == whole, f"snapshot after {taken_after} events + the rest"
-
-
-@settings(max_examples=100)
-@given(tracker_histories())
-def test_folding_the_decoded_records_equals_folding_the_events(events: list[Event]) -> None:
-    decoded = [decode_event(encode_event(event)) for event in events]
-    assert fold(decoded).snapshot() == fold(events).snapshot()
 
 
 @dataclass
@@ -173,7 +160,7 @@ def view_of_model(model: Model) -> dict[bytes, tuple]:
     return view
 
 
-@settings(max_examples=200)
+@settings(max_examples=150)
 @given(tracker_histories())
 def test_the_fold_agrees_with_a_reference_model_after_every_event(events: list[Event]) -> None:
     state, model = TrackerState(), Model()

@@ -374,7 +374,7 @@ def test_counts_never_go_negative_whatever_the_order() -> None:
     assert state.totals() == (0, 0, 0)
 
 
-@settings(max_examples=100)
+@settings(max_examples=50)
 @given(tracker_histories())
 def test_counts_always_match_the_live_peers(events: list[Event]) -> None:
     state = TrackerState()
