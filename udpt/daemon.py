@@ -8,6 +8,7 @@ intake, commit what is pending, send the last replies, snapshot, close the log.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -35,6 +36,7 @@ __all__ = ["Running", "policy_from_config", "run", "serve"]
 log = logging.getLogger("udpt")
 
 SECRET_KEY = b"connection_id_secret"
+GC_THRESHOLDS = (50_000, 20, 100)
 
 
 def policy_from_config(config: Config) -> Policy:
@@ -93,6 +95,11 @@ async def serve(config: Config, *, udp_socket: socket.socket | None = None,
                   map_size=config.log.map_size_mib << 20) as event_log:
         # 1. Recover: newest snapshot + the tail of the log.
         state, snapshot_seq = recover(event_log)
+        # The recovered state lives as long as the process: keep the cyclic GC from
+        # walking it again and again, and let it run less often on the hot path, where
+        # every datagram makes short-lived tuples.
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         for _, last_event in event_log.events(state.last_seq, state.last_seq):
             clock.raise_floor(last_event.at_ms)  # event times never go backwards
         ids = ConnectionIds(load_secret(event_log), config.udp.connection_id_lifetime)

@@ -14,6 +14,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -28,10 +29,21 @@ from hypothesis import HealthCheck, settings
 from schemathesis import DataGenerationMethod
 from schemathesis.specs.openapi.checks import ignored_auth
 
+from tests.support.bep15 import (
+    announce_request,
+    connect_request,
+    parse_announce_response,
+    parse_connect_response,
+)
+
 TOKEN = "schemathesis-token-4f9c2e"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 START_DEADLINE_S = 30
-API_ADDRESS = re.compile(r"API on (127\.0\.0\.1:\d+)")
+STARTED = re.compile(r"serving UDP on (127\.0\.0\.1):(\d+), API on (127\.0\.0\.1:\d+)")
+# The document's example torrent, with the document's example peer in it, so that reading
+# and dropping the example info hash reach a real torrent.
+EXAMPLE_HASH = bytes.fromhex("1234567890123456789012345678901234567890")
+EXAMPLE_PEER_ID = bytes.fromhex("2d7142343235302d3458295942396f5334af686b")
 
 DOCUMENT = json.loads(resources.files("udpt").joinpath("openapi.json").read_text())
 
@@ -62,8 +74,8 @@ class Daemon:
             self.lines.put(line)
         self.lines.put(None)
 
-    def wait_for_api(self) -> str:
-        """The API's base URL, read from the start-up log line; fails if it never comes."""
+    def wait_until_serving(self) -> tuple[tuple[str, int], str]:
+        """The UDP address and the API's base URL, read from the start-up log line."""
         deadline = time.monotonic() + START_DEADLINE_S
         while (remaining := deadline - time.monotonic()) > 0:
             try:
@@ -72,8 +84,9 @@ class Daemon:
                 break
             if line is None:
                 pytest.fail(f"udpt exited during start-up:\n{''.join(self.stderr)}")
-            if match := API_ADDRESS.search(line):
-                return f"http://{match.group(1)}"
+            if match := STARTED.search(line):
+                udp_host, udp_port, api = match.groups()
+                return (udp_host, int(udp_port)), f"http://{api}"
         self.process.kill()
         pytest.fail(f"udpt did not start within {START_DEADLINE_S} s:\n{''.join(self.stderr)}")
 
@@ -84,6 +97,17 @@ class Daemon:
         finally:
             self.process.kill()
             self._reader.join(timeout=5)
+
+
+def announce(tracker: tuple[str, int], info_hash: bytes, peer_id: bytes) -> None:
+    """One BEP 15 connect and announce, from a blocking socket."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.connect(tracker)
+        sock.send(connect_request(b"cnct"))
+        connection_id = parse_connect_response(sock.recv(2048)).connection_id
+        sock.send(announce_request(connection_id, b"annc", info_hash, peer_id, port=52391))
+        parse_announce_response(sock.recv(2048))
 
 
 @pytest.fixture(scope="module")
@@ -103,9 +127,13 @@ def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         f'schemathesis = "{TOKEN}"\n'
     )
     daemon = Daemon(config_file)
-    url = daemon.wait_for_api()
-    yield url
-    assert daemon.stop() == 0, "".join(daemon.stderr)
+    try:
+        udp_address, url = daemon.wait_until_serving()
+        announce(udp_address, EXAMPLE_HASH, EXAMPLE_PEER_ID)
+        yield url
+    finally:
+        status = daemon.stop()
+    assert status == 0, "".join(daemon.stderr)
     assert TOKEN not in "".join(daemon.stderr)
 
 
@@ -140,6 +168,16 @@ def keep_queries_that_break_the_document_on_the_wire(context: object, query: dic
     )
 
 
+# (query token, Authorization header) pairs that must be refused.
+WITHOUT_A_VALID_TOKEN = (
+    (None, None),
+    (TOKEN[:-1], None),
+    (None, f"Bearer {TOKEN}x"),
+    (TOKEN, "Bearer wrong"),
+    ("wrong", f"Bearer {TOKEN}"),
+)
+
+
 # Every generated request carries the valid token both ways (fixed values: schemathesis
 # neither generates nor breaks them), so that it reaches the handlers; each one the API
 # accepts is then replayed with the token missing or wrong, which must give a 401.
@@ -156,7 +194,6 @@ def keep_queries_that_break_the_document_on_the_wire(context: object, query: dic
 )
 def test_replies_match_the_document(case: schemathesis.Case) -> None:
     response = case.call_and_validate(timeout=10, excluded_checks=(ignored_auth,))
-    print("STATUS", case.operation.verbose_name, response.status_code, case.data_generation_method.name)
     if response.status_code >= 300 or case.operation.path == "/openapi.json":
         return
     for query_token, authorization in WITHOUT_A_VALID_TOKEN:
@@ -169,12 +206,3 @@ def test_replies_match_the_document(case: schemathesis.Case) -> None:
             replay.headers["Authorization"] = authorization
         refused = replay.call_and_validate(timeout=10, excluded_checks=(ignored_auth,))
         assert refused.status_code == 401, (query_token, authorization, refused.text)
-
-
-WITHOUT_A_VALID_TOKEN = (
-    (None, None),
-    (TOKEN[:-1], None),
-    (None, f"Bearer {TOKEN}x"),
-    (TOKEN, "Bearer wrong"),
-    ("wrong", f"Bearer {TOKEN}"),
-)

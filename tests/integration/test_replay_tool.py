@@ -286,6 +286,15 @@ def test_summary_reports_counts_times_size_and_replay_speed(
     assert lines[-1].startswith("replayed 13 events in ")
     assert lines[-1].endswith(" events/s) from the first event")
 
+    assert tool.main([str(history_log), "--until", "2026-11-29T15:05:30+01:00"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == (
+        "as of        event 5  2026-11-29T14:04:00.000Z  "
+        "(the last event at or before 2026-11-29T14:05:30.000Z)"
+    )
+    assert lines[-1].startswith("replayed 0 events in ")
+    assert lines[-1].endswith(" events/s) after the snapshot at event 5")
+
 
 def test_until_a_sequence_number_gives_the_state_after_that_event(
     history_log: Path, tool: ModuleType, capsys: pytest.CaptureFixture[str]

@@ -76,7 +76,7 @@ def _describe(request: Request, exception: BaseException) -> tuple[int, str, Map
     if isinstance(exception, BadRequest):
         return 400, "malformed HTTP request", {}
     if isinstance(exception, WriterClosed):
-        return 503, "the tracker is not accepting changes (shutting down)", {}
+        return 503, "the tracker is not accepting changes now (overloaded or stopping)", {}
     if isinstance(exception, SanicException) and exception.status_code < 500:
         status = exception.status_code
         return status, HTTPStatus(status).phrase.lower(), exception.headers

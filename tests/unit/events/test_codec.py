@@ -161,25 +161,21 @@ def test_an_empty_record_is_a_decode_error() -> None:
         decode_event(b"")
 
 
-@pytest.mark.parametrize("tag", sorted(set(range(256)) - KNOWN_TAGS))
-def test_an_unknown_tag_is_a_decode_error(tag: int) -> None:
-    with pytest.raises(DecodeError, match="unknown"):
-        decode_event(bytes([tag]) + bytes(100))
+def test_every_unknown_tag_is_a_decode_error() -> None:
+    for tag in sorted(set(range(256)) - KNOWN_TAGS):
+        with pytest.raises(DecodeError, match="unknown"):
+            decode_event(bytes([tag]) + bytes(100))
 
 
 @pytest.mark.parametrize("event", EXTREMES, ids=lambda e: type(e).__name__)
-def test_every_truncation_of_a_record_is_a_decode_error(event: Event) -> None:
+def test_every_truncation_or_extension_of_a_record_is_a_decode_error(event: Event) -> None:
     record = encode_event(event)
     for end in range(1, len(record)):
         with pytest.raises(DecodeError):
             decode_event(record[:end])
-
-
-@pytest.mark.parametrize("extra", [b"\x00", b"\x01", b"\x80", b"\xff\x00", bytes(16)])
-@pytest.mark.parametrize("event", EXTREMES, ids=lambda e: type(e).__name__)
-def test_a_record_with_bytes_after_it_is_a_decode_error(event: Event, extra: bytes) -> None:
-    with pytest.raises(DecodeError):
-        decode_event(encode_event(event) + extra)
+    for extra in (b"\x00", b"\x01", b"\x80", b"\xff\x00", bytes(16)):
+        with pytest.raises(DecodeError):
+            decode_event(record + extra)
 
 
 def _announce_v4() -> bytes:

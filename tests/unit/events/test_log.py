@@ -200,7 +200,7 @@ def _next_line(lines: queue.Queue[str | None], timeout: float = 10.0) -> str | N
         pytest.fail(f"no output from the child process within {timeout} s")
 
 
-def child_env() -> dict[str, str]:
+def _child_env() -> dict[str, str]:
     """The environment for a child ``python -c`` that imports udpt from this tree."""
     root = str(Path(udpt.__file__).resolve().parents[1])
     return {
@@ -219,7 +219,7 @@ def test_a_reader_in_another_process_sees_only_whole_batches_while_we_append(
             [sys.executable, "-c", READER, str(tmp_path), str(batch), str(batch * batches)],
             stdout=subprocess.PIPE,
             text=True,
-            env=child_env(),
+            env=_child_env(),
         )
         try:
             lines = _stdout_lines(reader)
