@@ -11,7 +11,7 @@ import asyncio
 import logging
 import shlex
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,19 +115,24 @@ async def serving_api(
     config = make_config(db_path, tokens=TOKENS, log=log, **settings)
     async with running_tracker(config, host=host, clock=clock) as running:
         http_host, http_port = running.http_address[:2]
-        base_url = (
-            f"http://[{http_host}]:{http_port}"
-            if ":" in http_host
-            else (f"http://{http_host}:{http_port}")
-        )
-        async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        authority = f"[{http_host}]:{http_port}" if ":" in http_host else f"{http_host}:{http_port}"
+        async with httpx.AsyncClient(base_url=f"http://{authority}", timeout=10) as http:
             yield Api(running, clock, http, db_path)
 
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    async with serving_api(tmp_path) as running:
-        yield running
+    async with serving_api(tmp_path) as serving:
+        yield serving
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    """Wait for ``condition`` to hold, checking every few milliseconds; fail after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
 
 
 def logged_events(db_path: Path) -> list[Any]:
@@ -440,6 +445,25 @@ async def test_100_concurrent_flags_and_unflags_equal_the_replay_of_the_log(
         assert flags[info_hash] is isinstance(last, TorrentFlagged)
 
 
+async def test_a_change_in_flight_at_shutdown_is_committed_and_answered(tmp_path: Path) -> None:
+    slow_commits = LogConfig(fsync=False, commit_linger_ms=300)
+    async with httpx.AsyncClient(timeout=10) as http:
+        async with serving_api(tmp_path, log=slow_commits) as api:
+            flag = asyncio.create_task(
+                http.post(
+                    f"http://127.0.0.1:{api.port}/t/{HASH}",
+                    params={"token": TOKEN},
+                    json={"is_flagged": True},
+                )
+            )
+            await until(lambda: api.running.writer.pending > 0)
+        # The tracker has stopped; the change it had taken was committed, then answered.
+        response = await flag
+    assert response.status_code == 200
+    assert response.json()["is_flagged"] is True
+    assert TorrentFlagged in [type(event) for event in logged_events(api.db_path)]
+
+
 # -- authentication ---------------------------------------------------------------------
 
 
@@ -611,10 +635,7 @@ async def test_tokens_never_reach_the_logs(
         _, writer = await asyncio.open_connection("127.0.0.1", api.port)
         writer.write(f"POST /t/{HASH}?token={TOKEN} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         await writer.drain()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while not api.running.writer.pending and loop.time() < deadline:
-            await asyncio.sleep(0.005)
+        await until(lambda: api.running.writer.pending > 0)
         writer.close()
         await api.running.writer.drain()
     assert "admin" in [getattr(e, "actor", None) for e in logged_events(api.db_path)]

@@ -136,15 +136,16 @@ class TrackerState:
             torrent.swarm.clear()
 
     def _expired(self, e: PeersExpired) -> None:
+        """A sweep over every torrent: this runs on the event loop, so keep it tight."""
         removed = 0
-        forgotten = []
-        for info_hash, torrent in self.torrents.items():
-            if torrent.swarm:
-                removed += torrent.swarm.expire(e.peer_cutoff_ms)
-            if e.torrent_cutoff_ms and torrent.is_forgettable(e.torrent_cutoff_ms):
-                forgotten.append(info_hash)
-        for info_hash in forgotten:
-            del self.torrents[info_hash]
+        peer_cutoff, torrent_cutoff = e.peer_cutoff_ms, e.torrent_cutoff_ms
+        for torrent in self.torrents.values():
+            removed += torrent.swarm.expire(peer_cutoff)
+        if torrent_cutoff:
+            forgotten = [info_hash for info_hash, torrent in self.torrents.items()
+                         if torrent.is_forgettable(torrent_cutoff)]
+            for info_hash in forgotten:
+                del self.torrents[info_hash]
         self.stats.peers_expired += removed
 
     # -- queries ----------------------------------------------------------

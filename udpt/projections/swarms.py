@@ -81,15 +81,23 @@ class Swarm:
             table.clear()
 
     def expire(self, cutoff_ms: int) -> int:
-        """Remove peers last seen before ``cutoff_ms``; returns how many went."""
+        """Remove peers last seen before ``cutoff_ms``; returns how many went.
+
+        Every table is ordered oldest first, so the scan stops at the first live
+        peer: a sweep costs little more than a look at each table's head.
+        """
         removed = 0
-        for table in self.tables():
-            while table:
-                oldest = next(iter(table))
-                if last_seen_of(table[oldest]) >= cutoff_ms:
+        for table in (self.seeders4, self.leechers4, self.seeders6, self.leechers6):
+            if not table:
+                continue
+            stale = []
+            for peer, record in table.items():
+                if _LAST_SEEN.unpack_from(record, _LAST_SEEN_OFFSET)[0] >= cutoff_ms:
                     break
-                del table[oldest]
-                removed += 1
+                stale.append(peer)
+            for peer in stale:
+                del table[peer]
+            removed += len(stale)
         return removed
 
 
