@@ -175,12 +175,12 @@ _step_heads = st.sampled_from(
         )
     )
 )
-_indexes = st.integers(0, 1 << 16)
+_indexes = st.integers(0, (1 << 16) - 1)
 _announce_fields = st.sampled_from(
     list(
         product(
             ((b"-qB4630-" + bytes(12), 7), (b"-TR4050-" + b"\x01" * 12, 0), (bytes(20), U32_MAX)),
-            (*AnnounceEvent, AnnounceEvent.COMPLETED),  # repeated completions matter
+            (*AnnounceEvent, *[AnnounceEvent.COMPLETED] * 2),  # repeated completions matter
             ((0, 0), (10, 20), (1 << 20, 5)),  # uploaded, downloaded
             (0, 0, 1, 16384, -1),  # left
         )
@@ -206,14 +206,18 @@ def tracker_histories(draw: st.DrawFn, max_events: int = 50) -> list[Event]:
     times = [now]
     peer_cutoff = torrent_cutoff = now - 1
     history: list[Event] = []
+    last_announce = (hashes[0], *endpoints[0])
     for _ in range(draw(st.integers(0, max_events))):
         kind, elapsed = draw(_step_heads)
         now += elapsed
         times.append(now)
-        pick = draw(_indexes)
+        same_peer_again, pick = divmod(draw(_indexes), 1 << 15)
         info_hash = hashes[pick % len(hashes)]
         if kind in ("announce", "refused"):
             ip, port = endpoints[pick // len(hashes) % len(endpoints)]
+            if same_peer_again:  # half the time, so that a peer's announces interact
+                info_hash, ip, port = last_announce
+            last_announce = (info_hash, ip, port)
             (peer_id, key), event, (uploaded, downloaded), left = draw(_announce_fields)
             if kind == "refused":
                 reason = RefusalReason.FLAGGED if left else RefusalReason.NOT_REGISTERED
@@ -233,7 +237,9 @@ def tracker_histories(draw: st.DrawFn, max_events: int = 50) -> list[Event]:
             if torrent_back is None:
                 history.append(PeersExpired(now, peer_cutoff, 0))
             else:
-                torrent_cutoff = max(torrent_cutoff, times[-1 - torrent_back % len(times)])
+                # torrents are remembered longer than peers, as in any sane configuration
+                candidate = min(times[-1 - torrent_back % len(times)], peer_cutoff)
+                torrent_cutoff = max(torrent_cutoff, candidate)
                 history.append(PeersExpired(now, peer_cutoff, torrent_cutoff))
         else:
             admin_kind, actor = draw(_admin_fields)

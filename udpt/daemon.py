@@ -91,6 +91,17 @@ async def serve(config: Config, *, udp_socket: socket.socket | None = None,
     """
     started = time.monotonic()
     clock = clock or EventClock()
+    # Bind first: a busy port fails fast, before any log is opened or created.
+    if udp_socket is None:
+        udp_socket = _bind_or_explain("udp.bind_address", config.udp.bind_address,
+                                      lambda: bind_udp_socket(
+                                          *parse_bind_address(config.udp.bind_address)))
+    if config.http is not None and http_socket is None:
+        from udpt.api.server import bind_http_socket
+
+        http_address = config.http.bind_address
+        http_socket = _bind_or_explain("http.bind_address", http_address,
+                                       lambda: bind_http_socket(http_address))
     with EventLog(config.db_path, sync=config.log.fsync,
                   map_size=config.log.map_size_mib << 20) as event_log:
         # 1. Recover: newest snapshot + the tail of the log.
@@ -109,10 +120,7 @@ async def serve(config: Config, *, udp_socket: socket.socket | None = None,
         tracker = Tracker(state, ids, policy_from_config(config), writer.submit, rng)
         tracker.last_expiry_ms = clock.now_ms()
 
-        # 2. Bind: the UDP socket, then the API (none without an [http] table).
-        if udp_socket is None:
-            host, port = parse_bind_address(config.udp.bind_address)
-            udp_socket = bind_udp_socket(host, port)
+        # 2. Serve UDP, then the API (none without an [http] table).
         endpoint = await UdpEndpoint.open(udp_socket, tracker, clock, config.udp.receive_buffer)
         running = Running(config, state, writer, tracker, [endpoint])
         api = None
@@ -162,6 +170,18 @@ async def serve(config: Config, *, udp_socket: socket.socket | None = None,
                  counters.dropped, counters.bad_connection_id, counters.shed,
                  sum(ep.protocol.shed for ep in running.endpoints))
     return 0
+
+
+class StartupError(RuntimeError):
+    """The tracker cannot start; the message is one line naming the setting at fault."""
+
+
+def _bind_or_explain(key: str, address: str, bind: Callable[[], socket.socket]
+                     ) -> socket.socket:
+    try:
+        return bind()
+    except OSError as exc:
+        raise StartupError(f"{key} {address}: cannot bind: {exc.strerror or exc}") from exc
 
 
 def _fmt(address: tuple | None) -> str:
@@ -219,12 +239,8 @@ def run(config: Config) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return uvloop.run(serve(config))
-    except LogError as exc:
+    except (LogError, StartupError) as exc:
         print(f"udpt: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"udpt: {config.udp.bind_address}: cannot bind: {exc.strerror or exc}",
-              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0

@@ -423,6 +423,38 @@ def test_a_restored_snapshot_answers_like_the_original() -> None:
     assert restored.last_seq == 4
 
 
+def test_a_restored_state_folds_later_events_like_the_original() -> None:
+    """Every field a later event reads survives the snapshot: an entry's completed flag, the
+    order of peers by last announce (expiry), last announce time, registration and flag."""
+    ih_recent, ih_registered, ih_flagged = b"\x33" * 20, b"\x44" * 20, b"\x55" * 20
+    before: list[Event] = [
+        announce(P1, COMPLETED, 0, at=T0),
+        announce(P2, at=T0 + 1),
+        announce(P3, at=T0 + 2),
+        announce(P2, at=T0 + 3),  # P2 is now the newest leecher
+        announce(P1, at=T0 + 4, ih=IH2),
+        announce(P1, STOPPED, at=T0 + 5, ih=IH2),  # IH2: empty, idle since T0 + 4
+        announce(P1, at=T0 + 6, ih=ih_recent),
+        announce(P1, STOPPED, at=T0 + 7, ih=ih_recent),  # empty, idle since T0 + 6
+        TorrentAdded(T0 + 7, ih_registered, "admin"),
+        TorrentFlagged(T0 + 7, ih_flagged, "admin"),
+    ]
+    after: list[Event] = [
+        announce(P1, COMPLETED, 0, at=T0 + 10),  # completed once already: not counted again
+        announce(P1, at=T0 + 10, ih=ih_flagged),  # ignored
+        PeersExpired(T0 + 11, T0 + 3, T0 + 5),  # P3 goes, P2 stays; only IH2 is forgotten
+    ]
+    live = fold(*before, *after)
+    restored = TrackerState.restore(fold(*before).snapshot())
+    for seq, event in enumerate(after, len(before) + 1):
+        restored.apply(seq, event)
+    assert restored.snapshot() == live.snapshot()
+    assert counts(restored) == (1, 1, 1)
+    assert peers(restored) == {P1, P2}
+    assert sorted(restored.torrents) == sorted([IH1, ih_recent, ih_registered, ih_flagged])
+    assert counts(restored, ih_flagged) == (0, 0, 0)
+
+
 @pytest.mark.parametrize(
     "damage",
     [
