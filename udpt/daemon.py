@@ -144,6 +144,10 @@ async def serve(config: Config, *, udp_socket: socket.socket | None = None,
                  config.mode.value, len(state.torrents), peers, state.last_seq, snapshot_seq,
                  time.monotonic() - started)
 
+        if config.http is not None and not config.http.access_tokens:
+            log.warning("the REST API has no access tokens ([http.access_tokens]): every API "
+                        "request will be refused")
+
         # 3. Serve until told to stop.
         stop = stop or _stop_on_signals()
         if ready is not None:
