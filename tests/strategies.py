@@ -193,13 +193,16 @@ _expiry_fields = st.tuples(_indexes, st.one_of(st.none(), _indexes))
 
 @st.composite
 def tracker_histories(draw: st.DrawFn, max_events: int = 50) -> list[Event]:
-    """A realistic log: 1-3 torrents, 1-5 endpoints (IPv4 and IPv6) and every kind of event.
+    """A realistic log: 2-3 torrents, 1-5 endpoints (IPv4 and IPv6) and every kind of event.
 
     Announces use every event 0..3 and ``left`` zero or not; times never go
     backwards and often repeat; expiry cutoffs never decrease and are often
     exactly the time of an earlier event, so boundaries get exercised.
     """
-    hashes = _HISTORY_HASHES[: draw(st.integers(1, len(_HISTORY_HASHES)))]
+    hashes = _HISTORY_HASHES[: draw(st.integers(2, len(_HISTORY_HASHES)))]
+    # The operator never touches the first torrent (bar dropping it), as most torrents in
+    # dynamic mode: so it can be forgotten once idle, while the others get registered.
+    operated = hashes[1:]
     chosen = draw(st.integers(1, (1 << len(_HISTORY_ENDPOINTS)) - 1))  # a non-empty subset
     endpoints = [e for i, e in enumerate(_HISTORY_ENDPOINTS) if chosen >> i & 1][:5]
     now = draw(st.integers(0, 1 << 41))
@@ -229,19 +232,22 @@ def tracker_histories(draw: st.DrawFn, max_events: int = 50) -> list[Event]:
                     )
                 )
         elif kind == "imported":
+            info_hash = operated[pick % len(operated)]
             flagged, completed = draw(_import_fields)
             history.append(TorrentImported(now, info_hash, flagged, completed, "import"))
         elif kind == "expired":
             peer_back, torrent_back = draw(_expiry_fields)
-            peer_cutoff = max(peer_cutoff, times[-1 - peer_back % len(times)])
+            peer_cutoff = max(peer_cutoff, times[-1 - peer_back % min(len(times), 12)])
             if torrent_back is None:
                 history.append(PeersExpired(now, peer_cutoff, 0))
             else:
-                # torrents are remembered longer than peers, as in any sane configuration
-                candidate = min(times[-1 - torrent_back % len(times)], peer_cutoff)
-                torrent_cutoff = max(torrent_cutoff, candidate)
+                # torrents are remembered a little or a lot longer than their peers
+                retention = (0, 1, 8, 100, 1000)[torrent_back % 5]
+                torrent_cutoff = max(torrent_cutoff, peer_cutoff - retention)
                 history.append(PeersExpired(now, peer_cutoff, torrent_cutoff))
         else:
             admin_kind, actor = draw(_admin_fields)
+            if admin_kind is not TorrentDropped:
+                info_hash = operated[pick % len(operated)]
             history.append(admin_kind(now, info_hash, actor))
     return history
