@@ -296,6 +296,14 @@ class UdpConfig:
             maximum=_MAX_SECONDS,
         ),
     )
+    max_torrents: int = field(
+        default=1_000_000,
+        metadata=_spec(
+            "Dynamic mode: most torrents held at once. Announces that would create one more "
+            'get "torrent not allowed.", so a flood of random info hashes cannot exhaust memory.',
+            minimum=1,
+        ),
+    )
     max_pending: int = field(
         default=100_000,
         metadata=_spec(

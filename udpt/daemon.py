@@ -51,6 +51,7 @@ def policy_from_config(config: Config) -> Policy:
         peer_timeout_ms=udp.peer_timeout * 1000,
         torrent_retention_ms=udp.torrent_retention * 1000,
         cleanup_interval_ms=config.cleanup_interval * 1000,
+        max_torrents=udp.max_torrents,
     )
 
 

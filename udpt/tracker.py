@@ -41,10 +41,12 @@ from udpt.wire import (
 
 __all__ = ["REFUSAL_MESSAGES", "Policy", "Tracker", "TrackerCounters"]
 
-# UDPT's exact texts (UDPT-COMPAT.md), checked in this order.
+# UDPT's exact texts (UDPT-COMPAT.md), checked in this order; the limit's text is ours,
+# after PROTOCOL.md §9's "torrent not allowed", with UDPT's full stop.
 REFUSAL_MESSAGES = {
     RefusalReason.NOT_REGISTERED: "torrent not registered.",
     RefusalReason.FLAGGED: "torrent flagged.",
+    RefusalReason.TORRENT_LIMIT: "torrent not allowed.",
 }
 
 _STOPPED = AnnounceEvent.STOPPED
@@ -67,6 +69,7 @@ class Policy:
     peer_timeout_ms: int = 2_700_000
     torrent_retention_ms: int = 86_400_000
     cleanup_interval_ms: int = 600_000
+    max_torrents: int = 1_000_000
 
 
 @dataclass(slots=True)
@@ -118,7 +121,7 @@ class Tracker:
 
     def _announce(self, request: AnnounceRequest, ip: bytes, now_ms: int, send: Send) -> None:
         self.expire_if_due(now_ms)
-        reason = self.refusal(request.info_hash)
+        reason = self.refusal(request.info_hash, request.event == _STOPPED)
         if reason is not None:
             event: Event = AnnounceRefused(now_ms, request.info_hash, ip, request.port,
                                            request.peer_id, reason)
@@ -140,12 +143,18 @@ class Tracker:
 
     # -- decisions ---------------------------------------------------------
 
-    def refusal(self, info_hash: bytes) -> RefusalReason | None:
-        """Why an announce for ``info_hash`` must be refused, if it must (UDPT's order)."""
+    def refusal(self, info_hash: bytes, stopped: bool = False) -> RefusalReason | None:
+        """Why an announce for ``info_hash`` must be refused, if it must (UDPT's order).
+
+        A ``stopped`` announce never creates a torrent, so the torrent limit spares it.
+        """
         torrent = self.state.torrents.get(info_hash)
         if not self.policy.dynamic and (torrent is None or not torrent.registered):
             return RefusalReason.NOT_REGISTERED
-        if torrent is not None and torrent.flagged:
+        if torrent is None:
+            if not stopped and len(self.state.torrents) >= self.policy.max_torrents:
+                return RefusalReason.TORRENT_LIMIT
+        elif torrent.flagged:
             return RefusalReason.FLAGGED
         return None
 

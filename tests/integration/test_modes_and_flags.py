@@ -33,6 +33,7 @@ from udpt.events.types import (
 
 NOT_REGISTERED = b"torrent not registered."
 FLAGGED = b"torrent flagged."
+TORRENT_NOT_ALLOWED = b"torrent not allowed."
 ERROR = (3).to_bytes(4, "big")
 LOCALHOST = bytes([127, 0, 0, 1])
 EVENT_COMPLETED, EVENT_STOPPED = 1, 3
@@ -75,10 +76,10 @@ class TrackerUnderTest:
 
 
 @asynccontextmanager
-async def tracker_in(tmp_path: Path, mode: str) -> AsyncIterator[TrackerUnderTest]:
+async def tracker_in(tmp_path: Path, mode: str, **udp: int) -> AsyncIterator[TrackerUnderTest]:
     clock = ManualClock()
     config = make_config(
-        tmp_path / "log", mode=mode, log=LogConfig(fsync=False, commit_linger_ms=0)
+        tmp_path / "log", mode=mode, log=LogConfig(fsync=False, commit_linger_ms=0), **udp
     )
     async with (
         running_tracker(config, clock=clock) as running,
@@ -131,6 +132,21 @@ async def test_not_registered_is_checked_before_flagged(tmp_path: Path) -> None:
         assert await tracker.refusal(IH2) == FLAGGED
         await tracker.admin(TorrentDropped, IH2)
         assert await tracker.refusal(IH2) == NOT_REGISTERED
+
+
+async def test_dynamic_mode_holds_at_most_max_torrents(tmp_path: Path) -> None:
+    # A flood of random info hashes must not grow memory without bound (PROTOCOL.md §11.4).
+    async with tracker_in(tmp_path, "dynamic", max_torrents=2) as tracker:
+        await tracker.client.announce(IH1)
+        await tracker.client.announce(IH2)
+        assert await tracker.refusal(IH3) == TORRENT_NOT_ALLOWED
+        assert len(tracker.running.state.torrents) == 2
+        # Known torrents still work, and a `stopped` for an unknown one is not refused.
+        assert (await tracker.client.announce(IH1, port=7001)).leechers == 2
+        assert (await tracker.client.announce(IH3, event=EVENT_STOPPED)).leechers == 0
+    assert [e.reason for e in logged_refusals(tracker.config)] == [
+        RefusalReason.TORRENT_LIMIT
+    ]
 
 
 async def test_flagging_clears_peers_and_scrape_still_answers(tmp_path: Path) -> None:

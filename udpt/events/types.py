@@ -50,6 +50,7 @@ class RefusalReason(IntEnum):
 
     NOT_REGISTERED = 1
     FLAGGED = 2
+    TORRENT_LIMIT = 3
 
 
 class AnnounceAccepted(NamedTuple):
