@@ -27,7 +27,7 @@ __all__ = ["make_config", "running_tracker"]
 def make_config(
     db_path: Path, *, mode: str = "dynamic", tokens: Mapping[str, str] | None = None, **udp: Any
 ) -> Config:
-    """Defaults, with the log in ``db_path``; ``tokens`` turns the API on; ``udp`` overrides [udp]."""
+    """Defaults with the log in ``db_path``; ``tokens`` turns the API on; ``udp`` sets [udp]."""
     config = load_config(None)
     http = None if tokens is None else HttpConfig("127.0.0.1:0", dict(tokens))
     cleanup = udp.pop("cleanup_interval", config.cleanup_interval)

@@ -124,7 +124,7 @@ def test_an_announce_costs_well_under_100_bytes(ip: bytes, size: int) -> None:
         AnnounceAccepted(1, IH + b"!", IP4, 1, PEER_ID, 0, AnnounceEvent.NONE, 0, 0, 0),
         AnnounceAccepted(1, IH, IP4, 1, PEER_ID + b"!", 0, AnnounceEvent.NONE, 0, 0, 0),
         AnnounceRefused(1, IH, b"\x01" * 6, 1, PEER_ID, RefusalReason.FLAGGED),
-        AnnounceRefused(1, IH, IP4, 1, PEER_ID, 3),  # type: ignore[arg-type]
+        AnnounceRefused(1, IH, IP4, 1, PEER_ID, max(RefusalReason) + 1),  # type: ignore[arg-type]
         AnnounceRefused(1, IH[:10], IP4, 1, PEER_ID, RefusalReason.FLAGGED),
         TorrentAdded(1, IH, "a" * 256),
         TorrentFlagged(1, IH, "é" * 128),
@@ -196,7 +196,7 @@ REFUSED_V4 = encode_event(AnnounceRefused(5, IH, IP4, 6881, PEER_ID, RefusalReas
         _with_byte(_announce_v4(), 59, 0xFF),
         _with_byte(REFUSED_V4, 9, 5),  # refused: address length 5
         _with_byte(REFUSED_V4, -5, 0),  # refused: reason 0
-        _with_byte(REFUSED_V4, -5, 3),  # refused: reason 3
+        _with_byte(REFUSED_V4, -5, max(RefusalReason) + 1),  # refused: unknown reason
         encode_event(TorrentAdded(1, IH, "ab"))[:-2] + b"\xc3\x28",  # actor not UTF-8
         encode_event(TorrentImported(1, IH, True, 1, "é"))[:-1],  # actor shorter than its length
     ],
@@ -205,7 +205,7 @@ REFUSED_V4 = encode_event(AnnounceRefused(5, IH, IP4, 6881, PEER_ID, RefusalReas
         "event-255",
         "refused-ip-length",
         "refused-reason-0",
-        "refused-reason-3",
+        "refused-reason-unknown",
         "actor-not-utf8",
         "actor-short",
     ],
