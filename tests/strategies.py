@@ -52,6 +52,7 @@ __all__ = [
     "ipv6s",
     "peer_ids",
     "ports",
+    "refusal_reasons",
     "refused_announces",
     "tracker_histories",
     "u32s",

@@ -375,7 +375,7 @@ class LogConfig:
         ),
     )
     map_size_mib: int = field(
-        default=1024,
+        default=65536,
         metadata=_spec(
             "Initial LMDB map size in MiB (at most 1 PiB); it grows on demand, this only sets "
             "the first step.",

@@ -26,7 +26,7 @@ import udpt
 from udpt.events.log import EventLog
 
 BATCH = 1000
-ROUNDS = 5
+ROUNDS = 10
 
 WRITER = """
 import struct

@@ -170,13 +170,18 @@ class EventLog:
     def append_records(self, first_seq: int, records: Sequence[bytes]) -> None:
         """Append ``records`` as first_seq, first_seq+1, ... in one transaction (one fsync).
 
+        ``first_seq`` must directly follow the last event: the log has no gaps. And
         py-lmdb's ``append=True`` returns False instead of raising on an out-of-order
-        key, so the count of records written is checked: a short count aborts.
+        key, so the count of records written is checked too: a short count aborts.
         """
         items = [(seq_key(first_seq + i), record) for i, record in enumerate(records)]
 
         def work(txn: lmdb.Transaction) -> None:
-            _consumed, added = txn.cursor(self._events).putmulti(items, append=True)
+            cursor = txn.cursor(self._events)
+            last = key_seq(cursor.key()) if cursor.last() else 0
+            if first_seq != last + 1:
+                raise LogError(f"sequence {first_seq} does not follow the log's last, {last}")
+            _consumed, added = cursor.putmulti(items, append=True)
             if added != len(items):
                 raise LogError(f"sequence {first_seq} is not after the log's last event")
 

@@ -138,7 +138,10 @@ class GroupCommitWriter:
         apply = self._apply
         for offset, (event, _, on_committed) in enumerate(batch):
             seq = first_seq + offset
-            apply(seq, event)
+            try:
+                apply(seq, event)
+            except Exception:  # a bug, but the event is on disk: keep serving
+                log.exception("applying committed event %d failed", seq)
             if on_committed is not None:
                 try:
                     on_committed(seq)

@@ -40,6 +40,7 @@ _HEADER = struct.Struct("!8sBQI")  # magic, version, seq, torrent count
 _TORRENT = struct.Struct("!20sBQq4I")  # hash, flags, completed, last announce, 4 table sizes
 _FLAGGED, _REGISTERED = 1, 2
 _PORTS = struct.Struct("!H")
+_MAX_COMPLETED = (1 << 64) - 1
 _NAMES = {kind: kind.__name__ for kind in EVENT_TYPES}
 
 
@@ -102,7 +103,8 @@ class TrackerState:
         old = seeders.pop(peer, None) or leechers.pop(peer, None)
         completed_flag = old is not None and old[FLAG_OFFSET] == 1
         if event == _COMPLETED and left == 0 and not completed_flag:
-            torrent.completed += 1
+            if torrent.completed < _MAX_COMPLETED:  # the snapshot holds 64 bits
+                torrent.completed += 1
             completed_flag = True
         record = PEER.pack(peer_id, key, at_ms, uploaded, downloaded, left, event, completed_flag)
         (leechers if left else seeders)[peer] = record

@@ -193,7 +193,7 @@ def _stdout_lines(process: subprocess.Popen[str]) -> queue.Queue[str | None]:
     return lines
 
 
-def _next_line(lines: queue.Queue[str | None], timeout: float = 10.0) -> str | None:
+def _next_line(lines: queue.Queue[str | None], timeout: float = 20.0) -> str | None:
     try:
         return lines.get(timeout=timeout)
     except queue.Empty:
