@@ -46,19 +46,23 @@ class Scale:
 
 def write_log(db: Path, events: int, torrents: int, peers: int) -> int:
     """A generated log; returns its last sequence number."""
-    make_log.main([str(db), "--events", str(events), "--torrents", str(torrents),
-                   "--peers", str(peers)])
+    make_log.main(
+        [str(db), "--events", str(events), "--torrents", str(torrents), "--peers", str(peers)]
+    )
     with EventLog(db, readonly=True) as log:
         return log.last_seq()
 
 
 def disk_per_announce(work: Path, events: int) -> float:
     """File bytes per AnnounceAccepted record, LMDB's pages and tree included."""
-    announces = [e for e in make_log.generate(Random(7), events * 2, 1000, 10_000)
-                 if type(e) is AnnounceAccepted][:events]
+    announces = [
+        e
+        for e in make_log.generate(Random(7), events * 2, 1000, 10_000)
+        if type(e) is AnnounceAccepted
+    ][:events]
     with EventLog(work / "disk", sync=False) as log:
         for start in range(0, len(announces), 50_000):
-            log.append_events(announces[start:start + 50_000])
+            log.append_events(announces[start : start + 50_000])
         return log.size_on_disk() / len(announces)
 
 
@@ -75,8 +79,13 @@ def replay_rate(db: Path, rounds: int) -> tuple[float, int]:
 
 
 def in_fresh_process(part: str, db: Path, *extra: str) -> dict:
-    out = subprocess.run([sys.executable, str(Path(__file__)), part, str(db), *extra],
-                         capture_output=True, text=True, check=True, timeout=900)
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__)), part, str(db), *extra],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -95,8 +104,13 @@ def part_restart(db: Path) -> dict:
         state, snapshot_seq = recover(log)
     seconds = time.perf_counter() - started
     peers = state.peer_count()
-    return {"seconds": seconds, "peers": peers, "torrents": len(state.torrents),
-            "tail": state.last_seq - snapshot_seq, "rss_per_peer": (rss_bytes() - before) / peers}
+    return {
+        "seconds": seconds,
+        "peers": peers,
+        "torrents": len(state.torrents),
+        "tail": state.last_seq - snapshot_seq,
+        "rss_per_peer": (rss_bytes() - before) / peers,
+    }
 
 
 def part_stall(db: Path, seconds: float) -> dict:
@@ -108,14 +122,20 @@ def part_stall(db: Path, seconds: float) -> dict:
 
     config = load_config(None)
     config = dataclasses.replace(
-        config, db_path=db, http=None,
-        log=dataclasses.replace(config.log, snapshot_interval=1))
+        config, db_path=db, http=None, log=dataclasses.replace(config.log, snapshot_interval=1)
+    )
 
     async def measure() -> dict:
         stop = asyncio.Event()
         ready = asyncio.Event()
-        task = asyncio.create_task(serve(config, udp_socket=bind_udp_socket("127.0.0.1", 0),
-                                         stop=stop, ready=lambda _: ready.set()))
+        task = asyncio.create_task(
+            serve(
+                config,
+                udp_socket=bind_udp_socket("127.0.0.1", 0),
+                stop=stop,
+                ready=lambda _: ready.set(),
+            )
+        )
         await ready.wait()
         worst = 0.0
         deadline = time.perf_counter() + seconds
@@ -133,34 +153,51 @@ def part_stall(db: Path, seconds: float) -> dict:
 def measure_figures(work: Path, scale: Scale, rounds: int) -> list[Row]:
     rows: list[Row] = []
     per_announce = disk_per_announce(work, scale.disk_events)
-    rows.append(("bytes on disk per announce event (LMDB included)", f"{per_announce:.1f}",
-                 "<= 64"))
+    rows.append(
+        ("bytes on disk per announce event (LMDB included)", f"{per_announce:.1f}", "<= 64")
+    )
 
     replay_db = work / "replay"
     write_log(replay_db, scale.replay_events, 1000, 10_000)
     rate, count = replay_rate(replay_db, rounds)
-    rows.append((f"replay speed ({count:,} events, decode + fold)", f"{rate:,.0f} events/s",
-                 ">= 500,000"))
+    rows.append(
+        (f"replay speed ({count:,} events, decode + fold)", f"{rate:,.0f} events/s", ">= 500,000")
+    )
 
     restart_db = work / "restart"
     # Announcers are drawn at random: 2.2 announces per 1.5 peers leave about
     # restart_peers of them live (the table reports the count reached).
-    last = write_log(restart_db, int(scale.restart_peers * 2.2), scale.restart_torrents,
-                     int(scale.restart_peers * 1.5))
+    last = write_log(
+        restart_db,
+        int(scale.restart_peers * 2.2),
+        scale.restart_torrents,
+        int(scale.restart_peers * 1.5),
+    )
     with EventLog(restart_db) as log:
         log.delete_snapshots()
         take_snapshot(log, last - scale.restart_tail)
     restarts = [in_fresh_process("restart", restart_db) for _ in range(rounds)]
     seconds = statistics.median(r["seconds"] for r in restarts)
     peers, torrents, tail = (restarts[0][k] for k in ("peers", "torrents", "tail"))
-    rows.append((f"restart: snapshot + {tail:,}-event tail, {peers:,} peers in {torrents:,} "
-                 "torrents", f"{seconds:.2f} s", "<= 5 s"))
+    rows.append(
+        (
+            f"restart: snapshot + {tail:,}-event tail, {peers:,} peers in {torrents:,} torrents",
+            f"{seconds:.2f} s",
+            "<= 5 s",
+        )
+    )
     rss = statistics.median(r["rss_per_peer"] for r in restarts)
-    rows.append((f"RSS per peer ({peers:,} peers in {torrents:,} torrents)", f"{rss:.0f} bytes",
-                 "<= 150"))
+    rows.append(
+        (f"RSS per peer ({peers:,} peers in {torrents:,} torrents)", f"{rss:.0f} bytes", "<= 150")
+    )
     stall = in_fresh_process("stall", restart_db, str(scale.stall_seconds))["max_stall_ms"]
-    rows.append((f"longest event-loop stall while snapshots of {peers:,} peers are taken",
-                 f"{stall:.1f} ms", "<= 50 ms"))
+    rows.append(
+        (
+            f"longest event-loop stall while snapshots of {peers:,} peers are taken",
+            f"{stall:.1f} ms",
+            "<= 50 ms",
+        )
+    )
     return rows
 
 

@@ -55,10 +55,29 @@ class Workload:
     num_want: int = 50
 
     def args(self, port: int, rate: int = 0) -> list[str]:
-        return ["--port", str(port), "--duration", str(self.duration), "--sockets",
-                str(self.sockets), "--peers", str(self.peers), "--window", str(self.window),
-                "--torrents", str(self.torrents), "--peer-torrents", "1", "--mix", "90:10",
-                "--num-want", str(self.num_want), "--rate", str(rate), "--json"]
+        return [
+            "--port",
+            str(port),
+            "--duration",
+            str(self.duration),
+            "--sockets",
+            str(self.sockets),
+            "--peers",
+            str(self.peers),
+            "--window",
+            str(self.window),
+            "--torrents",
+            str(self.torrents),
+            "--peer-torrents",
+            "1",
+            "--mix",
+            "90:10",
+            "--num-want",
+            str(self.num_want),
+            "--rate",
+            str(rate),
+            "--json",
+        ]
 
 
 @dataclass(frozen=True)
@@ -78,8 +97,9 @@ def free_port() -> int:
 
 def build_loadgen(out: Path) -> Path:
     binary = out / "loadgen"
-    subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-o", str(binary), str(LOADGEN_SOURCE)],
-                   check=True)
+    subprocess.run(
+        ["gcc", "-O2", "-Wall", "-Wextra", "-o", str(binary), str(LOADGEN_SOURCE)], check=True
+    )
     return binary
 
 
@@ -104,17 +124,25 @@ def wait_for_udp(port: int, timeout: float = 20.0) -> None:
     raise TimeoutError(f"nothing answered on UDP port {port} within {timeout} s")
 
 
-def run_load(loadgen: Path, workload: Workload, start_server: Callable[[int], subprocess.Popen],
-             rate: int = 0) -> LoadResult:
+def run_load(
+    loadgen: Path,
+    workload: Workload,
+    start_server: Callable[[int], subprocess.Popen],
+    rate: int = 0,
+) -> LoadResult:
     """Start a fresh server, drive it for the workload's duration, stop it."""
     port = free_port()
     server = start_server(port)
     try:
         wait_for_udp(port)
         cpu_before, wall_before = cpu_seconds(server.pid), time.monotonic()
-        load = subprocess.run(["taskset", "-c", LOADGEN_CPU, str(loadgen),
-                               *workload.args(port, rate)], capture_output=True, text=True,
-                              timeout=workload.duration + 60, check=False)
+        load = subprocess.run(
+            ["taskset", "-c", LOADGEN_CPU, str(loadgen), *workload.args(port, rate)],
+            capture_output=True,
+            text=True,
+            timeout=workload.duration + 60,
+            check=False,
+        )
         server_cpu = (cpu_seconds(server.pid) - cpu_before) / (time.monotonic() - wall_before)
     finally:
         server.send_signal(signal.SIGTERM)
@@ -125,49 +153,88 @@ def run_load(loadgen: Path, workload: Workload, start_server: Callable[[int], su
             server.wait()
     report = json.loads(load.stdout)
     announce = report["types"]["announce"]["latency_us"]
-    return LoadResult(report["responses_per_s"], announce["p50"], announce["p99"],
-                      report["lost"] if isinstance(report["lost"], int)
-                      else sum(report["lost"].values()), server_cpu)
+    return LoadResult(
+        report["responses_per_s"],
+        announce["p50"],
+        announce["p99"],
+        report["lost"] if isinstance(report["lost"], int) else sum(report["lost"].values()),
+        server_cpu,
+    )
 
 
 def udpt_starter(work: Path, fsync: bool = True) -> Callable[[int], subprocess.Popen]:
     def start(port: int) -> subprocess.Popen:
         db = Path(tempfile.mkdtemp(dir=work, prefix="udpt-db-"))
         config = db / "udpt.toml"
-        config.write_text(f'db_path = "{db / "log"}"\nlog_level = "warn"\n[udp]\n'
-                          f'bind_address = "127.0.0.1:{port}"\n[log]\n'
-                          f"fsync = {'true' if fsync else 'false'}\n")
-        return subprocess.Popen(["taskset", "-c", TRACKER_CPU, sys.executable, "-m", "udpt",
-                                 "-c", str(config)], cwd=ROOT)
+        config.write_text(
+            f'db_path = "{db / "log"}"\nlog_level = "warn"\n[udp]\n'
+            f'bind_address = "127.0.0.1:{port}"\n[log]\n'
+            f"fsync = {'true' if fsync else 'false'}\n"
+        )
+        return subprocess.Popen(
+            ["taskset", "-c", TRACKER_CPU, sys.executable, "-m", "udpt", "-c", str(config)],
+            cwd=ROOT,
+        )
 
     return start
 
 
-def opentracker_starter(work: Path, loadgen: Path,
-                        workload: Workload) -> Callable[[int], subprocess.Popen] | None:
+def opentracker_starter(
+    work: Path, loadgen: Path, workload: Workload
+) -> Callable[[int], subprocess.Popen] | None:
     binary = shutil.which("opentracker")
     if binary is None:
         return None
     chroot = Path(tempfile.mkdtemp(dir=work, prefix="opentracker-"))
-    subprocess.run([str(loadgen), "--torrents", str(workload.torrents), "--dump-hashes",
-                    str(chroot / "whitelist.txt")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(loadgen),
+            "--torrents",
+            str(workload.torrents),
+            "--dump-hashes",
+            str(chroot / "whitelist.txt"),
+        ],
+        check=True,
+        capture_output=True,
+    )
 
     def start(port: int) -> subprocess.Popen:
-        return subprocess.Popen(["taskset", "-c", TRACKER_CPU, binary, "-i", "127.0.0.1",
-                                 "-P", str(port), "-p", str(port), "-d", str(chroot),
-                                 "-w", "/whitelist.txt"], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            [
+                "taskset",
+                "-c",
+                TRACKER_CPU,
+                binary,
+                "-i",
+                "127.0.0.1",
+                "-P",
+                str(port),
+                "-p",
+                str(port),
+                "-d",
+                str(chroot),
+                "-w",
+                "/whitelist.txt",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     return start
 
 
 def median_result(results: list[LoadResult]) -> LoadResult:
-    return LoadResult(*(statistics.median(getattr(r, name) for r in results)
-                        for name in LoadResult.__dataclass_fields__))
+    return LoadResult(
+        *(
+            statistics.median(getattr(r, name) for r in results)
+            for name in LoadResult.__dataclass_fields__
+        )
+    )
 
 
-def side_by_side(loadgen: Path, work: Path, workload: Workload,
-                 rounds: int) -> dict[str, LoadResult]:
+def side_by_side(
+    loadgen: Path, work: Path, workload: Workload, rounds: int
+) -> dict[str, LoadResult]:
     starters = {"udpt": udpt_starter(work)}
     opentracker = opentracker_starter(work, loadgen, workload)
     if opentracker is not None:
@@ -177,8 +244,10 @@ def side_by_side(loadgen: Path, work: Path, workload: Workload,
         for name, start in starters.items():  # alternate, so drift hits both alike
             result = run_load(loadgen, workload, start)
             runs[name].append(result)
-            print(f"  round {round_number + 1} {name}: {result.responses_per_s:,.0f} "
-                  f"responses/s", file=sys.stderr)
+            print(
+                f"  round {round_number + 1} {name}: {result.responses_per_s:,.0f} responses/s",
+                file=sys.stderr,
+            )
     return {name: median_result(results) for name, results in runs.items()}
 
 
@@ -207,33 +276,45 @@ def main(argv: list[str] | None = None) -> int:
         udpt = results["udpt"]
         half_rate = max(int(udpt.responses_per_s / 2), 100)
         print(f"udpt at half load ({half_rate}/s) ...", file=sys.stderr)
-        half = median_result([run_load(loadgen, workload, udpt_starter(work), half_rate)
-                              for _ in range(rounds)])
+        half = median_result(
+            [run_load(loadgen, workload, udpt_starter(work), half_rate) for _ in range(rounds)]
+        )
         print("figures ...", file=sys.stderr)
         figures = measure_figures(work, scale, rounds)
 
     rows = []
     for name, result in results.items():
         rows.append((f"{name}: responses/s", f"{result.responses_per_s:,.0f}", ""))
-        rows.append((f"{name}: announce p50 / p99 latency",
-                     f"{result.p50_us / 1000:.2f} / {result.p99_us / 1000:.2f} ms", ""))
-        rows.append((f"{name}: lost replies, server CPU",
-                     f"{result.lost}, {result.server_cpu:.0%}", ""))
+        rows.append(
+            (
+                f"{name}: announce p50 / p99 latency",
+                f"{result.p50_us / 1000:.2f} / {result.p99_us / 1000:.2f} ms",
+                "",
+            )
+        )
+        rows.append(
+            (f"{name}: lost replies, server CPU", f"{result.lost}, {result.server_cpu:.0%}", "")
+        )
     if "opentracker" in results:
         ratio = udpt.responses_per_s / results["opentracker"].responses_per_s
         rows.append(("udpt / opentracker responses/s", f"{ratio:.2f}", ">= 0.5"))
-    rows.append((f"udpt p99 at half peak load ({half_rate}/s)",
-                 f"{half.p99_us / 1000:.2f} ms", "<= 20 ms"))
+    rows.append(
+        (f"udpt p99 at half peak load ({half_rate}/s)", f"{half.p99_us / 1000:.2f} ms", "<= 20 ms")
+    )
     rows += figures
-    commands = (f"python benchmarks/run.py{' --quick' if args.quick else ''} "
-                f"--rounds {rounds}\nload: loadgen "
-                + " ".join(workload.args(0)).replace("--port 0 ", "--port PORT "))
-    report = (f"# udpt benchmarks\n\nMeasured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-              f" on {platform.node()}: {os.cpu_count()} CPUs, {platform.machine()}, Python "
-              f"{platform.python_version()}, {platform.platform()}. Servers pinned to CPU "
-              f"{TRACKER_CPU}, load generator to CPU {LOADGEN_CPU}; medians of {rounds} runs; "
-              f"udpt logs every announce durably (fsync per batch).\n\n{table(rows)}\n\n"
-              f"Commands:\n\n```\n{commands}\n```\n")
+    commands = (
+        f"python benchmarks/run.py{' --quick' if args.quick else ''} "
+        f"--rounds {rounds}\nload: loadgen "
+        + " ".join(workload.args(0)).replace("--port 0 ", "--port PORT ")
+    )
+    report = (
+        f"# udpt benchmarks\n\nMeasured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        f" on {platform.node()}: {os.cpu_count()} CPUs, {platform.machine()}, Python "
+        f"{platform.python_version()}, {platform.platform()}. Servers pinned to CPU "
+        f"{TRACKER_CPU}, load generator to CPU {LOADGEN_CPU}; medians of {rounds} runs; "
+        f"udpt logs every announce durably (fsync per batch).\n\n{table(rows)}\n\n"
+        f"Commands:\n\n```\n{commands}\n```\n"
+    )
     print(report)
     if not args.quick:
         args.output.write_text(report)

@@ -187,8 +187,9 @@ def _parse_access_tokens(raw: object) -> Mapping[str, str]:
         if not label:
             raise _Invalid("an empty label cannot name who made an admin change", label)
         if len(label.encode("utf-8")) > 255:
-            raise _Invalid("label longer than 255 bytes (it is recorded in every admin event)",
-                           label)
+            raise _Invalid(
+                "label longer than 255 bytes (it is recorded in every admin event)", label
+            )
         if not isinstance(token, str):
             raise _Invalid(f"expected a string token, got {_type_name(token)}", label)
         if not token:

@@ -81,11 +81,16 @@ class Running:
         return [endpoint.address for endpoint in self.endpoints]
 
 
-async def serve(config: Config, *, udp_socket: socket.socket | None = None,
-                http_socket: socket.socket | None = None,
-                clock: EventClock | None = None, rng: Random | None = None,
-                stop: asyncio.Event | None = None,
-                ready: Callable[[Running], None] | None = None) -> int:
+async def serve(
+    config: Config,
+    *,
+    udp_socket: socket.socket | None = None,
+    http_socket: socket.socket | None = None,
+    clock: EventClock | None = None,
+    rng: Random | None = None,
+    stop: asyncio.Event | None = None,
+    ready: Callable[[Running], None] | None = None,
+) -> int:
     """Run the tracker until ``stop`` is set (or SIGINT/SIGTERM when ``stop`` is None).
 
     Tests pass pre-bound sockets on port 0, a manual clock and a seeded RNG.
@@ -94,17 +99,21 @@ async def serve(config: Config, *, udp_socket: socket.socket | None = None,
     clock = clock or EventClock()
     # Bind first: a busy port fails fast, before any log is opened or created.
     if udp_socket is None:
-        udp_socket = _bind_or_explain("udp.bind_address", config.udp.bind_address,
-                                      lambda: bind_udp_socket(
-                                          *parse_bind_address(config.udp.bind_address)))
+        udp_socket = _bind_or_explain(
+            "udp.bind_address",
+            config.udp.bind_address,
+            lambda: bind_udp_socket(*parse_bind_address(config.udp.bind_address)),
+        )
     if config.http is not None and http_socket is None:
         from udpt.api.server import bind_http_socket
 
         http_address = config.http.bind_address
-        http_socket = _bind_or_explain("http.bind_address", http_address,
-                                       lambda: bind_http_socket(http_address))
-    with EventLog(config.db_path, sync=config.log.fsync,
-                  map_size=config.log.map_size_mib << 20) as event_log:
+        http_socket = _bind_or_explain(
+            "http.bind_address", http_address, lambda: bind_http_socket(http_address)
+        )
+    with EventLog(
+        config.db_path, sync=config.log.fsync, map_size=config.log.map_size_mib << 20
+    ) as event_log:
         # 1. Recover: newest snapshot + the tail of the log.
         state, snapshot_seq = recover(event_log)
         # The recovered state lives as long as the process: keep the cyclic GC from
@@ -115,9 +124,12 @@ async def serve(config: Config, *, udp_socket: socket.socket | None = None,
         for _, last_event in event_log.events(state.last_seq, state.last_seq):
             clock.raise_floor(last_event.at_ms)  # event times never go backwards
         ids = ConnectionIds(load_secret(event_log), config.udp.connection_id_lifetime)
-        writer = GroupCommitWriter(event_log, state.apply,
-                                   linger_s=config.log.commit_linger_ms / 1000,
-                                   max_pending=config.udp.max_pending)
+        writer = GroupCommitWriter(
+            event_log,
+            state.apply,
+            linger_s=config.log.commit_linger_ms / 1000,
+            max_pending=config.udp.max_pending,
+        )
         tracker = Tracker(state, ids, policy_from_config(config), writer.submit, rng)
         tracker.last_expiry_ms = clock.now_ms()
 
@@ -132,22 +144,34 @@ async def serve(config: Config, *, udp_socket: socket.socket | None = None,
             running.http_address = api.address
         for ep in running.endpoints:
             running.tasks.extend(ep.run())
-        running.tasks.append(asyncio.create_task(_expire_periodically(tracker, clock, config),
-                                                 name="expiry"))
+        running.tasks.append(
+            asyncio.create_task(_expire_periodically(tracker, clock, config), name="expiry")
+        )
         if config.log.snapshot_interval:
-            running.tasks.append(asyncio.create_task(
-                _snapshot_periodically(config, state, snapshot_seq), name="snapshots"))
+            running.tasks.append(
+                asyncio.create_task(
+                    _snapshot_periodically(config, state, snapshot_seq), name="snapshots"
+                )
+            )
         peers = state.peer_count()
-        log.info("udpt serving UDP on %s%s, mode %s; recovered %d torrents, %d peers, "
-                 "last seq %d (snapshot %d) in %.2f s",
-                 _fmt(endpoint.address),
-                 f", API on {_fmt(running.http_address)}" if running.http_address else "",
-                 config.mode.value, len(state.torrents), peers, state.last_seq, snapshot_seq,
-                 time.monotonic() - started)
+        log.info(
+            "udpt serving UDP on %s%s, mode %s; recovered %d torrents, %d peers, "
+            "last seq %d (snapshot %d) in %.2f s",
+            _fmt(endpoint.address),
+            f", API on {_fmt(running.http_address)}" if running.http_address else "",
+            config.mode.value,
+            len(state.torrents),
+            peers,
+            state.last_seq,
+            snapshot_seq,
+            time.monotonic() - started,
+        )
 
         if config.http is not None and not config.http.access_tokens:
-            log.warning("the REST API has no access tokens ([http.access_tokens]): every API "
-                        "request will be refused")
+            log.warning(
+                "the REST API has no access tokens ([http.access_tokens]): every API "
+                "request will be refused"
+            )
 
         # 3. Serve until told to stop.
         stop = stop or _stop_on_signals()
@@ -169,11 +193,18 @@ async def serve(config: Config, *, udp_socket: socket.socket | None = None,
         if state.last_seq and state.last_seq != snapshot_seq:
             event_log.put_snapshot(state.last_seq, state.snapshot())
         counters = tracker.counters
-        log.info("udpt stopped at seq %d: %d events committed in %d batches; dropped %d "
-                 "datagrams, %d with a bad connection id, shed %d (writer full) and %d "
-                 "(receive queue full)", state.last_seq, writer.committed, writer.batches,
-                 counters.dropped, counters.bad_connection_id, counters.shed,
-                 sum(ep.protocol.shed for ep in running.endpoints))
+        log.info(
+            "udpt stopped at seq %d: %d events committed in %d batches; dropped %d "
+            "datagrams, %d with a bad connection id, shed %d (writer full) and %d "
+            "(receive queue full)",
+            state.last_seq,
+            writer.committed,
+            writer.batches,
+            counters.dropped,
+            counters.bad_connection_id,
+            counters.shed,
+            sum(ep.protocol.shed for ep in running.endpoints),
+        )
     return 0
 
 
@@ -181,8 +212,7 @@ class StartupError(RuntimeError):
     """The tracker cannot start; the message is one line naming the setting at fault."""
 
 
-def _bind_or_explain(key: str, address: str, bind: Callable[[], socket.socket]
-                     ) -> socket.socket:
+def _bind_or_explain(key: str, address: str, bind: Callable[[], socket.socket]) -> socket.socket:
     try:
         return bind()
     except OSError as exc:
@@ -223,8 +253,13 @@ async def _snapshot_periodically(config: Config, state: TrackerState, last_seq: 
         if seq == last_seq:
             continue
         child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "udpt.events.snapshots", str(config.db_path), str(seq),
-            stdout=asyncio.subprocess.DEVNULL)
+            sys.executable,
+            "-m",
+            "udpt.events.snapshots",
+            str(config.db_path),
+            str(seq),
+            stdout=asyncio.subprocess.DEVNULL,
+        )
         try:
             status = await child.wait()
         except asyncio.CancelledError:
@@ -240,8 +275,11 @@ async def _snapshot_periodically(config: Config, state: TrackerState, last_seq: 
 
 def run(config: Config) -> int:
     """The daemon's entry point (``udpt [-c FILE]``): serve on uvloop until a signal."""
-    logging.basicConfig(level=config.log_level.logging_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=config.log_level.logging_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         return uvloop.run(serve(config))
     except (LogError, StartupError) as exc:
@@ -249,4 +287,3 @@ def run(config: Config) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
-

@@ -85,8 +85,14 @@ class TrackerCounters:
 class Tracker:
     """Turns datagrams into replies and events for one tracker state."""
 
-    def __init__(self, state: TrackerState, connection_ids: ConnectionIds, policy: Policy,
-                 submit: Submit, rng: Random | None = None) -> None:
+    def __init__(
+        self,
+        state: TrackerState,
+        connection_ids: ConnectionIds,
+        policy: Policy,
+        submit: Submit,
+        rng: Random | None = None,
+    ) -> None:
         self.state = state
         self.connection_ids = connection_ids
         self.policy = policy
@@ -104,8 +110,7 @@ class Tracker:
             self.counters.dropped += 1
             return
         if type(request) is ConnectRequest:
-            send(build_connect_response(request.transaction_id,
-                                        self.connection_ids.issue(ip, now)))
+            send(build_connect_response(request.transaction_id, self.connection_ids.issue(ip, now)))
             return
         if not self.connection_ids.is_valid(request.connection_id, ip, now):
             self.counters.bad_connection_id += 1
@@ -123,21 +128,32 @@ class Tracker:
         self.expire_if_due(now_ms)
         reason = self.refusal(request.info_hash, request.event == _STOPPED)
         if reason is not None:
-            event: Event = AnnounceRefused(now_ms, request.info_hash, ip, request.port,
-                                           request.peer_id, reason)
+            event: Event = AnnounceRefused(
+                now_ms, request.info_hash, ip, request.port, request.peer_id, reason
+            )
             reply = build_error_response(request.transaction_id, REFUSAL_MESSAGES[reason])
 
             def on_committed(seq: int) -> None:
                 if seq:
                     send(reply)
         else:
-            event = AnnounceAccepted(now_ms, request.info_hash, ip, request.port, request.peer_id,
-                                     request.key, _EVENTS[request.event], request.uploaded,
-                                     request.downloaded, request.left)
+            event = AnnounceAccepted(
+                now_ms,
+                request.info_hash,
+                ip,
+                request.port,
+                request.peer_id,
+                request.key,
+                _EVENTS[request.event],
+                request.uploaded,
+                request.downloaded,
+                request.left,
+            )
 
             def on_committed(seq: int) -> None:
                 if seq:
                     send(self.announce_reply(request, ip))
+
         if not self._submit(event, on_committed):
             self.counters.shed += 1
 
@@ -164,8 +180,9 @@ class Tracker:
             return
         policy = self.policy
         torrent_cutoff = now_ms - policy.torrent_retention_ms if policy.dynamic else 0
-        if self._submit(PeersExpired(now_ms, now_ms - policy.peer_timeout_ms,
-                                     max(torrent_cutoff, 0)), None):
+        if self._submit(
+            PeersExpired(now_ms, now_ms - policy.peer_timeout_ms, max(torrent_cutoff, 0)), None
+        ):
             self.last_expiry_ms = now_ms  # a sweep refused by a full writer is tried again
 
     # -- replies, built from the projections --------------------------------
@@ -183,10 +200,16 @@ class Tracker:
             if wanted < 0:
                 wanted = policy.default_numwant
             cap = policy.max_numwant_v4 if len(ip) == 4 else policy.max_numwant_v6
-            peers = select_peers(swarm, ip + request.port.to_bytes(2, "big"), request.left == 0,
-                                 min(wanted, cap), self._rng)
-        return build_announce_response(request.transaction_id, policy.interval, swarm.leechers,
-                                       swarm.seeders, peers)
+            peers = select_peers(
+                swarm,
+                ip + request.port.to_bytes(2, "big"),
+                request.left == 0,
+                min(wanted, cap),
+                self._rng,
+            )
+        return build_announce_response(
+            request.transaction_id, policy.interval, swarm.leechers, swarm.seeders, peers
+        )
 
     def scrape(self, info_hashes: tuple[bytes, ...]) -> list[tuple[int, int, int]]:
         """(seeders, completed, leechers) per hash, in request order; zeros for unknown ones."""

@@ -50,8 +50,9 @@ def bind_udp_socket(host: str, port: int) -> socket.socket:
 class BoundedProtocol(Protocol):
     """asyncio-dgram's protocol with a bound on datagrams waiting to be read."""
 
-    def __init__(self, recvq: asyncio.Queue, excq: asyncio.Queue, drained: asyncio.Event,
-                 max_queued: int) -> None:
+    def __init__(
+        self, recvq: asyncio.Queue, excq: asyncio.Queue, drained: asyncio.Event, max_queued: int
+    ) -> None:
         super().__init__(recvq, excq, drained)
         self.max_queued = max_queued
         self.shed = 0
@@ -70,8 +71,14 @@ class BoundedProtocol(Protocol):
 class UdpEndpoint:
     """One bound socket: its receive loop, its outbox and its sender."""
 
-    def __init__(self, stream: DatagramServer, protocol: BoundedProtocol, tracker: Tracker,
-                 clock: EventClock, receive_buffer: int = 8192) -> None:
+    def __init__(
+        self,
+        stream: DatagramServer,
+        protocol: BoundedProtocol,
+        tracker: Tracker,
+        clock: EventClock,
+        receive_buffer: int = 8192,
+    ) -> None:
         self.stream = stream
         self.receive_buffer = receive_buffer
         self.protocol = protocol
@@ -84,16 +91,28 @@ class UdpEndpoint:
         self.receive_errors = 0
 
     @classmethod
-    async def open(cls, sock: socket.socket, tracker: Tracker, clock: EventClock,
-                   receive_buffer: int = 8192, max_queued: int = 10_000) -> UdpEndpoint:
+    async def open(
+        cls,
+        sock: socket.socket,
+        tracker: Tracker,
+        clock: EventClock,
+        receive_buffer: int = 8192,
+        max_queued: int = 10_000,
+    ) -> UdpEndpoint:
         loop = asyncio.get_running_loop()
         recvq: asyncio.Queue = asyncio.Queue()
         excq: asyncio.Queue = asyncio.Queue()
         drained = asyncio.Event()
         transport, protocol = await loop.create_datagram_endpoint(
-            lambda: BoundedProtocol(recvq, excq, drained, max_queued), sock=sock)
-        return cls(DatagramServer(transport, recvq, excq, drained), protocol, tracker, clock,
-                   receive_buffer)
+            lambda: BoundedProtocol(recvq, excq, drained, max_queued), sock=sock
+        )
+        return cls(
+            DatagramServer(transport, recvq, excq, drained),
+            protocol,
+            tracker,
+            clock,
+            receive_buffer,
+        )
 
     @property
     def address(self) -> Address:
@@ -146,8 +165,10 @@ class UdpEndpoint:
                     self.send_errors += 1
 
     def run(self) -> list[asyncio.Task]:
-        return [asyncio.create_task(self.receive_loop(), name="udp-receive"),
-                asyncio.create_task(self.send_loop(), name="udp-send")]
+        return [
+            asyncio.create_task(self.receive_loop(), name="udp-receive"),
+            asyncio.create_task(self.send_loop(), name="udp-send"),
+        ]
 
     async def flush(self) -> None:
         """Send what is queued (used at shutdown, after the final commit)."""
@@ -160,4 +181,3 @@ class UdpEndpoint:
 
     def close(self) -> None:
         self.stream.close()
-

@@ -144,9 +144,7 @@ async def test_dynamic_mode_holds_at_most_max_torrents(tmp_path: Path) -> None:
         # Known torrents still work, and a `stopped` for an unknown one is not refused.
         assert (await tracker.client.announce(IH1, port=7001)).leechers == 2
         assert (await tracker.client.announce(IH3, event=EVENT_STOPPED)).leechers == 0
-    assert [e.reason for e in logged_refusals(tracker.config)] == [
-        RefusalReason.TORRENT_LIMIT
-    ]
+    assert [e.reason for e in logged_refusals(tracker.config)] == [RefusalReason.TORRENT_LIMIT]
 
 
 async def test_flagging_clears_peers_and_scrape_still_answers(tmp_path: Path) -> None:

@@ -31,7 +31,8 @@ def make_session() -> lt.session:
         "enable_natpmp": False,
         "allow_multiple_connections_per_ip": True,
         "announce_to_all_trackers": True,
-        "alert_mask": lt.alert_category.status | lt.alert_category.tracker
+        "alert_mask": lt.alert_category.status
+        | lt.alert_category.tracker
         | lt.alert_category.error,
     }
     return lt.session(settings, 0)  # flags 0: no default plugins, so no PEX
@@ -75,9 +76,14 @@ async def test_two_libtorrent_clients_transfer_a_file_through_udpt(tmp_path: Pat
         seeder_session, leecher_session = make_session(), make_session()
         seeder = add(seeder_session, info, seed_dir)
         await wait_for(lambda: seeder.status().is_seeding, 20, "the seeder to check its data")
-        await wait_for(lambda: info_hash in tracker.state.torrents
-                       and tracker.state.torrents[info_hash].swarm.seeders == 1, 20,
-                       "the seeder's announce")
+        await wait_for(
+            lambda: (
+                info_hash in tracker.state.torrents
+                and tracker.state.torrents[info_hash].swarm.seeders == 1
+            ),
+            20,
+            "the seeder's announce",
+        )
 
         leecher = add(leecher_session, info, leech_dir)
         await wait_for(lambda: leecher.status().is_seeding, 60, "the download to finish")
@@ -85,16 +91,25 @@ async def test_two_libtorrent_clients_transfer_a_file_through_udpt(tmp_path: Pat
 
         # The finished download announces `completed`; then both are seeders.
         torrent = tracker.state.torrents[info_hash]
-        await wait_for(lambda: torrent.completed == 1 and torrent.swarm.seeders == 2, 20,
-                       "the completed announce")
+        await wait_for(
+            lambda: torrent.completed == 1 and torrent.swarm.seeders == 2,
+            20,
+            "the completed announce",
+        )
 
         leecher.scrape_tracker()
         scrape = await wait_for(
-            lambda: next((a for a in leecher_session.pop_alerts()
-                          if isinstance(a, lt.scrape_reply_alert)), None),
-            20, "libtorrent's scrape reply")
-        assert (scrape.complete, scrape.incomplete) == (torrent.swarm.seeders,
-                                                        torrent.swarm.leechers)
+            lambda: next(
+                (a for a in leecher_session.pop_alerts() if isinstance(a, lt.scrape_reply_alert)),
+                None,
+            ),
+            20,
+            "libtorrent's scrape reply",
+        )
+        assert (scrape.complete, scrape.incomplete) == (
+            torrent.swarm.seeders,
+            torrent.swarm.leechers,
+        )
         assert tracker.tracker.scrape((info_hash,)) == [(2, 1, 0)]
 
         # Pausing (before a session is destroyed) makes libtorrent announce `stopped`.

@@ -113,18 +113,41 @@ def _encode(event: Event) -> bytes:
             raise ValueError(f"announce event {event.event} is not 0..3")
         if len(event.ip) not in (4, 16):
             raise ValueError("ip must be 4 or 16 bytes")
-        narrow = (0 <= event.uploaded < _NARROW and 0 <= event.downloaded < _NARROW
-                  and 0 <= event.left < _NARROW)
+        narrow = (
+            0 <= event.uploaded < _NARROW
+            and 0 <= event.downloaded < _NARROW
+            and 0 <= event.left < _NARROW
+        )
         layout, tag = _ANNOUNCE_LAYOUTS[len(event.ip) == 4, narrow]
-        return layout.pack(tag, event.at_ms, event.info_hash, event.ip, event.port,
-                           event.peer_id, event.key, event.event, event.uploaded,
-                           event.downloaded, event.left)
+        return layout.pack(
+            tag,
+            event.at_ms,
+            event.info_hash,
+            event.ip,
+            event.port,
+            event.peer_id,
+            event.key,
+            event.event,
+            event.uploaded,
+            event.downloaded,
+            event.left,
+        )
     if kind is AnnounceRefused:
         _check_sizes(event.info_hash, event.peer_id)
         if len(event.ip) not in (4, 16):
             raise ValueError("ip must be 4 or 16 bytes")
-        return _REFUSED.pack(TAG_REFUSED, event.at_ms, len(event.ip), event.info_hash,
-                             event.port, event.peer_id, RefusalReason(event.reason)) + event.ip
+        return (
+            _REFUSED.pack(
+                TAG_REFUSED,
+                event.at_ms,
+                len(event.ip),
+                event.info_hash,
+                event.port,
+                event.peer_id,
+                RefusalReason(event.reason),
+            )
+            + event.ip
+        )
     if kind in _ADMIN_TYPES:
         _check_sizes(event.info_hash)
         actor = _actor_bytes(event.actor)
@@ -132,11 +155,21 @@ def _encode(event: Event) -> bytes:
     if kind is TorrentImported:
         _check_sizes(event.info_hash)
         actor = _actor_bytes(event.actor)
-        return _IMPORTED.pack(TAG_IMPORTED, event.at_ms, event.info_hash, event.is_flagged,
-                              event.completed, len(actor)) + actor
+        return (
+            _IMPORTED.pack(
+                TAG_IMPORTED,
+                event.at_ms,
+                event.info_hash,
+                event.is_flagged,
+                event.completed,
+                len(actor),
+            )
+            + actor
+        )
     if kind is PeersExpired:
-        return _EXPIRED.pack(TAG_EXPIRED, event.at_ms, event.peer_cutoff_ms,
-                             event.torrent_cutoff_ms)
+        return _EXPIRED.pack(
+            TAG_EXPIRED, event.at_ms, event.peer_cutoff_ms, event.torrent_cutoff_ms
+        )
     raise ValueError(f"not an event: {event!r}")
 
 
@@ -158,11 +191,25 @@ def _announce_decoder(layout: struct.Struct) -> Callable[[bytes], Event]:
         if len(data) != size:
             raise DecodeError(f"announce record is {len(data)} bytes, expected {size}")
         _, at_ms, info_hash, ip, port, peer_id, key, event, uploaded, downloaded, left = unpack(
-            data)
+            data
+        )
         if event > 3:
             raise DecodeError(f"announce event {event} is not 0..3")
-        return _new(AnnounceAccepted, (at_ms, info_hash, ip, port, peer_id, key,
-                                       _ANNOUNCE_EVENTS[event], uploaded, downloaded, left))
+        return _new(
+            AnnounceAccepted,
+            (
+                at_ms,
+                info_hash,
+                ip,
+                port,
+                peer_id,
+                key,
+                _ANNOUNCE_EVENTS[event],
+                uploaded,
+                downloaded,
+                left,
+            ),
+        )
 
     return decode
 
@@ -176,7 +223,7 @@ def _decode_refused(data: bytes) -> AnnounceRefused:
         why = RefusalReason(reason)
     except ValueError as exc:
         raise DecodeError(f"unknown refusal reason {reason}") from exc
-    return AnnounceRefused(at_ms, info_hash, data[_REFUSED.size:], port, peer_id, why)
+    return AnnounceRefused(at_ms, info_hash, data[_REFUSED.size :], port, peer_id, why)
 
 
 def _admin_decoder(kind: type) -> Callable[[bytes], Event]:
@@ -191,8 +238,9 @@ def _admin_decoder(kind: type) -> Callable[[bytes], Event]:
 def _decode_imported(data: bytes) -> TorrentImported:
     _check_length(data, _IMPORTED, "import")
     _, at_ms, info_hash, flagged, completed, actor_len = _IMPORTED.unpack_from(data)
-    return TorrentImported(at_ms, info_hash, flagged, completed,
-                           _read_actor(data, _IMPORTED.size, actor_len))
+    return TorrentImported(
+        at_ms, info_hash, flagged, completed, _read_actor(data, _IMPORTED.size, actor_len)
+    )
 
 
 def _decode_expired(data: bytes) -> PeersExpired:
@@ -225,6 +273,7 @@ def decode_event(data: bytes) -> Event:
     if decoder is None:
         raise DecodeError(f"unknown record type 0x{data[0]:02x}")
     return decoder(data if type(data) is bytes else bytes(data))
+
 
 RECORD_TAGS = frozenset(_DECODERS)
 """Every tag this version reads; any other first byte is a DecodeError."""

@@ -45,8 +45,14 @@ def key_seq(key: bytes) -> int:
 class EventLog:
     """An LMDB-backed event log. Use as a context manager, or call ``close()``."""
 
-    def __init__(self, path: str | Path, *, sync: bool = True, readonly: bool = False,
-                 map_size: int = 1 << 30) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        sync: bool = True,
+        readonly: bool = False,
+        map_size: int = 1 << 30,
+    ) -> None:
         self.path = Path(path)
         self.readonly = readonly
         if not readonly:
@@ -54,8 +60,15 @@ class EventLog:
         elif not (self.path / "data.mdb").exists():
             raise LogError(f"{self.path}: no udpt log here (no data.mdb)")
         try:
-            self.env = lmdb.open(str(self.path), map_size=map_size, max_dbs=4, sync=sync,
-                                 readonly=readonly, metasync=sync, max_readers=256)
+            self.env = lmdb.open(
+                str(self.path),
+                map_size=map_size,
+                max_dbs=4,
+                sync=sync,
+                readonly=readonly,
+                metasync=sync,
+                max_readers=256,
+            )
         except lmdb.Error as exc:
             raise LogError(f"{self.path}: cannot open the log: {exc}") from exc
         self.env.reader_check()
@@ -70,8 +83,10 @@ class EventLog:
         if version is None and not self.readonly:
             self.put_meta(b"schema", SCHEMA_VERSION)
         elif version not in (None, SCHEMA_VERSION):
-            raise LogError(f"{self.path}: log schema {version!r} is newer than this udpt "
-                           f"understands ({SCHEMA_VERSION!r})")
+            raise LogError(
+                f"{self.path}: log schema {version!r} is newer than this udpt "
+                f"understands ({SCHEMA_VERSION!r})"
+            )
 
     # -- lifecycle -------------------------------------------------------
 
@@ -81,8 +96,12 @@ class EventLog:
     def __enter__(self) -> EventLog:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     # -- reading ---------------------------------------------------------
@@ -110,8 +129,7 @@ class EventLog:
         with self._read_txn() as txn:
             return txn.stat(self._events)["entries"]
 
-    def records(self, from_seq: int = 1, to_seq: int | None = None
-                ) -> Iterator[tuple[int, bytes]]:
+    def records(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[tuple[int, bytes]]:
         """(seq, record) pairs with from_seq <= seq <= to_seq, in order, from one read snapshot."""
         with self._read_txn() as txn:
             cursor = txn.cursor(self._events)
@@ -123,8 +141,7 @@ class EventLog:
                     return
                 yield key_seq(key), value
 
-    def events(self, from_seq: int = 1, to_seq: int | None = None
-               ) -> Iterator[tuple[int, Event]]:
+    def events(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[tuple[int, Event]]:
         for seq, record in self.records(from_seq, to_seq):
             yield seq, decode_event(record)
 

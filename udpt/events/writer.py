@@ -44,8 +44,15 @@ class GroupCommitWriter:
     refuses (the caller sheds load) instead of queueing without limit.
     """
 
-    def __init__(self, event_log: EventLog, apply: Apply, *, linger_s: float = 0.002,
-                 max_pending: int = 100_000, max_batch: int = 50_000) -> None:
+    def __init__(
+        self,
+        event_log: EventLog,
+        apply: Apply,
+        *,
+        linger_s: float = 0.002,
+        max_pending: int = 100_000,
+        max_batch: int = 50_000,
+    ) -> None:
         self._log = event_log
         self._apply = apply
         self._linger_s = linger_s
@@ -119,14 +126,14 @@ class GroupCommitWriter:
         first_seq = self._next_seq
         future = self._pool.submit(self._commit, first_seq, [record for _, record, _ in batch])
         future.add_done_callback(
-            lambda f: self._loop.call_soon_threadsafe(self._finish_commit, f, first_seq, batch))
+            lambda f: self._loop.call_soon_threadsafe(self._finish_commit, f, first_seq, batch)
+        )
 
     def _commit(self, first_seq: int, records: list[bytes]) -> None:
         """Runs on the writer thread: put, commit (and fsync)."""
         self._log.append_records(first_seq, records)
 
-    def _finish_commit(self, future: Future[None], first_seq: int,
-                       batch: Batch) -> None:
+    def _finish_commit(self, future: Future[None], first_seq: int, batch: Batch) -> None:
         self._in_flight = False
         error = future.exception()
         if error is not None:

@@ -144,8 +144,11 @@ class TrackerState:
         for torrent in self.torrents.values():
             removed += torrent.swarm.expire(peer_cutoff)
         if torrent_cutoff:
-            forgotten = [info_hash for info_hash, torrent in self.torrents.items()
-                         if torrent.is_forgettable(torrent_cutoff)]
+            forgotten = [
+                info_hash
+                for info_hash, torrent in self.torrents.items()
+                if torrent.is_forgettable(torrent_cutoff)
+            ]
             for info_hash in forgotten:
                 del self.torrents[info_hash]
         self.stats.peers_expired += removed
@@ -172,15 +175,21 @@ class TrackerState:
         Two states that answer every query alike and will fold every future
         event alike have equal snapshots; tests compare states this way.
         """
-        parts = [_HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, self.last_seq,
-                              len(self.torrents)), self.stats.to_bytes()]
+        parts = [
+            _HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, self.last_seq, len(self.torrents)),
+            self.stats.to_bytes(),
+        ]
         for info_hash in sorted(self.torrents):
             torrent = self.torrents[info_hash]
             tables = torrent.swarm.tables()
             flags = (_FLAGGED if torrent.flagged else 0) | (
-                _REGISTERED if torrent.registered else 0)
-            parts.append(_TORRENT.pack(info_hash, flags, torrent.completed,
-                                       torrent.last_announce_ms, *map(len, tables)))
+                _REGISTERED if torrent.registered else 0
+            )
+            parts.append(
+                _TORRENT.pack(
+                    info_hash, flags, torrent.completed, torrent.last_announce_ms, *map(len, tables)
+                )
+            )
             for table in tables:
                 for peer, record in table.items():
                     parts.append(peer)
@@ -203,24 +212,28 @@ class TrackerState:
         state = cls()
         state.last_seq = last_seq
         offset = _HEADER.size
-        state.stats = Stats.from_bytes(bytes(view[offset:offset + Stats.SIZE]))
+        state.stats = Stats.from_bytes(bytes(view[offset : offset + Stats.SIZE]))
         offset += Stats.SIZE
         record_size = PEER.size
         for _ in range(count):
             info_hash, flags, completed, last_ms, *sizes = _TORRENT.unpack_from(view, offset)
             offset += _TORRENT.size
-            torrent = Torrent(flagged=bool(flags & _FLAGGED),
-                              registered=bool(flags & _REGISTERED), completed=completed,
-                              last_announce_ms=last_ms)
-            for table, size, key_size in zip(torrent.swarm.tables(), sizes, (6, 6, 18, 18),
-                                             strict=True):
+            torrent = Torrent(
+                flagged=bool(flags & _FLAGGED),
+                registered=bool(flags & _REGISTERED),
+                completed=completed,
+                last_announce_ms=last_ms,
+            )
+            for table, size, key_size in zip(
+                torrent.swarm.tables(), sizes, (6, 6, 18, 18), strict=True
+            ):
                 stride = key_size + record_size
                 end = offset + size * stride
                 if end > len(view):
                     raise SnapshotError("snapshot is truncated")
                 raw = view[offset:end].tobytes()
                 for start in range(0, len(raw), stride):
-                    table[raw[start:start + key_size]] = raw[start + key_size:start + stride]
+                    table[raw[start : start + key_size]] = raw[start + key_size : start + stride]
                 offset = end
             state.torrents[info_hash] = torrent
         if offset != len(view):

@@ -101,8 +101,7 @@ class Swarm:
         return removed
 
 
-def select_peers(swarm: Swarm, requester: bytes, is_seeder: bool, count: int,
-                 rng: Random) -> bytes:
+def select_peers(swarm: Swarm, requester: bytes, is_seeder: bool, count: int, rng: Random) -> bytes:
     """Up to ``count`` compact entries of the requester's family, chosen uniformly at random.
 
     Never the requester itself; a seeder gets only leechers (PROTOCOL.md §6.5).

@@ -19,8 +19,14 @@ class Torrent:
 
     __slots__ = ("completed", "flagged", "last_announce_ms", "registered", "swarm")
 
-    def __init__(self, *, flagged: bool = False, registered: bool = False, completed: int = 0,
-                 last_announce_ms: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        flagged: bool = False,
+        registered: bool = False,
+        completed: int = 0,
+        last_announce_ms: int = 0,
+    ) -> None:
         self.flagged = flagged
         self.registered = registered
         self.completed = completed
@@ -29,5 +35,9 @@ class Torrent:
 
     def is_forgettable(self, torrent_cutoff_ms: int) -> bool:
         """True for a torrent that dynamic mode may drop at expiry: nothing left to remember."""
-        return (not self.flagged and not self.registered and not self.swarm
-                and self.last_announce_ms < torrent_cutoff_ms)
+        return (
+            not self.flagged
+            and not self.registered
+            and not self.swarm
+            and self.last_announce_ms < torrent_cutoff_ms
+        )
