@@ -37,6 +37,17 @@ log = logging.getLogger("udpt")
 
 SECRET_KEY = b"connection_id_secret"
 GC_THRESHOLDS = (50_000, 20, 100)
+MAX_SWEEP_INTERVAL_S = 10
+
+
+def sweep_interval(config: Config) -> int:
+    """Seconds between expiry sweeps: ``cleanup_interval``, but never more than 10 s.
+
+    Expired peers must vanish promptly (PROTOCOL.md §6.7), and a sweep now costs
+    only what it removes (projections/time_index.py), so UDPT's 600 s default
+    would only keep dead peers on show for ten minutes.
+    """
+    return min(config.cleanup_interval, MAX_SWEEP_INTERVAL_S)
 
 
 def policy_from_config(config: Config) -> Policy:
@@ -50,7 +61,7 @@ def policy_from_config(config: Config) -> Policy:
         max_scrape_hashes=udp.max_scrape_hashes,
         peer_timeout_ms=udp.peer_timeout * 1000,
         torrent_retention_ms=udp.torrent_retention * 1000,
-        cleanup_interval_ms=config.cleanup_interval * 1000,
+        cleanup_interval_ms=sweep_interval(config) * 1000,
         max_torrents=udp.max_torrents,
     )
 
@@ -235,9 +246,9 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 async def _expire_periodically(tracker: Tracker, clock: EventClock, config: Config) -> None:
-    """Time passes even when nobody announces: record it every ``cleanup_interval``."""
+    """Time passes even when nobody announces: record it every sweep interval."""
     while True:
-        await asyncio.sleep(config.cleanup_interval)
+        await asyncio.sleep(sweep_interval(config))
         tracker.expire_if_due(clock.now_ms())
 
 

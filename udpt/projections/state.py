@@ -27,6 +27,7 @@ from udpt.events.types import (
 )
 from udpt.projections.stats import Stats
 from udpt.projections.swarms import FLAG_OFFSET, PEER
+from udpt.projections.time_index import TimeIndex
 from udpt.projections.torrents import Torrent
 
 __all__ = ["SnapshotError", "TrackerState"]
@@ -55,6 +56,10 @@ class TrackerState:
         self.torrents: dict[bytes, Torrent] = {}
         self.stats = Stats()
         self.last_seq = 0
+        # Derived indexes that let a sweep skip torrents with nothing due (time_index.py):
+        # torrents by their oldest peer, and empty forgettable torrents by last announce.
+        self._by_oldest_peer = TimeIndex()
+        self._idle = TimeIndex()
         self._handlers: dict[type, Callable[[Event], None]] = {
             AnnounceAccepted: self._announced,  # type: ignore[dict-item]
             AnnounceRefused: self._refused,  # type: ignore[dict-item]
@@ -87,13 +92,15 @@ class TrackerState:
         torrent = self.torrents.get(info_hash)
         peer = ip + _PORTS.pack(port)
         if event == _STOPPED:
-            if torrent is not None:
-                torrent.swarm.remove(peer)
+            if torrent is not None and torrent.swarm.remove(peer) and not torrent.swarm:
+                self._idle.file(info_hash, torrent.last_announce_ms)
             return
         if torrent is None:
             torrent = self.torrents[info_hash] = Torrent()
         elif torrent.flagged:
             return  # flagged between decision and commit: the flag wins
+        if info_hash not in self._by_oldest_peer:
+            self._by_oldest_peer.file(info_hash, at_ms)
         torrent.last_announce_ms = at_ms
         swarm = torrent.swarm
         if len(ip) == 4:
@@ -138,20 +145,41 @@ class TrackerState:
             torrent.swarm.clear()
 
     def _expired(self, e: PeersExpired) -> None:
-        """A sweep over every torrent: this runs on the event loop, so keep it tight."""
+        """Visit only torrents the indexes say may hold something due (time_index.py)."""
         removed = 0
-        peer_cutoff, torrent_cutoff = e.peer_cutoff_ms, e.torrent_cutoff_ms
-        for torrent in self.torrents.values():
-            removed += torrent.swarm.expire(peer_cutoff)
-        if torrent_cutoff:
-            forgotten = [
-                info_hash
-                for info_hash, torrent in self.torrents.items()
-                if torrent.is_forgettable(torrent_cutoff)
-            ]
-            for info_hash in forgotten:
-                del self.torrents[info_hash]
+        torrents = self.torrents
+        for info_hash in self._by_oldest_peer.due(e.peer_cutoff_ms):
+            torrent = torrents.get(info_hash)
+            if torrent is None:  # dropped since it was filed
+                self._by_oldest_peer.file(info_hash, None)
+                continue
+            removed += torrent.swarm.expire(e.peer_cutoff_ms)
+            oldest = torrent.swarm.oldest_ms()
+            self._by_oldest_peer.file(info_hash, oldest)
+            if oldest is None and not torrent.flagged and not torrent.registered:
+                self._idle.file(info_hash, torrent.last_announce_ms)
         self.stats.peers_expired += removed
+        if e.torrent_cutoff_ms:
+            self._forget_idle(e.torrent_cutoff_ms)
+
+    def _forget_idle(self, torrent_cutoff_ms: int) -> None:
+        """Drop empty torrents nobody registered or flagged, silent since the cutoff."""
+        for info_hash in self._idle.due(torrent_cutoff_ms):
+            torrent = self.torrents.get(info_hash)
+            if torrent is None or torrent.swarm or torrent.flagged or torrent.registered:
+                self._idle.file(info_hash, None)  # filed again if it empties again
+            elif torrent.is_forgettable(torrent_cutoff_ms):
+                del self.torrents[info_hash]
+                self._idle.file(info_hash, None)
+            else:
+                self._idle.file(info_hash, torrent.last_announce_ms)
+
+    def _index(self, info_hash: bytes, torrent: Torrent) -> None:
+        oldest = torrent.swarm.oldest_ms()
+        if oldest is not None:
+            self._by_oldest_peer.file(info_hash, oldest)
+        elif not torrent.flagged and not torrent.registered:
+            self._idle.file(info_hash, torrent.last_announce_ms)
 
     # -- queries ----------------------------------------------------------
 
@@ -236,6 +264,7 @@ class TrackerState:
                     table[raw[start : start + key_size]] = raw[start + key_size : start + stride]
                 offset = end
             state.torrents[info_hash] = torrent
+            state._index(info_hash, torrent)
         if offset != len(view):
             raise SnapshotError("snapshot has trailing bytes")
         return state

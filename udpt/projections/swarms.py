@@ -80,6 +80,11 @@ class Swarm:
         for table in self.tables():
             table.clear()
 
+    def oldest_ms(self) -> int | None:
+        """When the longest-silent peer last announced (None for an empty swarm)."""
+        heads = [last_seen_of(table[next(iter(table))]) for table in self.tables() if table]
+        return min(heads) if heads else None
+
     def expire(self, cutoff_ms: int) -> int:
         """Remove peers last seen before ``cutoff_ms``; returns how many went.
 

@@ -1,0 +1,38 @@
+"""TimeIndex: which keys a sweep must visit before a cutoff."""
+
+from __future__ import annotations
+
+from udpt.projections.time_index import BUCKET_MS, TimeIndex
+
+A, B, C = b"a" * 20, b"b" * 20, b"c" * 20
+
+
+def test_keys_filed_before_the_cutoff_are_due_and_later_ones_are_not() -> None:
+    index = TimeIndex()
+    index.file(A, 10 * BUCKET_MS)
+    index.file(B, 20 * BUCKET_MS)
+    assert index.due(10 * BUCKET_MS) == []  # the cutoff is exclusive
+    assert index.due(10 * BUCKET_MS + 1) == [A]
+    assert sorted(index.due(25 * BUCKET_MS)) == [A, B]
+
+
+def test_a_key_is_never_due_later_than_the_time_it_was_filed_under() -> None:
+    # Coarse buckets may make a key due early, never late: that is what keeps sweeps exact.
+    index = TimeIndex()
+    for ms in (0, 1, BUCKET_MS - 1, BUCKET_MS, 5 * BUCKET_MS + 7):
+        index.file(A, ms)
+        assert A in index.due(ms + 1)
+
+
+def test_refiling_moves_a_key_and_none_removes_it() -> None:
+    index = TimeIndex()
+    index.file(A, 0)
+    index.file(A, 30 * BUCKET_MS)
+    assert index.due(BUCKET_MS) == []
+    assert index.due(31 * BUCKET_MS) == [A]
+    index.file(A, None)
+    assert A not in index
+    assert len(index) == 0
+    assert index.due(10**15) == []
+    index.file(C, None)  # removing what is not there is fine
+    assert len(index) == 0
