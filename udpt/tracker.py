@@ -188,11 +188,19 @@ class Tracker:
     # -- replies, built from the projections --------------------------------
 
     def announce_reply(self, request: AnnounceRequest, ip: bytes) -> bytes:
-        """The reply to an applied announce: counts after it, and peers unless it stopped."""
+        """The reply to an applied announce: counts after it, and peers unless it stopped.
+
+        A torrent flagged between the decision and the commit ignored the announce
+        (the flag wins in the fold), so the client hears that it is flagged.
+        """
         policy = self.policy
         torrent = self.state.torrents.get(request.info_hash)
         if torrent is None:
             return build_announce_response(request.transaction_id, policy.interval, 0, 0, b"")
+        if torrent.flagged and request.event != _STOPPED:
+            return build_error_response(
+                request.transaction_id, REFUSAL_MESSAGES[RefusalReason.FLAGGED]
+            )
         swarm = torrent.swarm
         peers = b""
         if request.event != _STOPPED:

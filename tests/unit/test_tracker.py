@@ -1,0 +1,38 @@
+"""Tracker decisions without sockets: the datagram handler driven by hand."""
+
+from __future__ import annotations
+
+from random import Random
+
+from tests.support.bep15 import announce_request, parse_error_response
+from udpt.connection_ids import ConnectionIds
+from udpt.events.types import AnnounceAccepted, Event, TorrentFlagged
+from udpt.projections import TrackerState
+from udpt.tracker import Policy, Tracker
+
+IP = bytes([127, 0, 0, 1])
+NOW = 1_000_000.0
+IH = b"\x11" * 20
+
+
+def test_announce_overtaken_by_a_flag_before_its_commit_is_told_the_torrent_is_flagged() -> None:
+    # Regression: the announce was decided before the flag was applied, so the fold
+    # ignored it, yet the client got a normal reply with zero counts.
+    state = TrackerState()
+    queued: list[tuple[Event, object]] = []
+    ids = ConnectionIds(b"k" * 32)
+    tracker = Tracker(
+        state, ids, Policy(), lambda event, done: queued.append((event, done)) or True, Random(0)
+    )
+    replies: list[bytes] = []
+    datagram = announce_request(ids.issue(IP, NOW), b"tid1", IH, b"-XX0001-abcdefghijkl")
+    tracker.handle(datagram, IP, NOW, 1_000_000_000, replies.append)
+    (announce, on_committed) = queued[-1]
+    assert type(announce) is AnnounceAccepted
+
+    state.apply(1, TorrentFlagged(1_000_000_000, IH, "alice"))  # committed first
+    state.apply(2, announce)
+    on_committed(2)  # type: ignore[operator]
+
+    assert parse_error_response(replies[0]).message == "torrent flagged."
+    assert len(state.torrents[IH].swarm) == 0
