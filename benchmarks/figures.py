@@ -21,6 +21,7 @@ from random import Random
 
 import make_log
 
+from udpt.clock import EventClock
 from udpt.config import load_config
 from udpt.events.log import EventLog
 from udpt.events.snapshots import recover, take_snapshot
@@ -124,6 +125,12 @@ def part_stall(db: Path, seconds: float) -> dict:
     config = dataclasses.replace(
         config, db_path=db, http=None, log=dataclasses.replace(config.log, snapshot_interval=1)
     )
+    # Run on the log's own time line, as if the tracker had just been restarted: the
+    # generated log lies in the past, and a wall clock would expire every peer at start.
+    with EventLog(db, readonly=True) as log:
+        last_ms = max(event.at_ms for _, event in log.events(log.last_seq()))
+    started = time.time()
+    clock = EventClock(lambda: last_ms / 1000 + time.time() - started)
 
     async def measure() -> dict:
         stop = asyncio.Event()
@@ -131,6 +138,7 @@ def part_stall(db: Path, seconds: float) -> dict:
         task = asyncio.create_task(
             serve(
                 config,
+                clock=clock,
                 udp_socket=bind_udp_socket("127.0.0.1", 0),
                 stop=stop,
                 ready=lambda _: ready.set(),

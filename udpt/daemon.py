@@ -28,7 +28,7 @@ from udpt.events.log import EventLog, LogError
 from udpt.events.snapshots import recover
 from udpt.events.writer import GroupCommitWriter
 from udpt.projections import TrackerState
-from udpt.tracker import Policy, Tracker
+from udpt.tracker import Policy, Tracker, expiry_event
 from udpt.udp import UdpEndpoint, bind_udp_socket
 
 __all__ = ["Running", "policy_from_config", "run", "serve"]
@@ -134,6 +134,14 @@ async def serve(
         gc.set_threshold(*GC_THRESHOLDS)
         for _, last_event in event_log.events(state.last_seq, state.last_seq):
             clock.raise_floor(last_event.at_ms)  # event times never go backwards
+        # Time passed while the tracker was down: expire now, before serving, so that
+        # the first sweep after a long stop does not stall the loop with a mass expiry.
+        policy = policy_from_config(config)
+        now_ms = clock.now_ms()
+        catch_up = expiry_event(policy, now_ms)
+        if state.sweep_would_visit(catch_up):
+            first, _ = event_log.append_events([catch_up])
+            state.apply(first, catch_up)
         ids = ConnectionIds(load_secret(event_log), config.udp.connection_id_lifetime)
         writer = GroupCommitWriter(
             event_log,
@@ -141,8 +149,8 @@ async def serve(
             linger_s=config.log.commit_linger_ms / 1000,
             max_pending=config.udp.max_pending,
         )
-        tracker = Tracker(state, ids, policy_from_config(config), writer.submit, rng)
-        tracker.last_expiry_ms = clock.now_ms()
+        tracker = Tracker(state, ids, policy, writer.submit, rng)
+        tracker.last_expiry_ms = now_ms
 
         # 2. Serve UDP, then the API (none without an [http] table).
         endpoint = await UdpEndpoint.open(udp_socket, tracker, clock, config.udp.receive_buffer)

@@ -39,7 +39,7 @@ from udpt.wire import (
     parse_request,
 )
 
-__all__ = ["REFUSAL_MESSAGES", "Policy", "Tracker", "TrackerCounters"]
+__all__ = ["REFUSAL_MESSAGES", "Policy", "Tracker", "TrackerCounters", "expiry_event"]
 
 # UDPT's exact texts (UDPT-COMPAT.md), checked in this order; the limit's text is ours,
 # after PROTOCOL.md §9's "torrent not allowed", with UDPT's full stop.
@@ -70,6 +70,13 @@ class Policy:
     torrent_retention_ms: int = 86_400_000
     cleanup_interval_ms: int = 600_000
     max_torrents: int = 1_000_000
+
+
+def expiry_event(policy: Policy, now_ms: int) -> PeersExpired:
+    """The sweep to record at ``now_ms``: peers past ``peer_timeout``, and in dynamic mode
+    empty torrents past ``torrent_retention``."""
+    torrent_cutoff = now_ms - policy.torrent_retention_ms if policy.dynamic else 0
+    return PeersExpired(now_ms, now_ms - policy.peer_timeout_ms, max(torrent_cutoff, 0))
 
 
 @dataclass(slots=True)
@@ -178,11 +185,7 @@ class Tracker:
         """Record the passing of time when ``cleanup_interval`` has elapsed since the last sweep."""
         if now_ms - self.last_expiry_ms < self.policy.cleanup_interval_ms:
             return
-        policy = self.policy
-        torrent_cutoff = now_ms - policy.torrent_retention_ms if policy.dynamic else 0
-        if self._submit(
-            PeersExpired(now_ms, now_ms - policy.peer_timeout_ms, max(torrent_cutoff, 0)), None
-        ):
+        if self._submit(expiry_event(self.policy, now_ms), None):
             self.last_expiry_ms = now_ms  # a sweep refused by a full writer is tried again
 
     # -- replies, built from the projections --------------------------------

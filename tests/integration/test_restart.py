@@ -180,3 +180,28 @@ async def test_announce_waiting_for_its_commit_at_shutdown_is_answered_and_kept(
     assert (reply.transaction_id, reply.leechers) == (b"last", 1)
     async with running_tracker(config, clock=clock) as running:
         assert running.state.torrents[IH1].swarm.leechers == 1
+
+
+async def test_peers_that_expired_while_the_tracker_was_down_are_gone_at_start(
+    tmp_path: Path,
+) -> None:
+    # The catch-up sweep runs during start-up, so the first sweep after a long stop
+    # cannot stall the loop while it serves; it is an event like any other.
+    config = make_config(tmp_path / "log", log=LogConfig(fsync=False, commit_linger_ms=0))
+    clock = ManualClock()
+    async with running_tracker(config, clock=clock) as running:
+        async with await TrackerClient.open(running.udp_addresses[0][:2]) as client:
+            await client.connect()
+            await client.announce(IH1)
+        assert len(running.state.torrents[IH1].swarm) == 1
+    clock.advance(config.udp.peer_timeout + 1)
+    async with running_tracker(config, clock=clock) as running:
+        assert len(running.state.torrents[IH1].swarm) == 0  # before any request
+    with EventLog(config.db_path, readonly=True) as log:
+        kinds = [type(event).__name__ for _, event in log.events()]
+    assert kinds.count("PeersExpired") >= 1
+    # A restart with nothing due records nothing.
+    async with running_tracker(config, clock=clock):
+        pass
+    with EventLog(config.db_path, readonly=True) as log:
+        assert [type(event).__name__ for _, event in log.events()] == kinds

@@ -183,6 +183,12 @@ class TrackerState:
 
     # -- queries ----------------------------------------------------------
 
+    def sweep_would_visit(self, sweep: PeersExpired) -> bool:
+        """Whether ``sweep`` has any torrent to look at (if not, it would change nothing)."""
+        return bool(self._by_oldest_peer.due(sweep.peer_cutoff_ms)) or bool(
+            sweep.torrent_cutoff_ms and self._idle.due(sweep.torrent_cutoff_ms)
+        )
+
     def totals(self) -> tuple[int, int, int]:
         """(seeders, leechers, completed) summed over all torrents."""
         seeders = leechers = completed = 0
