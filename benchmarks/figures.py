@@ -173,13 +173,13 @@ def measure_figures(work: Path, scale: Scale, rounds: int) -> list[Row]:
     )
 
     restart_db = work / "restart"
-    # Announcers are drawn at random: 2.2 announces per 1.5 peers leave about
-    # restart_peers of them live (the table reports the count reached).
+    # Announcers are drawn at random: 2.4 announces per 1.7 peers leave a little over
+    # restart_peers of them live (stops, flags); the table reports the count reached.
     last = write_log(
         restart_db,
-        int(scale.restart_peers * 2.2),
+        int(scale.restart_peers * 2.4),
         scale.restart_torrents,
-        int(scale.restart_peers * 1.5),
+        int(scale.restart_peers * 1.7),
     )
     with EventLog(restart_db) as log:
         log.delete_snapshots()
