@@ -20,9 +20,6 @@ class Stats:
         self.by_kind: dict[str, int] = {kind.__name__: 0 for kind in EVENT_TYPES}
         self.peers_expired = 0
 
-    def count(self, kind: type) -> None:
-        self.by_kind[kind.__name__] += 1
-
     def to_bytes(self) -> bytes:
         return _COUNTS.pack(*self.by_kind.values(), self.peers_expired)
 

@@ -71,11 +71,6 @@ class Swarm:
         seeders, leechers = self.family(peer[:-2])
         return seeders.pop(peer, None) or leechers.pop(peer, None)
 
-    def put(self, peer: bytes, record: bytes, is_seeder: bool) -> None:
-        """Insert at the end (newest) of the right table; the caller removed any old entry."""
-        seeders, leechers = self.family(peer[:-2])
-        (seeders if is_seeder else leechers)[peer] = record
-
     def clear(self) -> None:
         for table in self.tables():
             table.clear()
