@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from udpt.events.codec import encode_event
-from udpt.events.log import EventLog
+from udpt.events.log import EventLog, LogError
 from udpt.events.types import Event
 
 __all__ = ["GroupCommitWriter", "WriterClosed"]
@@ -52,8 +52,10 @@ class GroupCommitWriter:
         linger_s: float = 0.002,
         max_pending: int = 100_000,
         max_batch: int = 50_000,
+        retry_after_s: float = 5.0,
     ) -> None:
         self._log = event_log
+        self._retry_after_s = retry_after_s
         self._apply = apply
         self._linger_s = linger_s
         self.max_pending = max_pending
@@ -160,14 +162,31 @@ class GroupCommitWriter:
             self._idle.set()
 
     def _fail(self, error: BaseException, batch: Batch) -> None:
-        """A commit failed: nothing in it was acknowledged; stop taking events."""
-        log.error("the event log could not commit (%s); no longer accepting events", error)
+        """A commit failed (disk full, I/O error): nothing in it was acknowledged.
+
+        Events are refused for ``retry_after_s``, then taken again: an operator who
+        frees the disk gets a working tracker back without a restart. The failed
+        batch was never committed, so no sequence number is lost or reused. A
+        ``LogError`` (the log moved on behind this writer's back) is final.
+        """
+        log.error(
+            "the event log could not commit (%s); refusing events for %.0f s",
+            error,
+            self._retry_after_s,
+        )
         self._failed = error
         for _, _, on_committed in batch + self._pending:
             if on_committed is not None:
                 on_committed(0)
         self._pending.clear()
         self._idle.set()
+        if not isinstance(error, LogError):  # a LogError (another writer) needs an operator
+            self._loop.call_later(self._retry_after_s, self._resume)
+
+    def _resume(self) -> None:
+        if not self._closed:
+            log.warning("the event log takes events again after a failed commit")
+            self._failed = None
 
     async def drain(self) -> None:
         """Wait until everything submitted so far is committed and applied."""

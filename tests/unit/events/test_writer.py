@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 from random import Random
 
 import pytest
@@ -187,3 +191,45 @@ async def test_a_failing_callback_does_not_stop_the_others(
     assert acknowledged == [1, 3]
     assert "reply callback for event 2 failed" in caplog.text
     assert state.last_seq == 3
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB filesystem (tmpfs), to fill up; needs root, as CI has."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+async def test_a_full_disk_refuses_events_until_space_is_freed(small_disk: Path) -> None:
+    filler = small_disk / "filler"
+    with EventLog(small_disk / "log", map_size=4 << 20) as event_log:
+        state = TrackerState()
+        writer = GroupCommitWriter(event_log, state.apply, linger_s=0, retry_after_s=0.05)
+        free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+        filler.write_bytes(bytes(free - 16_384))
+        outcomes: list[int] = []
+        for event in history(2_000):
+            if not writer.submit(event, outcomes.append):
+                break
+            await writer.drain()
+        assert 0 in outcomes  # a commit failed: those events were not acknowledged
+        assert not writer.submit(history(1)[0])  # and new ones are refused meanwhile
+
+        filler.unlink()
+        deadline = asyncio.get_running_loop().time() + 10
+        while not writer.submit(history(1)[0]):
+            assert asyncio.get_running_loop().time() < deadline, "the writer never resumed"
+            await asyncio.sleep(0.01)
+        await writer.drain()
+        assert await writer.append(history(2)[1]) == state.last_seq
+        assert replay(event_log).snapshot() == state.snapshot()
+        await writer.close()
