@@ -22,7 +22,13 @@ from udpt.addresses import format_peer_address
 from udpt.clients import client_name
 from udpt.events.codec import TAG_EXPIRED, DecodeError, decode_event, encode_event
 from udpt.events.log import EventLog
-from udpt.events.snapshots import restore_newest
+from udpt.events.snapshots import (
+    PROGRESS_EVERY,
+    CorruptRecord,
+    fold,
+    read_in_chunks,
+    restore_newest,
+)
 from udpt.events.types import (
     EVENT_TYPES,
     AnnounceEvent,
@@ -60,19 +66,9 @@ __all__ = [
 ]
 
 Progress = Callable[[int], None]
-PROGRESS_EVERY = 100_000
-READ_CHUNK = 100_000
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
-
-
-class CorruptRecord(Exception):
-    """A record that cannot be decoded; the state after it is unknown."""
-
-    def __init__(self, seq: int, reason: str) -> None:
-        super().__init__(f"event {seq} cannot be decoded: {reason}")
-        self.seq = seq
 
 
 # -- times and points in the log ---------------------------------------------
@@ -155,23 +151,6 @@ def seq_at_time(log: EventLog, at_ms: int) -> int:
     return found
 
 
-def _records(
-    log: EventLog, from_seq: int = 1, to_seq: int | None = None
-) -> Iterator[tuple[int, bytes]]:
-    """``log.records`` up to the end as it was when called, in chunks of ``READ_CHUNK``.
-
-    One read transaction per chunk rather than one for the whole scan: on a
-    live log, an open reader stops LMDB from reusing the pages the daemon frees
-    (old snapshots), so a long verify or export would make the file grow.
-    Committed events never change, so the chunks join into one consistent view.
-    """
-    end = log.last_seq() if to_seq is None else min(to_seq, log.last_seq())
-    start = max(from_seq, log.first_seq())
-    while start <= end:
-        yield from log.records(start, min(end, start + READ_CHUNK - 1))
-        start += READ_CHUNK
-
-
 def _decode(seq: int, record: bytes) -> Event:
     try:
         return decode_event(record)
@@ -203,21 +182,6 @@ class Replay:
         return self.replayed / self.seconds if self.seconds > 0 else 0.0
 
 
-def _fold(log: EventLog, state: TrackerState, to_seq: int | None, progress: Progress | None) -> int:
-    """Apply the events after ``state.last_seq`` up to ``to_seq``; returns how many."""
-    apply = state.apply
-    count = 0
-    for count, (seq, record) in enumerate(_records(log, state.last_seq + 1, to_seq), 1):
-        try:
-            event = decode_event(record)  # inline, not _decode: this loop is the replay speed
-        except DecodeError as exc:
-            raise CorruptRecord(seq, str(exc)) from exc
-        apply(seq, event)
-        if progress is not None and count % PROGRESS_EVERY == 0:
-            progress(seq)
-    return count
-
-
 def replay(
     log: EventLog,
     to_seq: int | None = None,
@@ -232,7 +196,7 @@ def replay(
     restored = restore_newest(log, to_seq) if use_snapshots else None
     state = restored or TrackerState()
     started = time.perf_counter()
-    replayed = _fold(log, state, to_seq, progress)
+    replayed = fold(log, state, to_seq, progress)
     return Replay(
         state, restored.last_seq if restored else 0, replayed, time.perf_counter() - started
     )
@@ -359,7 +323,7 @@ def torrent_history(
     entries = []
     previous = 0
     complete = True
-    for count, (seq, record) in enumerate(_records(log, 1, end), 1):
+    for count, (seq, record) in enumerate(read_in_chunks(log, 1, end), 1):
         complete = complete and seq == previous + 1
         previous = seq
         if progress is not None and count % PROGRESS_EVERY == 0:
@@ -422,7 +386,7 @@ def verify(log: EventLog, progress: Progress | None = None) -> Verification:
     problems = result.problems
     state = TrackerState()
     previous, previous_ms = 0, None
-    for seq, record in _records(log, 1, result.last_seq):
+    for seq, record in read_in_chunks(log, 1, result.last_seq):
         if seq != previous + 1:
             problems.append(Problem(previous + 1, _missing(previous + 1, seq - 1)))
         while pending and pending[0] < seq:
@@ -603,7 +567,7 @@ def export_events(
 
     Raises ``CorruptRecord`` at a record that cannot be decoded.
     """
-    for seq, record in _records(log, 1, to_seq):
+    for seq, record in read_in_chunks(log, 1, to_seq):
         if info_hash is not None and info_hash not in record:
             continue
         event = _decode(seq, record)

@@ -36,6 +36,7 @@ from udpt.audit import (
     torrent_history,
 )
 from udpt.clock import ManualClock
+from udpt.events import snapshots
 from udpt.events.log import EventLog
 from udpt.events.snapshots import take_snapshot
 from udpt.events.types import (
@@ -678,7 +679,7 @@ def test_long_scans_read_in_chunks_that_join_without_losing_or_repeating_an_even
 ) -> None:
     delete_record(history_log, 6)  # a gap that falls inside a chunk
     delete_record(history_log, 9)  # and one at the start of a chunk
-    monkeypatch.setattr(audit, "READ_CHUNK", 3)
+    monkeypatch.setattr(snapshots, "READ_CHUNK", 3)
     out = tmp_path / "events.jsonl"
 
     assert tool.main([str(history_log), "--export", str(out)]) == 0

@@ -10,27 +10,71 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from udpt.events.codec import decode_event
+from udpt.events.codec import DecodeError, decode_event
 from udpt.events.log import EventLog
 from udpt.projections import SnapshotError, TrackerState
 
-__all__ = ["fold", "recover", "restore_newest", "take_snapshot"]
+__all__ = [
+    "PROGRESS_EVERY",
+    "CorruptRecord",
+    "fold",
+    "read_in_chunks",
+    "recover",
+    "restore_newest",
+    "take_snapshot",
+]
+
+PROGRESS_EVERY = 100_000
+READ_CHUNK = 100_000
 
 Progress = Callable[[int], None]
 
 
+class CorruptRecord(DecodeError):
+    """A record that cannot be decoded; the state after it is unknown."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(f"event {seq} cannot be decoded: {reason}")
+        self.seq = seq
+
+
+def read_in_chunks(
+    log: EventLog, from_seq: int = 1, to_seq: int | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """``log.records`` up to the end as it was when called, in chunks of ``READ_CHUNK``.
+
+    One read transaction per chunk rather than one for the whole scan: on a
+    live log, an open reader stops LMDB from reusing the pages the daemon frees
+    (old snapshots), so a long replay would make the file grow. Committed
+    events never change, so the chunks join into one consistent view.
+    """
+    end = log.last_seq() if to_seq is None else min(to_seq, log.last_seq())
+    start = max(from_seq, log.first_seq())
+    while start <= end:
+        yield from log.records(start, min(end, start + READ_CHUNK - 1))
+        start += READ_CHUNK
+
+
 def fold(
     log: EventLog, state: TrackerState, to_seq: int | None = None, progress: Progress | None = None
-) -> TrackerState:
-    """Apply the events after ``state.last_seq`` (up to ``to_seq``) to ``state``."""
+) -> int:
+    """Apply the events after ``state.last_seq`` (up to ``to_seq``) to ``state``; how many.
+
+    Raises ``CorruptRecord`` at the first record that cannot be decoded.
+    """
     apply = state.apply
-    for count, (seq, record) in enumerate(log.records(state.last_seq + 1, to_seq), 1):
-        apply(seq, decode_event(record))
-        if progress is not None and count % 100_000 == 0:
+    count = 0
+    for count, (seq, record) in enumerate(read_in_chunks(log, state.last_seq + 1, to_seq), 1):
+        try:
+            event = decode_event(record)
+        except DecodeError as exc:
+            raise CorruptRecord(seq, str(exc)) from exc
+        apply(seq, event)
+        if progress is not None and count % PROGRESS_EVERY == 0:
             progress(seq)
-    return state
+    return count
 
 
 def recover(
@@ -47,7 +91,9 @@ def recover(
     """
     state = restore_newest(log, to_seq) if use_snapshots else None
     used = state.last_seq if state is not None else 0
-    return fold(log, state or TrackerState(), to_seq, progress), used
+    state = state or TrackerState()
+    fold(log, state, to_seq, progress)
+    return state, used
 
 
 def restore_newest(log: EventLog, max_seq: int | None = None) -> TrackerState | None:
