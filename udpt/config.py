@@ -35,6 +35,7 @@ __all__ = [
     "ConfigError",
     "HttpConfig",
     "LogConfig",
+    "LogFormat",
     "LogLevel",
     "Mode",
     "UdpConfig",
@@ -108,6 +109,15 @@ _LOGGING_LEVELS = {
 }
 
 
+class LogFormat(enum.StrEnum):
+    """How log lines are written (``log_format``, ours)."""
+
+    TEXT = "text"
+    """One line per record for people: ISO-8601 time with zone, level, logger, message."""
+    JSON = "json"
+    """One JSON object per line for log shippers (time, level, logger, message, exception)."""
+
+
 class _Invalid(Exception):
     """A value's problem; ``subkey`` names the entry of a table value that has it."""
 
@@ -161,6 +171,14 @@ def _parse_log_level(raw: object) -> LogLevel:
     except ValueError:
         choices = ", ".join(f'"{level}"' for level in LogLevel)
         raise _Invalid(f'must be one of {choices} (or "warning"), got "{text}"') from None
+
+
+def _parse_log_format(raw: object) -> LogFormat:
+    text = _expect_string(raw)
+    try:
+        return LogFormat(text)
+    except ValueError:
+        raise _Invalid(f'must be "text" or "json", got "{text}"') from None
 
 
 def _parse_path(raw: object) -> Path:
@@ -403,6 +421,14 @@ class Config:
         metadata=_spec(
             '"off", "trace", "debug", "info", "warn" (or "warning") or "error".',
             parse=_parse_log_level,
+        ),
+    )
+    log_format: LogFormat = field(
+        default=LogFormat.TEXT,
+        metadata=_spec(
+            '"text" (lines for people) or "json" (one JSON object per line, for log shippers). '
+            "Ours; log_level and log_format can change without a restart (SIGHUP).",
+            parse=_parse_log_format,
         ),
     )
     db_path: Path = field(

@@ -78,6 +78,15 @@ class GroupCommitWriter:
         return self._next_seq - 1
 
     @property
+    def failure(self) -> BaseException | None:
+        """The error of the last failed commit while events are refused after it, else None.
+
+        Read by health checks and metrics; it clears when the writer takes events
+        again, which is not yet proof that the next commit succeeds.
+        """
+        return self._failed
+
+    @property
     def pending(self) -> int:
         return len(self._pending)
 
