@@ -53,6 +53,4 @@ class Counters:
     responses: Counter[tuple[str, str]] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
     commit_seconds: Histogram = field(default_factory=lambda: Histogram(COMMIT_SECONDS_BUCKETS))
-    commit_batch_events: Histogram = field(
-        default_factory=lambda: Histogram(COMMIT_BATCH_BUCKETS)
-    )
+    commit_batch_events: Histogram = field(default_factory=lambda: Histogram(COMMIT_BATCH_BUCKETS))

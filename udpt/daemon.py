@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from random import Random
 
 import uvloop
@@ -24,10 +25,16 @@ from udpt.addresses import parse_bind_address
 from udpt.clock import EventClock
 from udpt.config import Config, Mode
 from udpt.connection_ids import ConnectionIds, new_secret
+from udpt.counters import Counters
 from udpt.events.log import EventLog, LogError
 from udpt.events.snapshots import recover
 from udpt.events.writer import GroupCommitWriter
+from udpt.interim_counts import ExistingCounts
+from udpt.lock import DataDirLock
+from udpt.logs import configure_logging, log_admin_changes
+from udpt.observe import Observer, StartupProgress, describe_horizon
 from udpt.projections import TrackerState
+from udpt.reload import Reloader
 from udpt.tracker import Policy, Tracker, expiry_event
 from udpt.udp import UdpEndpoint, bind_udp_socket
 
@@ -86,6 +93,7 @@ class Running:
     endpoints: list[UdpEndpoint]
     http_address: tuple | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
+    counters: Counters = field(default_factory=Counters)
 
     @property
     def udp_addresses(self) -> list[tuple]:
@@ -101,11 +109,29 @@ async def serve(
     rng: Random | None = None,
     stop: asyncio.Event | None = None,
     ready: Callable[[Running], None] | None = None,
+    config_path: Path | None = None,
 ) -> int:
     """Run the tracker until ``stop`` is set (or SIGINT/SIGTERM when ``stop`` is None).
 
     Tests pass pre-bound sockets on port 0, a manual clock and a seeded RNG.
+    ``config_path`` is re-read on SIGHUP (only with signals, i.e. ``stop`` None).
+    The data directory is locked first, so a second daemon on the same log
+    stops before it binds or opens anything (``udpt/lock.py``).
     """
+    with DataDirLock(config.db_path):
+        return await _serve(config, udp_socket, http_socket, clock, rng, stop, ready, config_path)
+
+
+async def _serve(
+    config: Config,
+    udp_socket: socket.socket | None,
+    http_socket: socket.socket | None,
+    clock: EventClock | None,
+    rng: Random | None,
+    stop: asyncio.Event | None,
+    ready: Callable[[Running], None] | None,
+    config_path: Path | None,
+) -> int:
     started = time.monotonic()
     clock = clock or EventClock()
     # Bind first: a busy port fails fast, before any log is opened or created.
@@ -126,7 +152,8 @@ async def serve(
         config.db_path, sync=config.log.fsync, map_size=config.log.map_size_mib << 20
     ) as event_log:
         # 1. Recover: newest snapshot + the tail of the log.
-        state, snapshot_seq = recover(event_log)
+        log.info("udpt starting on %s", describe_horizon(event_log))
+        state, snapshot_seq = recover(event_log, progress=StartupProgress(event_log.last_seq()))
         # The recovered state lives as long as the process: keep the cyclic GC from
         # walking it again and again, and let it run less often on the hot path, where
         # every datagram makes short-lived tuples.
@@ -145,7 +172,7 @@ async def serve(
         ids = ConnectionIds(load_secret(event_log), config.udp.connection_id_lifetime)
         writer = GroupCommitWriter(
             event_log,
-            state.apply,
+            log_admin_changes(state.apply),
             linger_s=config.log.commit_linger_ms / 1000,
             max_pending=config.udp.max_pending,
         )
@@ -155,12 +182,20 @@ async def serve(
         # 2. Serve UDP, then the API (none without an [http] table).
         endpoint = await UdpEndpoint.open(udp_socket, tracker, clock, config.udp.receive_buffer)
         running = Running(config, state, writer, tracker, [endpoint])
+        existing = ExistingCounts(
+            running.counters,
+            tracker.counters,
+            lambda: sum(ep.protocol.shed for ep in running.endpoints),
+            state,
+        )
+        observer = Observer(running.counters, state, writer, event_log, clock.now_ms, existing.sync)
         api = None
         if config.http is not None:
             from udpt.api import ApiServer
 
-            api = await ApiServer.start(config, running, clock, http_socket)
+            api = await ApiServer.start(config, running, clock, http_socket, observer=observer)
             running.http_address = api.address
+        running.tasks.extend(observer.start())
         for ep in running.endpoints:
             running.tasks.extend(ep.run())
         running.tasks.append(
@@ -192,7 +227,10 @@ async def serve(
                 "request will be refused"
             )
 
-        # 3. Serve until told to stop.
+        # 3. Serve until told to stop; reload the configuration on SIGHUP.
+        if stop is None and config_path is not None:
+            set_tokens = api.tokens.update if api is not None else None
+            Reloader(config_path, config, set_tokens).install()
         stop = stop or _stop_on_signals()
         if ready is not None:
             ready(running)
@@ -292,15 +330,11 @@ async def _snapshot_periodically(config: Config, state: TrackerState, last_seq: 
             log.warning("taking a snapshot at seq %d failed (exit %d)", seq, status)
 
 
-def run(config: Config) -> int:
+def run(config: Config, config_path: Path | None = None) -> int:
     """The daemon's entry point (``udpt [-c FILE]``): serve on uvloop until a signal."""
-    logging.basicConfig(
-        level=config.log_level.logging_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(config.log_level, config.log_format)
     try:
-        return uvloop.run(serve(config))
+        return uvloop.run(serve(config, config_path=config_path))
     except (LogError, StartupError) as exc:
         print(f"udpt: {exc}", file=sys.stderr)
         return 1

@@ -15,13 +15,28 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from datetime import datetime
 
 import orjson
 
 from udpt.config import LogFormat, LogLevel
+from udpt.events.types import (
+    Event,
+    TorrentAdded,
+    TorrentDropped,
+    TorrentFlagged,
+    TorrentImported,
+    TorrentUnflagged,
+)
 
-__all__ = ["TRACE", "configure_logging", "set_log_format", "set_log_level"]
+__all__ = [
+    "TRACE",
+    "configure_logging",
+    "log_admin_changes",
+    "set_log_format",
+    "set_log_level",
+]
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
@@ -33,7 +48,7 @@ _TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 class _IsoTimes(logging.Formatter):
     """Text lines stamped ``2026-12-02T13:04:03.123+00:00``: sortable and unambiguous."""
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return _iso_time(record)
 
 
@@ -93,3 +108,39 @@ def set_log_format(log_format: LogFormat) -> None:
     """Write text or JSON lines from now on (SIGHUP too); without a handler, nothing to do."""
     if _handler is not None:
         _handler.setFormatter(_formatter(log_format))
+
+
+_ADMIN_VERBS: dict[type, str] = {
+    TorrentAdded: "added",
+    TorrentFlagged: "flagged",
+    TorrentUnflagged: "unflagged",
+    TorrentDropped: "dropped",
+    TorrentImported: "imported",
+}
+_admin_log = logging.getLogger("udpt.admin")
+
+Apply = Callable[[int, Event], None]
+
+
+def log_admin_changes(apply: Apply) -> Apply:
+    """``apply`` that also logs each admin change it applies, with its actor (a token label).
+
+    Logged when applied, that is once committed: the line states a fact of the
+    log, with its sequence number, never a request that may still fail. Costs one
+    dictionary lookup per event on the hot path.
+    """
+    verbs = _ADMIN_VERBS
+
+    def apply_and_log(seq: int, event: Event) -> None:
+        apply(seq, event)
+        verb = verbs.get(type(event))
+        if verb is not None:
+            _admin_log.info(
+                "torrent %s %s by %r (event %d)",
+                event.info_hash.hex(),  # type: ignore[union-attr]
+                verb,
+                event.actor,  # type: ignore[union-attr]
+                seq,
+            )
+
+    return apply_and_log

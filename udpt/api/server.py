@@ -22,14 +22,16 @@ from sanic.server import AsyncioServer
 from udpt.addresses import parse_bind_address
 from udpt.api.auth import TokenChecker
 from udpt.api.errors import TokenRedactor, error_reply
+from udpt.api.operator import OperatorRoutes
 from udpt.api.routes import TorrentRoutes
 
 if TYPE_CHECKING:
     from udpt.clock import EventClock
     from udpt.config import Config
     from udpt.daemon import Running
+    from udpt.observe import Observer
 
-__all__ = ["MAX_BODY_BYTES", "ApiServer", "bind_http_socket", "build_app"]
+__all__ = ["MAX_BODY_BYTES", "ApiServer", "add_operator_routes", "bind_http_socket", "build_app"]
 
 MAX_BODY_BYTES = 4096
 """Largest request body accepted (UDPT's limit); larger ones get 413."""
@@ -99,6 +101,18 @@ def build_app(routes: TorrentRoutes, openapi_document: bytes) -> Sanic:
     return app
 
 
+def add_operator_routes(app: Sanic, operator: OperatorRoutes) -> None:
+    """``/``, ``/health``, ``/status`` and ``/metrics`` (udpt/api/operator.py)."""
+    for handler, path in (
+        (operator.index, "/"),
+        (operator.health, "/health"),
+        (operator.status, "/status"),
+        (operator.metrics, "/metrics"),
+    ):
+        name = path.strip("/") or "index"
+        app.add_route(handler, path, methods=["GET"], name=name, ignore_body=True)
+
+
 def _install_redactor() -> None:
     for name in _SANIC_LOGGERS:
         logger = logging.getLogger(name)
@@ -109,11 +123,15 @@ def _install_redactor() -> None:
 class ApiServer:
     """A running REST API; ``close()`` stops it."""
 
-    def __init__(self, app: Sanic, server: AsyncioServer, sock: socket.socket) -> None:
+    def __init__(
+        self, app: Sanic, server: AsyncioServer, sock: socket.socket, tokens: TokenChecker
+    ) -> None:
         self._app = app
         self._server = server
         self._sock = sock
         self.address: tuple = sock.getsockname()
+        self.tokens = tokens
+        """The API's access tokens; ``tokens.update`` changes them while serving (SIGHUP)."""
 
     @classmethod
     async def start(
@@ -122,17 +140,19 @@ class ApiServer:
         running: Running,
         clock: EventClock,
         http_socket: socket.socket | None = None,
+        *,
+        observer: Observer,
     ) -> ApiServer:
         """Serve ``config.http`` on ``http_socket`` (bound here from the config when None)."""
         if config.http is None:
             raise ValueError("the configuration has no [http] table")
         _install_redactor()
         sock = http_socket or bind_http_socket(config.http.bind_address)
-        routes = TorrentRoutes(
-            running.state, running.writer, clock, TokenChecker(config.http.access_tokens)
-        )
+        tokens = TokenChecker(config.http.access_tokens)
+        routes = TorrentRoutes(running.state, running.writer, clock, tokens)
         document = resources.files("udpt").joinpath("openapi.json").read_bytes()
         app = build_app(routes, document)
+        add_operator_routes(app, OperatorRoutes(observer, tokens))
         try:
             server = await app.create_server(
                 sock=sock, access_log=False, asyncio_server_kwargs={"start_serving": False}
@@ -147,7 +167,7 @@ class ApiServer:
             Sanic.unregister_app(app)
             sock.close()
             raise
-        return cls(app, server, sock)
+        return cls(app, server, sock, tokens)
 
     async def close(self, grace_s: float = 5.0) -> None:
         """Stop accepting, let requests in progress finish (up to ``grace_s``), then stop.

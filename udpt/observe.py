@@ -1,0 +1,262 @@
+"""What an operator reads: counts, peers, the log's horizon, health, and the last hour.
+
+``Observer`` gathers, for the metrics exporter and the status page, what the
+tracker already keeps (``Counters``, the projections' stats, the writer, the log)
+and the few things measured here: the event loop's lag, peers by family and role
+(counted in the background, see ``PeerCensus``), a ring of per-10 s samples of the
+counters, and a once-a-minute log line summing up drops and refusals.
+
+Nothing here runs per datagram. Reads happen at scrape time or every few seconds,
+and none of them walks the whole state in one piece on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from udpt.counters import Counters
+from udpt.events.log import EventLog
+from udpt.events.snapshots import PROGRESS_EVERY
+from udpt.events.writer import GroupCommitWriter
+from udpt.health import CommitWatch, Health, LoopLagProbe, assess
+from udpt.projections import TrackerState
+from udpt.projections.torrents import Torrent
+
+__all__ = ["ACTIONS", "LogFacts", "Observer", "PeerCensus", "Sample", "StartupProgress"]
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("connect", "announce", "scrape", "invalid")
+"""The ``action`` label values of ``Counters.requests`` and ``Counters.responses``."""
+
+SAMPLE_EVERY_S = 10.0
+SAMPLES_KEPT = 360  # one hour
+SUMMARY_EVERY_S = 60.0
+CENSUS_EVERY_S = 15.0
+CENSUS_SLICE = 5000  # torrents per step: about 2.5 ms of counting between two yields
+
+
+class PeerCensus:
+    """Live peers by (ip_version, role), recounted every ``CENSUS_EVERY_S`` in slices.
+
+    The projections keep no running totals by family and role, and summing them
+    over a million torrents takes about half a second of Python: too long for one
+    piece on the event loop. So the census copies the torrent table (one C-level
+    copy of references, tens of milliseconds at a million torrents) and counts it
+    ``CENSUS_SLICE`` torrents at a time, yielding in between. The numbers are as
+    of the last finished pass: at most one interval plus one pass old.
+    """
+
+    def __init__(self, torrents: dict[bytes, Torrent]) -> None:
+        self._torrents = torrents
+        self.counts: dict[tuple[str, str], int] | None = None
+        self.counted_at: float | None = None
+
+    async def run(self) -> None:
+        while True:
+            await self.count()
+            await asyncio.sleep(CENSUS_EVERY_S)
+
+    async def count(self) -> None:
+        torrents = list(self._torrents.values())
+        seeders4 = leechers4 = seeders6 = leechers6 = 0
+        for start in range(0, len(torrents), CENSUS_SLICE):
+            for torrent in torrents[start : start + CENSUS_SLICE]:
+                swarm = torrent.swarm
+                seeders4 += len(swarm.seeders4)
+                leechers4 += len(swarm.leechers4)
+                seeders6 += len(swarm.seeders6)
+                leechers6 += len(swarm.leechers6)
+            await asyncio.sleep(0)
+        self.counts = {
+            ("4", "seeder"): seeders4,
+            ("4", "leecher"): leechers4,
+            ("6", "seeder"): seeders6,
+            ("6", "leecher"): leechers6,
+        }
+        self.counted_at = time.time()
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """The counters at one moment (wall-clock seconds), for rates over the last hour."""
+
+    at: float
+    requests: dict[str, int]
+    dropped: int
+
+
+@dataclass(frozen=True, slots=True)
+class LogFacts:
+    """The log as an operator sees it: size, horizon, newest snapshot."""
+
+    size_bytes: int
+    first_seq: int
+    last_seq: int
+    snapshot_seq: int
+    snapshot_age_s: float | None
+    """Age of the events the newest snapshot covers (None: no snapshot yet)."""
+
+
+class Observer:
+    """Everything the metrics, ``/health`` and the status page read, in one place.
+
+    ``refresh`` runs before each read; it is where counts kept elsewhere are
+    copied into ``counters`` (see ``udpt/interim_counts.py``).
+    """
+
+    def __init__(
+        self,
+        counters: Counters,
+        state: TrackerState,
+        writer: GroupCommitWriter,
+        event_log: EventLog,
+        now_ms: Callable[[], int],
+        refresh: Callable[[], None] | None = None,
+    ) -> None:
+        self.counters = counters
+        self.state = state
+        self.writer = writer
+        self._log = event_log
+        self._now_ms = now_ms
+        self._refresh = refresh
+        self.started_at = time.time()
+        self.probe = LoopLagProbe()
+        self.commits = CommitWatch(writer)
+        self.census = PeerCensus(state.torrents)
+        self.samples: deque[Sample] = deque(maxlen=SAMPLES_KEPT)
+        self._snapshot_time: tuple[int, int] = (0, 0)  # (seq, at_ms) of the newest snapshot
+
+    def start(self) -> list[asyncio.Task]:
+        """The background tasks; the caller cancels them at shutdown."""
+        return [
+            asyncio.create_task(self.probe.run(), name="loop-lag-probe"),
+            asyncio.create_task(self.commits.run(), name="commit-watch"),
+            asyncio.create_task(self.census.run(), name="peer-census"),
+            asyncio.create_task(self._sample_periodically(), name="counter-samples"),
+            asyncio.create_task(self._summarise_periodically(), name="activity-summary"),
+        ]
+
+    # -- reads -----------------------------------------------------------
+
+    def read_counters(self) -> Counters:
+        if self._refresh is not None:
+            self._refresh()
+        return self.counters
+
+    def health(self) -> Health:
+        return assess(self.probe, self.commits, asyncio.get_running_loop().time())
+
+    def log_facts(self) -> LogFacts:
+        """A few short read transactions and a stat of the log's files: microseconds."""
+        event_log = self._log
+        snapshots = event_log.snapshot_seqs()
+        snapshot_seq = snapshots[-1] if snapshots else 0
+        age = None
+        if snapshot_seq:
+            if self._snapshot_time[0] != snapshot_seq:
+                [(_, event)] = event_log.events(snapshot_seq, snapshot_seq)
+                self._snapshot_time = (snapshot_seq, event.at_ms)
+            age = max(0.0, (self._now_ms() - self._snapshot_time[1]) / 1000)
+        return LogFacts(
+            size_bytes=event_log.size_on_disk(),
+            first_seq=event_log.first_seq(),
+            last_seq=self.state.last_seq,
+            snapshot_seq=snapshot_seq,
+            snapshot_age_s=age,
+        )
+
+    def sample_now(self) -> Sample:
+        counters = self.read_counters()
+        requests: Counter[str] = Counter()
+        for (action, _), count in counters.requests.items():
+            requests[action] += count
+        return Sample(time.time(), dict(requests), sum(counters.dropped.values()))
+
+    # -- periodic work ---------------------------------------------------
+
+    async def _sample_periodically(self) -> None:
+        while True:
+            self.samples.append(self.sample_now())
+            await asyncio.sleep(SAMPLE_EVERY_S)
+
+    async def _summarise_periodically(self) -> None:
+        """One line a minute with what was dropped or refused, only when something was."""
+        before = self._drops_and_refusals()
+        while True:
+            await asyncio.sleep(SUMMARY_EVERY_S)
+            now = self._drops_and_refusals()
+            line = summary_line(now[0] - before[0], now[1] - before[1], round(SUMMARY_EVERY_S))
+            if line:
+                log.info("%s", line)
+            before = now
+
+    def _drops_and_refusals(self) -> tuple[Counter[str], Counter[str]]:
+        counters = self.read_counters()
+        refused = Counter(
+            {action: n for (action, result), n in counters.responses.items() if result == "refused"}
+        )
+        return Counter(counters.dropped), refused
+
+
+def summary_line(dropped: Counter[str], refused: Counter[str], seconds: int) -> str:
+    """``"last 60 s: dropped 12 (malformed 10, ...); refused 3 (announce 3)"``, or ``""``."""
+    parts = []
+    for verb, counts in (("dropped", dropped), ("refused", refused)):
+        positive = {name: n for name, n in counts.items() if n > 0}
+        if positive:
+            detail = ", ".join(f"{name} {n}" for name, n in sorted(positive.items()))
+            parts.append(f"{verb} {sum(positive.values())} ({detail})")
+    return f"last {seconds} s: " + "; ".join(parts) if parts else ""
+
+
+class StartupProgress:
+    """The ``progress`` callback of ``recover``: a line every few seconds while replaying.
+
+    ``recover`` calls it every ``PROGRESS_EVERY`` events with the sequence number
+    reached. The rate is measured from the first call on: restoring the snapshot
+    comes before it and is no measure of how fast events replay.
+    """
+
+    def __init__(self, last_seq: int, every_s: float = 5.0) -> None:
+        self._last_seq = last_seq
+        self._every_s = every_s
+        self._calls = 0
+        self._first: tuple[float, int] = (0.0, 0)
+        self._logged_at = 0.0
+
+    def __call__(self, seq: int) -> None:
+        now = time.monotonic()
+        self._calls += 1
+        if self._calls == 1:
+            self._first = (now, seq)
+            self._logged_at = now
+            return
+        if now - self._logged_at < self._every_s:
+            return
+        self._logged_at = now
+        started, first_seq = self._first
+        rate = (seq - first_seq) / max(now - started, 1e-9)
+        log.info(
+            "replaying the log: %d events replayed, at seq %d of %d, %.0f events/s, "
+            "about %.0f s left",
+            self._calls * PROGRESS_EVERY,
+            seq,
+            self._last_seq,
+            rate,
+            max(self._last_seq - seq, 0) / rate if rate else 0,
+        )
+
+
+def describe_horizon(event_log: EventLog) -> str:
+    """``"<dir>: events 1..5000 (snapshot at 4000)"``, for the start-up line."""
+    first, last = event_log.first_seq(), event_log.last_seq()
+    snapshots = event_log.snapshot_seqs()
+    horizon = f"events {first}..{last}" if last else "no events yet"
+    snapshot = f", newest snapshot at {snapshots[-1]}" if snapshots else ", no snapshot"
+    return f"{event_log.path.resolve()}: {horizon}{snapshot}"
