@@ -27,7 +27,17 @@ from udpt.health import CommitWatch, Health, LoopLagProbe, assess
 from udpt.projections import TrackerState
 from udpt.projections.torrents import Torrent
 
-__all__ = ["ACTIONS", "LogFacts", "Observer", "PeerCensus", "Sample", "StartupProgress"]
+__all__ = [
+    "ACTIONS",
+    "SAMPLE_EVERY_S",
+    "LogFacts",
+    "Observer",
+    "PeerCensus",
+    "Sample",
+    "StartupProgress",
+    "describe_horizon",
+    "summary_line",
+]
 
 log = logging.getLogger(__name__)
 

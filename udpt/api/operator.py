@@ -21,7 +21,7 @@ from udpt.api.auth import TokenChecker
 from udpt.api.errors import json_reply
 from udpt.api.status_page import render_status_page
 from udpt.metrics import CONTENT_TYPE, build_registry, render
-from udpt.observe import ACTIONS, Observer
+from udpt.observe import ACTIONS, SAMPLE_EVERY_S, Observer
 
 __all__ = ["OperatorRoutes"]
 
@@ -73,7 +73,10 @@ class OperatorRoutes:
         health = observer.health()
         facts = observer.log_facts()
         census = observer.census.counts
-        samples = [*observer.samples, observer.sample_now()]
+        samples = list(observer.samples)
+        now = observer.sample_now()
+        if not samples or now.at - samples[-1].at >= SAMPLE_EVERY_S / 2:
+            samples.append(now)  # a live point, unless so close to the last that it is noise
         commits = observer.commits
         loop_now = asyncio.get_running_loop().time()
         writer = (

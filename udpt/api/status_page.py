@@ -77,7 +77,7 @@ _PAGE = """<!DOCTYPE html>
 </header>
 <main>
   <section class="wide">
-    <h2>Requests per second, last hour</h2>
+    <h2>Requests per second by action, last hour</h2>
     <svg id="chart" width="100%" height="220" viewBox="0 0 900 220"
          preserveAspectRatio="none" role="img" aria-label="requests per second by action"></svg>
     <div class="legend" id="legend"></div>
@@ -150,7 +150,10 @@ _PAGE = """<!DOCTYPE html>
   // Requests per second between consecutive samples, one line per action.
   var samples = data.samples, svg = document.getElementById("chart");
   var W = 900, H = 220, left = 48, right = 10, top = 10, bottom = 24;
-  var end = samples.length ? samples[samples.length - 1].at : 0, start = end - 3600;
+  // The last hour, or less while the tracker has not been up that long.
+  var end = samples.length ? samples[samples.length - 1].at : 0;
+  var span = Math.min(3600, Math.max(end - (samples.length ? samples[0].at : 0), 60));
+  var start = end - span;
   var series = {{}}, peak = 0;
   data.actions.forEach(function (a) {{ series[a] = []; }});
   for (var i = 1; i < samples.length; i++) {{
@@ -164,7 +167,7 @@ _PAGE = """<!DOCTYPE html>
   }}
   var ceiling = peak > 0 ? Math.pow(10, Math.ceil(Math.log10(peak * 1.1))) : 1;
   if (ceiling / 2 > peak * 1.1) ceiling /= 2;
-  function x(t) {{ return left + (t - start) / 3600 * (W - left - right); }}
+  function x(t) {{ return left + (t - start) / span * (W - left - right); }}
   function y(v) {{ return top + (1 - v / ceiling) * (H - top - bottom); }}
   for (var g = 0; g <= 4; g++) {{
     var v = ceiling * g / 4;
@@ -173,9 +176,10 @@ _PAGE = """<!DOCTYPE html>
     svg.appendChild(el("text", {{x: left - 6, y: y(v) + 4, "text-anchor": "end"}},
                        v >= 1000 ? (v / 1000) + "k" : String(+v.toFixed(2))));
   }}
-  [60, 45, 30, 15, 0].forEach(function (m) {{
-    svg.appendChild(el("text", {{x: x(end - m * 60), y: H - 6, "text-anchor": "middle"}},
-                       m ? "-" + m + " min" : "now"));
+  [1, 0.75, 0.5, 0.25, 0].forEach(function (f) {{
+    svg.appendChild(el("text", {{x: x(end - f * span), y: H - 6,
+                                  "text-anchor": f === 1 ? "start" : f ? "middle" : "end"}},
+                       f ? "-" + duration(f * span) : "now"));
   }});
   var drawn = 0, legend = document.getElementById("legend");
   data.actions.forEach(function (a) {{
