@@ -9,6 +9,7 @@ process's own (exit codes, signals, its log on stderr).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -187,8 +189,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 async def test_health_is_503_while_the_log_cannot_commit_and_200_once_space_is_freed(
-    small_disk: Path,
+    small_disk: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="udpt")
     filler = small_disk / "filler"
     log = LogConfig(fsync=True, commit_linger_ms=0, map_size_mib=8)
     async with tracker_with_api(small_disk / "log", log) as (running, http):
@@ -232,6 +235,8 @@ async def test_health_is_503_while_the_log_cannot_commit_and_200_once_space_is_f
         assert statuses[-1].json()["status"] == "ok"
         assert value(await scrape(http), "udpt_writer_healthy") == 1
         client.close()
+    assert "the event log could not commit" in caplog.text
+    assert "the event log commits again, after" in caplog.text
 
 
 # -- the status page in a headless browser -----------------------------------------------
@@ -429,10 +434,10 @@ async def test_sighup_swaps_tokens_logs_labels_and_keeps_serving(tmp_path: Path)
                 config,
                 tmp_path / "log",
                 {"bob": new_token},
-                extra="cleanup_interval = 30",
+                extra='cleanup_interval = 30\nlog_format = "json"',
             )
             daemon.process.send_signal(signal.SIGHUP)
-            await daemon.wait_for_line(r"SIGHUP: applied access tokens")
+            await daemon.wait_for_line(r"SIGHUP: applied .*access tokens")
             assert await status(new_token) == 200
             assert await status(old_token) == 401
 
@@ -453,6 +458,9 @@ async def test_sighup_swaps_tokens_logs_labels_and_keeps_serving(tmp_path: Path)
         assert daemon.process.returncode is None
 
     text = daemon.text
+    [applied] = [line for line in daemon.lines if "SIGHUP: applied" in line]
+    entry = orjson.loads(applied)  # log_format changed with the same reload
+    assert entry["level"] == "info" and "log_format text -> json" in entry["message"]
     assert "added 'bob'; removed 'alice'" in text
     assert "cleanup_interval changed" in text and "restart" in text
     assert old_token not in text and new_token not in text
