@@ -204,7 +204,8 @@ async def _serve(
         if config.log.snapshot_interval:
             running.tasks.append(
                 asyncio.create_task(
-                    _snapshot_periodically(config, state, snapshot_seq), name="snapshots"
+                    _snapshot_periodically(config, state, snapshot_seq, observer.snapshot_taken),
+                    name="snapshots",
                 )
             )
         peers = state.peer_count()
@@ -298,7 +299,9 @@ async def _expire_periodically(tracker: Tracker, clock: EventClock, config: Conf
         tracker.expire_if_due(clock.now_ms())
 
 
-async def _snapshot_periodically(config: Config, state: TrackerState, last_seq: int) -> None:
+async def _snapshot_periodically(
+    config: Config, state: TrackerState, last_seq: int, taken: Callable[[int], None]
+) -> None:
     """Every ``snapshot_interval``, snapshot the log in a child process.
 
     The child folds the log itself (newest snapshot + tail), so the event loop
@@ -325,6 +328,7 @@ async def _snapshot_periodically(config: Config, state: TrackerState, last_seq: 
             raise
         if status == 0:
             last_seq = seq
+            taken(seq)
             log.debug("snapshot taken at seq %d", seq)
         else:
             log.warning("taking a snapshot at seq %d failed (exit %d)", seq, status)

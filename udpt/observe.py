@@ -110,7 +110,8 @@ class LogFacts:
     last_seq: int
     snapshot_seq: int
     snapshot_age_s: float | None
-    """Age of the events the newest snapshot covers (None: no snapshot yet)."""
+    """Time since the newest snapshot was taken (for the one found at start-up: since its
+    last event); None: no snapshot yet."""
 
 
 class Observer:
@@ -140,7 +141,15 @@ class Observer:
         self.commits = CommitWatch(writer)
         self.census = PeerCensus(state.torrents)
         self.samples: deque[Sample] = deque(maxlen=SAMPLES_KEPT)
-        self._snapshot_time: tuple[int, int] = (0, 0)  # (seq, at_ms) of the newest snapshot
+        # What only LMDB knows is read here, once, before the writer commits anything: while
+        # serving, a read transaction on this thread could overlap the writer thread growing
+        # the map (mdb_env_set_mapsize), which LMDB forbids while the process has one open.
+        self._first_seq = event_log.first_seq()
+        snapshots = event_log.snapshot_seqs()
+        self._snapshot: tuple[int, int] | None = None  # (seq, event-clock ms it covers up to)
+        if snapshots:
+            [(seq, event)] = event_log.events(snapshots[-1], snapshots[-1])
+            self._snapshot = (seq, event.at_ms)
 
     def start(self) -> list[asyncio.Task]:
         """The background tasks; the caller cancels them at shutdown."""
@@ -162,20 +171,19 @@ class Observer:
     def health(self) -> Health:
         return assess(self.probe, self.commits, asyncio.get_running_loop().time())
 
+    def snapshot_taken(self, seq: int) -> None:
+        """A snapshot at ``seq`` was stored just now (the daemon's periodic snapshots)."""
+        self._snapshot = (seq, self._now_ms())
+
     def log_facts(self) -> LogFacts:
-        """A few short read transactions and a stat of the log's files: microseconds."""
-        event_log = self._log
-        snapshots = event_log.snapshot_seqs()
-        snapshot_seq = snapshots[-1] if snapshots else 0
-        age = None
-        if snapshot_seq:
-            if self._snapshot_time[0] != snapshot_seq:
-                [(_, event)] = event_log.events(snapshot_seq, snapshot_seq)
-                self._snapshot_time = (snapshot_seq, event.at_ms)
-            age = max(0.0, (self._now_ms() - self._snapshot_time[1]) / 1000)
+        """A stat of the log's files and what is known in memory; no LMDB transaction."""
+        snapshot_seq, age = 0, None
+        if self._snapshot is not None:
+            snapshot_seq, at_ms = self._snapshot
+            age = max(0.0, (self._now_ms() - at_ms) / 1000)
         return LogFacts(
-            size_bytes=event_log.size_on_disk(),
-            first_seq=event_log.first_seq(),
+            size_bytes=self._log.size_on_disk(),
+            first_seq=(self._first_seq or 1) if self.state.last_seq else 0,
             last_seq=self.state.last_seq,
             snapshot_seq=snapshot_seq,
             snapshot_age_s=age,

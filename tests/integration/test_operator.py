@@ -157,6 +157,19 @@ async def test_metrics_show_commit_histograms_and_requests_once_counted(tmp_path
     assert value(samples, "udpt_commit_batch_events_sum") == 40
 
 
+async def test_a_restart_shows_the_snapshot_it_started_from(tmp_path: Path) -> None:
+    async with tracker_with_api(tmp_path / "log") as (running, http):
+        assert (await scrape(http))["udpt_snapshot_age_seconds"] == []  # none yet
+        client = await udp_client(running)
+        await client.announce(HASH)
+        client.close()
+    async with tracker_with_api(tmp_path / "log") as (running, http):  # snapshot at shutdown
+        samples = await scrape(http)
+        assert samples["udpt_snapshot_age_seconds"][0][1] >= 0
+        assert value(samples, "udpt_log_first_seq") == 1
+        assert value(samples, "udpt_log_last_seq") == running.state.last_seq == 1
+
+
 # -- /health and / ----------------------------------------------------------------------
 
 
