@@ -60,6 +60,8 @@ _PAGE = """<!DOCTYPE html>
   section.wide {{ grid-column: 1 / -1; }}
   table {{ width: 100%; border-collapse: collapse; }}
   td {{ padding: 3px 0; border-bottom: 1px solid var(--line); }}
+  td {{ vertical-align: top; }}
+  td:first-child {{ white-space: nowrap; padding-right: 14px; }}
   td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
   tr:last-child td {{ border-bottom: 0; }}
   .legend span {{ display: inline-block; margin-right: 14px; }}
@@ -126,9 +128,9 @@ _PAGE = """<!DOCTYPE html>
   var peers = data.peers;
   rows("totals", [
     ["torrents", num(data.torrents)],
-    ["peers (IPv4 seeders / leechers)",
+    ["IPv4 seeders / leechers",
      peers ? num(peers["4"].seeder) + " / " + num(peers["4"].leecher) : "counting…"],
-    ["peers (IPv6 seeders / leechers)",
+    ["IPv6 seeders / leechers",
      peers ? num(peers["6"].seeder) + " / " + num(peers["6"].leecher) : "counting…"],
     ["requests since start", num(data.requests_total)],
     ["replies since start", num(data.responses_total)],
