@@ -209,7 +209,7 @@ class Observer:
         while True:
             await asyncio.sleep(SUMMARY_EVERY_S)
             now = self._drops_and_refusals()
-            line = summary_line(now[0] - before[0], now[1] - before[1], round(SUMMARY_EVERY_S))
+            line = summary_line(now[0] - before[0], now[1] - before[1], SUMMARY_EVERY_S)
             if line:
                 log.info("%s", line)
             before = now
@@ -222,7 +222,7 @@ class Observer:
         return Counter(counters.dropped), refused
 
 
-def summary_line(dropped: Counter[str], refused: Counter[str], seconds: int) -> str:
+def summary_line(dropped: Counter[str], refused: Counter[str], seconds: float) -> str:
     """``"last 60 s: dropped 12 (malformed 10, ...); refused 3 (announce 3)"``, or ``""``."""
     parts = []
     for verb, counts in (("dropped", dropped), ("refused", refused)):
@@ -230,7 +230,7 @@ def summary_line(dropped: Counter[str], refused: Counter[str], seconds: int) -> 
         if positive:
             detail = ", ".join(f"{name} {n}" for name, n in sorted(positive.items()))
             parts.append(f"{verb} {sum(positive.values())} ({detail})")
-    return f"last {seconds} s: " + "; ".join(parts) if parts else ""
+    return f"last {seconds:g} s: " + "; ".join(parts) if parts else ""
 
 
 class StartupProgress:

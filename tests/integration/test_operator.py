@@ -170,6 +170,23 @@ async def test_a_restart_shows_the_snapshot_it_started_from(tmp_path: Path) -> N
         assert value(samples, "udpt_log_last_seq") == running.state.last_seq == 1
 
 
+async def test_drops_are_summed_up_in_one_line_per_period_only_when_there_were_some(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("udpt.observe.SUMMARY_EVERY_S", 0.2)
+    caplog.set_level(logging.INFO, logger="udpt.observe")
+    async with tracker_with_api(tmp_path / "log") as (running, _):
+        client = await udp_client(running)
+        for _ in range(3):
+            await client.send(b"\x00" * 7)
+        await client.announce(HASH)
+        await until(lambda: "last 0.2 s: dropped" in caplog.text, what="a summary line")
+        await asyncio.sleep(0.5)  # quiet periods: no more lines
+        client.close()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("last ")]
+    assert lines == ["last 0.2 s: dropped 3 (malformed 3)"]
+
+
 # -- /health and / ----------------------------------------------------------------------
 
 
