@@ -140,7 +140,7 @@ def part_stall(db: Path, seconds: float) -> dict:
                 config,
                 clock=clock,
                 udp_socket=bind_udp_socket("127.0.0.1", 0),
-                stop=stop,
+                stop_event=stop,
                 ready=lambda _: ready.set(),
             )
         )

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.bep15 import TrackerClient, TrackerError, announce_request, peer_id_for
-from tests.support.daemon import make_config, running_tracker
+from tests.support.daemon import make_config, record, running_tracker
 from udpt.clock import ManualClock
 from udpt.config import Config, LogConfig
 from udpt.daemon import Running
@@ -58,7 +58,7 @@ class TrackerUnderTest:
     async def admin(self, kind: type, info_hash: bytes) -> None:
         """Append an admin event (TorrentAdded, TorrentFlagged, ...) as the API would."""
         event: Event = kind(int(self.clock() * 1000), info_hash, "test")
-        await self.running.writer.append(event)
+        await record(self.running, event)
 
     async def refusal(self, info_hash: bytes, port: int = 6881) -> bytes:
         """The raw reply to an announce that must be refused; checks its framing."""

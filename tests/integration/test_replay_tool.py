@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from tests.strategies import EVENT_STRATEGIES, tracker_histories
 from tests.support.bep15 import TrackerClient
-from tests.support.daemon import make_config, running_tracker
+from tests.support.daemon import make_config, record, running_tracker
 from udpt import audit
 from udpt.audit import (
     event_from_json,
@@ -199,7 +199,7 @@ async def test_replay_of_a_live_daemons_log_matches_what_the_daemon_reports(
             clock.advance(2800)  # past the peer timeout and the cleanup interval
             await seeder.connect()
             await seeder.announce(HASH_B, port=6882, left=0, event=0)  # expiry runs first
-        await running.writer.append(TorrentFlagged(at(50), HASH_B, "alice"))
+        await record(running, TorrentFlagged(at(50), HASH_B, "alice"))
         state = running.state
         assert state.stats.by_kind["PeersExpired"] == 1  # the case covers expiry
 

@@ -25,7 +25,7 @@ from sanic.exceptions import (
     SanicException,
 )
 
-from udpt.events.writer import WriterClosed
+from udpt.intake import NotRecordedError
 
 __all__ = ["ApiError", "TokenRedactor", "error_reply", "json_reply", "redact"]
 
@@ -75,7 +75,7 @@ def _describe(request: Request, exception: BaseException) -> tuple[int, str, Map
         return 413, "request too large: the body may have at most 4096 bytes", {}
     if isinstance(exception, BadRequest):
         return 400, "malformed HTTP request", {}
-    if isinstance(exception, WriterClosed):
+    if isinstance(exception, NotRecordedError):
         return 503, "the tracker is not accepting changes now (overloaded or stopping)", {}
     if isinstance(exception, SanicException) and exception.status_code < 500:
         status = exception.status_code

@@ -13,21 +13,15 @@ import itertools
 import logging
 import socket
 from importlib import resources
-from typing import TYPE_CHECKING
 
 from sanic import HTTPResponse, Request, Sanic
 from sanic.exceptions import RequestCancelled
 from sanic.server import AsyncioServer
 
 from udpt.addresses import parse_bind_address
-from udpt.api.auth import TokenChecker
 from udpt.api.errors import TokenRedactor, error_reply
 from udpt.api.routes import TorrentRoutes
-
-if TYPE_CHECKING:
-    from udpt.clock import EventClock
-    from udpt.config import Config
-    from udpt.daemon import Running
+from udpt.config import HttpConfig
 
 __all__ = ["MAX_BODY_BYTES", "ApiServer", "bind_http_socket", "build_app"]
 
@@ -117,20 +111,11 @@ class ApiServer:
 
     @classmethod
     async def start(
-        cls,
-        config: Config,
-        running: Running,
-        clock: EventClock,
-        http_socket: socket.socket | None = None,
+        cls, http: HttpConfig, routes: TorrentRoutes, http_socket: socket.socket | None = None
     ) -> ApiServer:
-        """Serve ``config.http`` on ``http_socket`` (bound here from the config when None)."""
-        if config.http is None:
-            raise ValueError("the configuration has no [http] table")
+        """Serve ``routes`` on ``http_socket`` (bound here from ``http`` when None)."""
         _install_redactor()
-        sock = http_socket or bind_http_socket(config.http.bind_address)
-        routes = TorrentRoutes(
-            running.state, running.writer, clock, TokenChecker(config.http.access_tokens)
-        )
+        sock = http_socket or bind_http_socket(http.bind_address)
         document = resources.files("udpt").joinpath("openapi.json").read_bytes()
         app = build_app(routes, document)
         try:

@@ -183,11 +183,31 @@ class TrackerState:
 
     # -- queries ----------------------------------------------------------
 
-    def sweep_would_visit(self, sweep: PeersExpired) -> bool:
-        """Whether ``sweep`` has any torrent to look at (if not, it would change nothing)."""
-        return bool(self._by_oldest_peer.due(sweep.peer_cutoff_ms)) or bool(
-            sweep.torrent_cutoff_ms and self._idle.due(sweep.torrent_cutoff_ms)
-        )
+    def sweep_would_change(self, sweep: PeersExpired) -> bool:
+        """Whether folding ``sweep`` would remove a peer or forget a torrent.
+
+        Looks only at the torrents the indexes file as due, as the sweep would, and
+        files each one it finds early under its true time again, as the sweep would
+        too: otherwise a sweep that is never recorded would leave them due, and every
+        later check would look at them again. The indexes are derived data (never
+        snapshotted), so this changes nothing any query or fold can see.
+        """
+        torrents = self.torrents
+        by_oldest = self._by_oldest_peer
+        for info_hash in by_oldest.due(sweep.peer_cutoff_ms):
+            torrent = torrents.get(info_hash)
+            oldest = None if torrent is None else torrent.swarm.oldest_ms()
+            if oldest is not None and oldest < sweep.peer_cutoff_ms:
+                return True
+            by_oldest.file(info_hash, oldest)
+            if oldest is None and torrent is not None:
+                self._index(info_hash, torrent)
+        if sweep.torrent_cutoff_ms:
+            for info_hash in self._idle.due(sweep.torrent_cutoff_ms):
+                torrent = torrents.get(info_hash)
+                if torrent is not None and torrent.is_forgettable(sweep.torrent_cutoff_ms):
+                    return True
+        return False
 
     def totals(self) -> tuple[int, int, int]:
         """(seeders, leechers, completed) summed over all torrents."""
