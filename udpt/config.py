@@ -486,7 +486,7 @@ def _toml_fields(cls: type) -> list[Field[Any]]:
 def _section_type(hint: Any) -> type | None:
     """The dataclass a field holds (also through ``X | None``), or None for a plain value."""
     for candidate in getattr(hint, "__args__", (hint,)):
-        if is_dataclass(candidate):
+        if isinstance(candidate, type) and is_dataclass(candidate):
             return candidate
     return None
 

@@ -42,7 +42,6 @@ from udpt.projections.swarms import select_peers
 from udpt.wire import (
     AnnounceRequest,
     ConnectRequest,
-    InvalidRequest,
     Request,
     ScrapeRequest,
     build_announce_response,
@@ -162,17 +161,16 @@ class Tracker:
     def decide(self, request: Request, ip: bytes, now_ms: int) -> Decision:
         """What a parsed datagram from canonical address ``ip`` gets at ``now_ms``."""
         now = now_ms / 1000
-        if type(request) is ConnectRequest:
+        if isinstance(request, ConnectRequest):
             return build_connect_response(
                 request.transaction_id, self.connection_ids.issue(ip, now)
             )
         if not self.connection_ids.is_valid(request.connection_id, ip, now):
             return None
-        if type(request) is AnnounceRequest:
+        if isinstance(request, AnnounceRequest):
             return self._announce(request, ip, now_ms)
-        if type(request) is ScrapeRequest:
+        if isinstance(request, ScrapeRequest):
             return build_scrape_response(request.transaction_id, self.scrape(request.info_hashes))
-        assert type(request) is InvalidRequest
         return build_error_response(request.transaction_id, request.message)
 
     def _announce(self, request: AnnounceRequest, ip: bytes, now_ms: int) -> Commit:

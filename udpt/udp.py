@@ -18,7 +18,8 @@ import asyncio
 import logging
 import socket
 import time
-from typing import Any
+from typing import Any, cast
+from typing import Protocol as TypingProtocol
 
 from asyncio_dgram.aio import DatagramServer, Protocol, TransportClosed
 
@@ -27,7 +28,7 @@ from udpt.clock import EventClock
 from udpt.counters import Counters
 from udpt.events.types import AnnounceRefused
 from udpt.intake import Intake
-from udpt.tracker import Commit, Tracker
+from udpt.tracker import Tracker
 from udpt.wire import AnnounceRequest, ConnectRequest, InvalidRequest, ScrapeRequest, parse_request
 
 __all__ = ["BoundedProtocol", "UdpEndpoint", "bind_udp_socket"]
@@ -54,6 +55,14 @@ _RESPONSE_KEYS = {kind: (action, "ok") for kind, action in _ACTIONS.items()}
 _RESPONSE_KEYS[InvalidRequest] = ("invalid", "error")
 _ANNOUNCE_OK = ("announce", "ok")
 _ANNOUNCE_REFUSED = ("announce", "refused")
+
+
+class _Transport(TypingProtocol):
+    """What the endpoint uses of a datagram transport (asyncio's and uvloop's have all of it)."""
+
+    def sendto(self, data: bytes, addr: Address) -> None: ...
+
+    def get_write_buffer_size(self) -> int: ...
 
 
 def bind_udp_socket(host: str, port: int) -> socket.socket:
@@ -84,14 +93,15 @@ class BoundedProtocol(Protocol):
         counters: Counters,
     ) -> None:
         super().__init__(recvq, excq, drained)
+        self._queue = recvq
         self.max_queued = max_queued
         self._counters = counters
 
-    def datagram_received(self, data: bytes, addr: Address) -> None:
-        if self._recvq.qsize() >= self.max_queued:
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self._queue.qsize() >= self.max_queued:
             self._counters.dropped["queue_full"] += 1
             return
-        self._recvq.put_nowait((data, addr))
+        self._queue.put_nowait((data, addr))
 
     def error_received(self, exc: Exception) -> None:
         """ICMP errors concern one past reply; keep them out of the stream's next call."""
@@ -122,7 +132,7 @@ class UdpEndpoint:
     def __init__(
         self,
         stream: DatagramServer,
-        transport: asyncio.DatagramTransport,
+        transport: _Transport,
         protocol: BoundedProtocol,
         recvq: asyncio.Queue[Any],
         tracker: Tracker,
@@ -162,8 +172,17 @@ class UdpEndpoint:
         transport, protocol = await loop.create_datagram_endpoint(
             lambda: BoundedProtocol(recvq, excq, drained, max_queued, counters), sock=sock
         )
-        stream = DatagramServer(transport, recvq, excq, drained)
-        return cls(stream, transport, protocol, recvq, tracker, intake, clock, receive_buffer)
+        stream = DatagramServer(transport, recvq, excq, drained)  # type: ignore[arg-type]
+        return cls(
+            stream,
+            cast(_Transport, transport),
+            protocol,
+            recvq,
+            tracker,
+            intake,
+            clock,
+            receive_buffer,
+        )
 
     @property
     def address(self) -> Address:
@@ -191,7 +210,7 @@ class UdpEndpoint:
                     return
                 handle(data, addr, now)
 
-    def _handle(self, data: bytes, addr: Address, now_ms: int) -> None:
+    def _handle(self, data: bytes, addr: Any, now_ms: int) -> None:
         """Parse, decide, and reply now or hand the record to the intake."""
         self.received += 1
         counters = self.counters
@@ -211,13 +230,13 @@ class UdpEndpoint:
             decision = self.tracker.decide(request, ip, now_ms)
             if decision is None:
                 counters.dropped["bad_connection_id"] += 1
-            elif type(decision) is Commit:
+            elif isinstance(decision, bytes):
+                self._send(decision, addr, _RESPONSE_KEYS[kind])
+            else:
                 result = (
                     _ANNOUNCE_REFUSED if type(decision.event) is AnnounceRefused else _ANNOUNCE_OK
                 )
                 self.intake.submit(decision, self._deliver, (addr, result))
-            else:
-                self._send(decision, addr, _RESPONSE_KEYS[kind])
         except Exception:
             self._errors.report(str(addr[0]))
 

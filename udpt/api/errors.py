@@ -47,7 +47,10 @@ def json_reply(
 ) -> HTTPResponse:
     """``body`` as compact JSON in the key order it was built with."""
     return HTTPResponse(
-        orjson.dumps(body), status=status, headers=headers, content_type="application/json"
+        orjson.dumps(body),
+        status=status,
+        headers=dict(headers) if headers else None,
+        content_type="application/json",
     )
 
 

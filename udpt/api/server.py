@@ -13,6 +13,7 @@ import itertools
 import logging
 import socket
 from importlib import resources
+from typing import Any
 
 from sanic import HTTPResponse, Request, Sanic
 from sanic.exceptions import RequestCancelled
@@ -53,7 +54,7 @@ def bind_http_socket(bind_address: str) -> socket.socket:
     return sock
 
 
-def build_app(routes: TorrentRoutes, openapi_document: bytes) -> Sanic:
+def build_app(routes: TorrentRoutes, openapi_document: bytes) -> Sanic[Any, Any]:
     """A new Sanic app serving ``routes`` and the OpenAPI document."""
     app = Sanic(f"udpt-api-{next(_app_numbers)}", configure_logging=False, env_prefix=None)
     app.config.update(
@@ -103,11 +104,11 @@ def _install_redactor() -> None:
 class ApiServer:
     """A running REST API; ``close()`` stops it."""
 
-    def __init__(self, app: Sanic, server: AsyncioServer, sock: socket.socket) -> None:
+    def __init__(self, app: Sanic[Any, Any], server: AsyncioServer, sock: socket.socket) -> None:
         self._app = app
         self._server = server
         self._sock = sock
-        self.address: tuple = sock.getsockname()
+        self.address: tuple[Any, ...] = sock.getsockname()
 
     @classmethod
     async def start(
