@@ -9,7 +9,6 @@ change is durable.
 
 from __future__ import annotations
 
-import heapq
 import re
 from typing import Any
 
@@ -98,10 +97,8 @@ class TorrentRoutes:
         offset = _count_parameter(request, "offset", 0)
         limit = min(_count_parameter(request, "limit", MAX_PAGE), MAX_PAGE)
         torrents = self.state.torrents
-        end = offset + limit
-        # The first pages cost O(n log end) rather than a full sort.
-        ordered = heapq.nsmallest(end, torrents) if end < len(torrents) else sorted(torrents)
-        return json_reply([torrent_summary(h, torrents[h]) for h in ordered[offset:end]])
+        page = torrents.page(offset, limit)
+        return json_reply([torrent_summary(h, torrents[h]) for h in page])
 
     async def get_torrent(self, request: Request, info_hash: str) -> HTTPResponse:
         self.tokens.actor(request)

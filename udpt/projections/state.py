@@ -28,7 +28,7 @@ from udpt.events.types import (
 from udpt.projections.stats import Stats
 from udpt.projections.swarms import FLAG_OFFSET, PEER
 from udpt.projections.time_index import TimeIndex
-from udpt.projections.torrents import Torrent
+from udpt.projections.torrents import Torrent, TorrentTable
 
 __all__ = ["SnapshotError", "TrackerState"]
 
@@ -53,7 +53,7 @@ class TrackerState:
     """Torrents (with their swarms) and stats, as of event ``last_seq``."""
 
     def __init__(self) -> None:
-        self.torrents: dict[bytes, Torrent] = {}
+        self.torrents = TorrentTable()
         self.stats = Stats()
         self.last_seq = 0
         # Derived indexes that let a sweep skip torrents with nothing due (time_index.py):
@@ -269,6 +269,7 @@ class TrackerState:
         state.stats = Stats.from_bytes(bytes(view[offset : offset + Stats.SIZE]))
         offset += Stats.SIZE
         record_size = PEER.size
+        torrents: list[tuple[bytes, Torrent]] = []
         for _ in range(count):
             info_hash, flags, completed, last_ms, *sizes = _TORRENT.unpack_from(view, offset)
             offset += _TORRENT.size
@@ -289,8 +290,11 @@ class TrackerState:
                 for start in range(0, len(raw), stride):
                     table[raw[start : start + key_size]] = raw[start + key_size : start + stride]
                 offset = end
-            state.torrents[info_hash] = torrent
+            torrents.append((info_hash, torrent))
             state._index(info_hash, torrent)
         if offset != len(view):
             raise SnapshotError("snapshot has trailing bytes")
+        state.torrents.load_sorted(torrents)
+        if len(state.torrents) != count:
+            raise SnapshotError("snapshot holds a torrent twice")
         return state
