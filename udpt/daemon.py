@@ -152,6 +152,7 @@ async def _open(
     #    first sweep after a long stop does not stall the loop with a mass expiry.
     intake.sweep(clock.now_ms())
     await writer.drain()
+    await intake.drain()
     return Running(config, event_log, state, tracker, intake, writer, counters, snapshot_seq)
 
 
@@ -217,6 +218,7 @@ async def stop(running: Running) -> None:
             await running.api.close()
         # 2. Commit what is pending; its replies go out while the sockets are open.
         await running.writer.close()
+        await running.intake.drain()
     finally:
         # 3. Sockets, a last snapshot, the log.
         for endpoint in running.endpoints:

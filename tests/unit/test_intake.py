@@ -279,3 +279,42 @@ async def test_a_full_disk_refuses_events_until_space_is_freed(small_disk: Path)
         assert await road.append(history(2)[1]) == road.state.last_seq
         assert replay(event_log).snapshot() == road.state.snapshot()
         await writer.close()
+
+
+async def test_a_large_sweep_is_folded_in_steps_and_what_follows_it_sees_it_whole(
+    tmp_log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("udpt.intake.APPLY_SLICE_S", 0.0)  # pause at every step
+    road = Road(tmp_log)
+    ip = bytes([10, 0, 0, 1])
+    for n in range(2_000):  # one-peer torrents, as a random-hash flood leaves them
+        info_hash = n.to_bytes(20, "big")
+        road.submit(
+            AnnounceAccepted(
+                1_000, info_hash, ip, 6881, bytes(20), 0, AnnounceEvent.STARTED, 0, 0, 1
+            )
+        )
+    await road.writer.drain()
+    await road.intake.drain()
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    counting = asyncio.create_task(count_turns())
+    late = 10**9
+    seen: list[int] = []
+    road.submit(PeersExpired(late, late, late))
+    last = AnnounceAccepted(late, HASHES[0], ip, 6881, bytes(20), 0, AnnounceEvent.STARTED, 0, 0, 1)
+    road.intake.submit(
+        Commit(last, lambda _: seen.append(len(road.state.torrents)), None), _collect, None
+    )
+    await road.writer.close()
+    await road.intake.drain()
+    counting.cancel()
+    assert seen == [1]  # the announce after the sweep met every flood torrent gone
+    assert turns >= 2_000 // 100  # the loop ran between the sweep's steps
+    assert replay(tmp_log).snapshot() == road.state.snapshot()

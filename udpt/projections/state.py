@@ -10,7 +10,7 @@ plus the tail — ``snapshot()`` bytes are the proof (DESIGN.md §1).
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from udpt.events.types import (
     EVENT_TYPES,
@@ -43,6 +43,13 @@ _FLAGGED, _REGISTERED = 1, 2
 _PORTS = struct.Struct("!H")
 _MAX_COMPLETED = (1 << 64) - 1
 _NAMES = {kind: kind.__name__ for kind in EVENT_TYPES}
+
+
+SWEEP_STEP = 100
+"""Torrents an expiry sweep visits between two pauses (``apply_in_steps``)."""
+
+SWEEP_CHECK_LIMIT = 1000
+"""Due torrents ``sweep_would_change`` looks at before it answers yes without looking further."""
 
 
 class SnapshotError(ValueError):
@@ -80,6 +87,22 @@ class TrackerState:
         kind = type(event)
         self._handlers[kind](event)
         self.stats.by_kind[_NAMES[kind]] += 1
+        self.last_seq = seq
+
+    def apply_in_steps(self, seq: int, event: Event) -> Iterator[None]:
+        """``apply``, in steps that a caller may spread over several turns of its loop.
+
+        Only an expiry sweep has more than one step (it pauses every
+        ``SWEEP_STEP`` torrents); the event is folded once the iterator is
+        exhausted, and nothing else may be applied before then.
+        """
+        if type(event) is not PeersExpired:
+            self.apply(seq, event)
+            return
+        if seq <= self.last_seq:
+            raise ValueError(f"event {seq} applied after {self.last_seq}")
+        yield from self._expiring(event)
+        self.stats.by_kind[_NAMES[PeersExpired]] += 1
         self.last_seq = seq
 
     def apply_all(self, events: Iterable[tuple[int, Event]]) -> None:
@@ -145,26 +168,39 @@ class TrackerState:
             torrent.swarm.clear()
 
     def _expired(self, e: PeersExpired) -> None:
-        """Visit only torrents the indexes say may hold something due (time_index.py)."""
+        for _ in self._expiring(e):
+            pass
+
+    def _expiring(self, e: PeersExpired) -> Iterator[None]:
+        """The sweep, pausing after every ``SWEEP_STEP`` torrents it visits.
+
+        It visits only torrents the indexes say may hold something due
+        (time_index.py). Which torrents it visits between two pauses does not
+        change what it removes in the end, so the result is the same however
+        the steps are spread out.
+        """
         removed = 0
         torrents = self.torrents
-        for info_hash in self._by_oldest_peer.due(e.peer_cutoff_ms):
+        by_oldest = self._by_oldest_peer
+        for visited, info_hash in enumerate(by_oldest.take_due(e.peer_cutoff_ms), 1):
             torrent = torrents.get(info_hash)
             if torrent is None:  # dropped since it was filed
-                self._by_oldest_peer.file(info_hash, None)
+                by_oldest.file(info_hash, None)
                 continue
             removed += torrent.swarm.expire(e.peer_cutoff_ms)
             oldest = torrent.swarm.oldest_ms()
-            self._by_oldest_peer.file(info_hash, oldest)
+            by_oldest.file(info_hash, oldest)
             if oldest is None and not torrent.flagged and not torrent.registered:
                 self._idle.file(info_hash, torrent.last_announce_ms)
+            if visited % SWEEP_STEP == 0:
+                yield
         self.stats.peers_expired += removed
         if e.torrent_cutoff_ms:
-            self._forget_idle(e.torrent_cutoff_ms)
+            yield from self._forgetting_idle(e.torrent_cutoff_ms)
 
-    def _forget_idle(self, torrent_cutoff_ms: int) -> None:
+    def _forgetting_idle(self, torrent_cutoff_ms: int) -> Iterator[None]:
         """Drop empty torrents nobody registered or flagged, silent since the cutoff."""
-        for info_hash in self._idle.due(torrent_cutoff_ms):
+        for visited, info_hash in enumerate(self._idle.take_due(torrent_cutoff_ms), 1):
             torrent = self.torrents.get(info_hash)
             if torrent is None or torrent.swarm or torrent.flagged or torrent.registered:
                 self._idle.file(info_hash, None)  # filed again if it empties again
@@ -173,6 +209,8 @@ class TrackerState:
                 self._idle.file(info_hash, None)
             else:
                 self._idle.file(info_hash, torrent.last_announce_ms)
+            if visited % SWEEP_STEP == 0:
+                yield
 
     def _index(self, info_hash: bytes, torrent: Torrent) -> None:
         oldest = torrent.swarm.oldest_ms()
@@ -190,10 +228,14 @@ class TrackerState:
         files each one it finds early under its true time again, as the sweep would
         too: otherwise a sweep that is never recorded would leave them due, and every
         later check would look at them again. The indexes are derived data (never
-        snapshotted), so this changes nothing any query or fold can see.
+        snapshotted), so this changes nothing any query or fold can see. With more
+        than ``SWEEP_CHECK_LIMIT`` torrents due it says yes without looking, so the
+        check never holds the loop long; the sweep then refiles them in steps.
         """
         torrents = self.torrents
         by_oldest = self._by_oldest_peer
+        if by_oldest.count_due(sweep.peer_cutoff_ms) > SWEEP_CHECK_LIMIT:
+            return True  # the sweep itself, folded in steps, will look at them all
         for info_hash in by_oldest.due(sweep.peer_cutoff_ms):
             torrent = torrents.get(info_hash)
             oldest = None if torrent is None else torrent.swarm.oldest_ms()
@@ -203,6 +245,8 @@ class TrackerState:
             if oldest is None and torrent is not None:
                 self._index(info_hash, torrent)
         if sweep.torrent_cutoff_ms:
+            if self._idle.count_due(sweep.torrent_cutoff_ms) > SWEEP_CHECK_LIMIT:
+                return True
             for info_hash in self._idle.due(sweep.torrent_cutoff_ms):
                 torrent = torrents.get(info_hash)
                 if torrent is not None and torrent.is_forgettable(sweep.torrent_cutoff_ms):
