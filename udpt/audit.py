@@ -37,7 +37,7 @@ from udpt.events.types import (
     RefusalReason,
 )
 from udpt.projections import SnapshotError, TrackerState
-from udpt.projections.swarms import PEER
+from udpt.projections.swarms import peer_views
 from udpt.projections.torrents import Torrent
 
 __all__ = [
@@ -286,23 +286,20 @@ class TorrentHistory:
 
 def peers_of(torrent: Torrent) -> list[PeerView]:
     """The swarm's peers, most recently seen first."""
-    peers = []
-    for table, seeder in zip(torrent.swarm.tables(), (True, False, True, False), strict=True):
-        for compact, record in table.items():
-            peer_id, _key, last_seen, uploaded, downloaded, left, event, _ = PEER.unpack(record)
-            peers.append(
-                PeerView(
-                    format_peer_address(compact[:-2], int.from_bytes(compact[-2:], "big")),
-                    peer_id,
-                    client_name(peer_id),
-                    seeder,
-                    last_seen,
-                    uploaded,
-                    downloaded,
-                    left,
-                    AnnounceEvent(event),
-                )
-            )
+    peers = [
+        PeerView(
+            format_peer_address(view.ip, view.port),
+            view.peer_id,
+            client_name(view.peer_id),
+            view.seeder,
+            view.last_seen_ms,
+            view.uploaded,
+            view.downloaded,
+            view.left,
+            AnnounceEvent(view.event),
+        )
+        for view in peer_views(torrent.swarm)
+    ]
     peers.sort(key=lambda peer: peer.last_seen_ms, reverse=True)
     return peers
 
