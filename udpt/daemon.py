@@ -25,8 +25,8 @@ from udpt.clock import EventClock
 from udpt.config import Config, Mode
 from udpt.connection_ids import ConnectionIds, new_secret
 from udpt.events.log import EventLog, LogError
-from udpt.events.snapshots import recover
 from udpt.events.writer import GroupCommitWriter
+from udpt.history.recovery import recover
 from udpt.projections import TrackerState
 from udpt.tracker import Policy, Tracker, expiry_event
 from udpt.udp import UdpEndpoint, bind_udp_socket
@@ -274,7 +274,7 @@ async def _snapshot_periodically(config: Config, state: TrackerState, last_seq: 
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "udpt.events.snapshots",
+            "udpt.history.snapshot_child",
             str(config.db_path),
             str(seq),
             stdout=asyncio.subprocess.DEVNULL,

@@ -50,7 +50,7 @@ def peer_pairs(swarm: Swarm, now_ms: int) -> list[list[dict[str, Any]]]:
     Seeders then leechers, IPv4 then IPv6, each oldest announce first;
     ``updated`` is milliseconds since that peer's last announce.
     """
-    pairs = []
+    pairs: list[list[dict[str, Any]]] = []
     for peer in islice(peer_views(swarm), MAX_PEERS_SHOWN):
         event = peer.event
         pairs.append(
