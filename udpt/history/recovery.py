@@ -68,11 +68,10 @@ def replay(
     """
     restored = restore_newest(log, to_seq) if use_snapshots else None
     state = restored or TrackerState()
+    snapshot_seq = state.last_seq
     started = time.perf_counter()
     replayed = fold(log, state, to_seq, progress, failures)
-    return Replay(
-        state, restored.last_seq if restored else 0, replayed, time.perf_counter() - started
-    )
+    return Replay(state, snapshot_seq, replayed, time.perf_counter() - started)
 
 
 def recover(
