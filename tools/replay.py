@@ -23,7 +23,6 @@ from udpt.addresses import format_peer_address
 from udpt.clients import client_name
 from udpt.events.log import EventLog, LogError
 from udpt.events.types import (
-    EVENT_TYPES,
     AnnounceAccepted,
     AnnounceEvent,
     AnnounceRefused,
@@ -36,7 +35,7 @@ from udpt.events.types import (
 )
 from udpt.history.export import export_events
 from udpt.history.folding import CorruptRecord, Progress
-from udpt.history.json_lines import event_to_json
+from udpt.history.json_lines import FIELD_NAMES, event_to_json
 from udpt.history.points import Until, format_time, parse_until
 from udpt.history.recovery import rebuild_snapshot, replay
 from udpt.history.summary import summarize
@@ -52,7 +51,9 @@ EXIT_USAGE = 2
 
 PROBLEMS_SHOWN = 20
 
-_EXPORT_FIELDS = "\n".join(f"  {kind.__name__:<18}{' '.join(kind._fields)}" for kind in EVENT_TYPES)
+_EXPORT_FIELDS = "\n".join(
+    f"  {kind.__name__:<18}{' '.join(names)}" for kind, names in FIELD_NAMES.items()
+)
 
 DESCRIPTION = """\
 Replay a udpt event log (the db_path directory) to answer questions about it:

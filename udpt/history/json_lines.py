@@ -14,7 +14,7 @@ from typing import Any
 from udpt.events.codec import encode_event
 from udpt.events.types import EVENT_TYPES, AnnounceEvent, Event, RefusalReason
 
-__all__ = ["event_from_json", "event_to_json"]
+__all__ = ["FIELD_NAMES", "event_from_json", "event_to_json"]
 
 
 def _ip_text(ip: bytes) -> str:
@@ -68,9 +68,14 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
 }
 _INTEGER = (int, _integer)
 _TYPES_BY_NAME = {kind.__name__: kind for kind in EVENT_TYPES}
-_CONVERTERS = {  # every event type is a NamedTuple, with ``_fields``
-    kind: tuple((name, *_FIELDS.get(name, _INTEGER)) for name in kind._fields)  # type: ignore[attr-defined]
+FIELD_NAMES: dict[type, tuple[str, ...]] = {
+    kind: kind._fields  # type: ignore[attr-defined]  # every event type is a NamedTuple
     for kind in EVENT_TYPES
+}
+"""Each event type's fields, in order: the keys of its lines after ``seq`` and ``type``."""
+_CONVERTERS = {
+    kind: tuple((name, *_FIELDS.get(name, _INTEGER)) for name in names)
+    for kind, names in FIELD_NAMES.items()
 }
 
 
