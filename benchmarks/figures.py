@@ -24,8 +24,8 @@ import make_log
 from udpt.clock import EventClock
 from udpt.config import load_config
 from udpt.events.log import EventLog
-from udpt.events.snapshots import recover, take_snapshot
 from udpt.events.types import AnnounceAccepted
+from udpt.history.recovery import recover, take_snapshot
 
 HERE = Path(__file__).resolve().parent
 Row = tuple[str, str, str]

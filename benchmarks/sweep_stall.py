@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from udpt.config import load_config
 from udpt.connection_ids import ConnectionIds
 from udpt.counters import Counters
-from udpt.daemon import GC_THRESHOLDS, apply_committed
+from udpt.daemon import GC_THRESHOLDS
 from udpt.events.types import AnnounceAccepted, AnnounceEvent, PeersExpired
 from udpt.intake import Intake
 from udpt.projections import TrackerState
@@ -56,7 +56,7 @@ async def stalled_sweep(torrents: int) -> tuple[float, float, float]:
     gc.set_threshold(*GC_THRESHOLDS)
     policy = Policy.from_config(load_config(None))
     tracker = Tracker(state, ConnectionIds(b"k" * 32), policy)
-    intake = Intake(state, tracker, Counters(), apply_committed)
+    intake = Intake(state, tracker, Counters())
     late = START_MS + 10 * 86_400_000
     sweep = PeersExpired(late, late, late)
     longest_wall = longest_cpu = 0.0

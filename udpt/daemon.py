@@ -34,9 +34,8 @@ from udpt.config import Config
 from udpt.connection_ids import ConnectionIds, new_secret
 from udpt.counters import Counters
 from udpt.events.log import EventLog, LogError
-from udpt.events.snapshots import recover
-from udpt.events.types import Event
 from udpt.events.writer import GroupCommitWriter
+from udpt.history.recovery import recover
 from udpt.intake import Intake
 from udpt.projections import TrackerState
 from udpt.tracker import Policy, Tracker
@@ -88,14 +87,6 @@ def load_secret(event_log: EventLog) -> bytes:
     return secret
 
 
-def apply_committed(state: TrackerState, seq: int, event: Event) -> None:
-    """Fold one committed event; a failing apply is a bug, but the event is on disk: serve on."""
-    try:
-        state.apply(seq, event)
-    except Exception:
-        log.exception("applying committed event %d failed", seq)
-
-
 async def start(
     config: Config,
     udp_socket: socket.socket,
@@ -139,7 +130,7 @@ async def _open(
     ids = ConnectionIds(load_secret(event_log), config.udp.connection_id_lifetime)
     tracker = Tracker(state, ids, policy, rng)
     counters = Counters()
-    intake = Intake(state, tracker, counters, apply_committed)
+    intake = Intake(state, tracker, counters)
     writer = GroupCommitWriter(
         event_log,
         intake.committed,
@@ -337,7 +328,7 @@ async def _snapshot_periodically(running: Running) -> None:
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "udpt.events.snapshots",
+            "udpt.history.snapshot_child",
             str(config.db_path),
             str(seq),
             stdout=asyncio.subprocess.DEVNULL,

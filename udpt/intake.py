@@ -28,8 +28,9 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from udpt.counters import Counters
-from udpt.events.types import Event, PeersExpired
+from udpt.events.types import PeersExpired
 from udpt.events.writer import Batch, GroupCommitWriter
+from udpt.history.apply import ApplyFailures, apply_committed, apply_failed
 from udpt.projections import TrackerState
 from udpt.tracker import Commit, Tracker
 
@@ -75,12 +76,11 @@ class Intake:
         state: TrackerState,
         tracker: Tracker,
         counters: Counters,
-        apply: Callable[[TrackerState, int, Event], None],
     ) -> None:
         self.state = state
         self.tracker = tracker
         self.counters = counters
-        self._apply = apply
+        self.apply_failures = ApplyFailures()
         self._sweep_interval_ms = tracker.policy.sweep_interval_ms
         self.last_sweep_ms = 0
         self.writer: GroupCommitWriter | None = None
@@ -150,7 +150,7 @@ class Intake:
 
     def _fold(self) -> None:
         """Fold what is committed; pause (and come back) when a sweep takes long."""
-        state, apply = self.state, self._apply
+        state, failures = self.state, self.apply_failures
         unapplied = self._unapplied
         deadline = time.perf_counter() + APPLY_SLICE_S
         while unapplied:
@@ -166,7 +166,7 @@ class Intake:
                         asyncio.get_running_loop().call_soon(self._fold)
                         return
                 else:
-                    apply(state, seq, event)
+                    apply_committed(state, seq, event, failures)
                 if payload is not None:
                     self._answer(seq, payload)
             unapplied.popleft()
@@ -176,7 +176,7 @@ class Intake:
         try:
             yield from self.state.apply_in_steps(seq, sweep)
         except Exception:  # the same rule as any failing apply: the event is on disk
-            log.exception("applying committed event %d failed", seq)
+            apply_failed(self.state, seq, sweep, self.apply_failures)
 
     def _sweep_until(self, deadline: float) -> bool:
         """Run the sweep's steps until it is folded (True) or ``deadline`` passes (False)."""

@@ -33,7 +33,7 @@ from udpt.events.types import (
     TorrentUnflagged,
 )
 from udpt.projections import TrackerState
-from udpt.projections.swarms import PEER
+from udpt.projections.swarms import peer_views
 
 
 def contents(value: object) -> object:
@@ -155,11 +155,7 @@ class Model:
 def view_of_state(state: TrackerState) -> dict[bytes, tuple]:
     view = {}
     for info_hash, torrent in state.torrents.items():
-        peers = {
-            (compact[:-2], int.from_bytes(compact[-2:], "big")): PEER.unpack(record)
-            for table in torrent.swarm.tables()
-            for compact, record in table.items()
-        }
+        peers = {(peer.ip, peer.port): tuple(peer)[2:] for peer in peer_views(torrent.swarm)}
         view[info_hash] = (
             torrent.flagged,
             torrent.registered,

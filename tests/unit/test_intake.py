@@ -21,7 +21,6 @@ import pytest
 from udpt.config import load_config
 from udpt.connection_ids import ConnectionIds
 from udpt.counters import Counters
-from udpt.daemon import apply_committed
 from udpt.events.log import EventLog
 from udpt.events.types import (
     AnnounceAccepted,
@@ -79,7 +78,7 @@ class Road:
         # Sweeps are left out: these tests count the events they submit.
         policy = replace(Policy.from_config(load_config(None)), sweep_interval_ms=1 << 60)
         tracker = Tracker(self.state, ConnectionIds(b"k" * 32), policy)
-        self.intake = Intake(self.state, tracker, Counters(), apply_committed)
+        self.intake = Intake(self.state, tracker, Counters())
         self.writer = GroupCommitWriter(
             event_log, self.intake.committed, self.intake.failed, **writer_options
         )
