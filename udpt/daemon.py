@@ -43,7 +43,7 @@ MAX_SWEEP_INTERVAL_S = 10
 def sweep_interval(config: Config) -> int:
     """Seconds between expiry sweeps: ``cleanup_interval``, but never more than 10 s.
 
-    Expired peers must vanish promptly (PROTOCOL.md §6.7), and a sweep now costs
+    Expired peers must vanish promptly (docs/PROTOCOL.md §6.7), and a sweep now costs
     only what it removes (projections/time_index.py), so UDPT's 600 s default
     would only keep dead peers on show for ten minutes.
     """

@@ -1,6 +1,6 @@
 """Decisions: a datagram in, an immediate reply, an event to commit, or silence.
 
-The dispatch reads top to bottom (PROTOCOL.md §2): connect, announce, scrape.
+The dispatch reads top to bottom (docs/PROTOCOL.md §2): connect, announce, scrape.
 Connects and scrapes are answered at once from the projections. An announce
 becomes an event — accepted or refused — and its reply is built only after
 the writer has committed and applied it, so every reply describes a state
@@ -41,8 +41,8 @@ from udpt.wire import (
 
 __all__ = ["REFUSAL_MESSAGES", "Policy", "Tracker", "TrackerCounters", "expiry_event"]
 
-# UDPT's exact texts (UDPT-COMPAT.md), checked in this order; the limit's text is ours,
-# after PROTOCOL.md §9's "torrent not allowed", with UDPT's full stop.
+# UDPT's exact texts (docs/UDPT-COMPAT.md), checked in this order; the limit's text is ours,
+# after docs/PROTOCOL.md §9's "torrent not allowed", with UDPT's full stop.
 REFUSAL_MESSAGES = {
     RefusalReason.NOT_REGISTERED: "torrent not registered.",
     RefusalReason.FLAGGED: "torrent flagged.",

@@ -4,7 +4,7 @@ One receive loop per socket hands each datagram to ``Tracker.handle``; replies
 (immediate, or after their event's commit) go into an outbox that one sender
 coroutine drains. No exception from a bad datagram, a failed send or an ICMP
 error leaves these loops (asyncio-dgram reports send errors on the *next*
-call — PYTHON-STACK.md §2).
+call — docs/PYTHON-STACK.md §2).
 
 asyncio-dgram's own receive queue is unbounded; ``BoundedProtocol`` sheds
 datagrams beyond ``max_queued`` so a flood costs a counter, not memory.

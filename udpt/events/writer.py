@@ -2,7 +2,7 @@
 
 The writer lives on the event loop but owns one dedicated thread, and every
 write transaction begins, puts and commits on that thread (an LMDB write
-transaction is bound to the thread that began it; see PYTHON-STACK.md §3.5).
+transaction is bound to the thread that began it; see docs/PYTHON-STACK.md §3.5).
 Events are encoded on the loop when submitted, so the thread runs almost only
 GIL-free LMDB code: Python work on it would contend for the GIL and stall the
 loop for up to the interpreter's switch interval.

@@ -1,6 +1,6 @@
 """Peers of one torrent: the swarm tables, and the read-only queries on them.
 
-A peer is identified by (family, canonical IP, announced port) — PROTOCOL.md
+A peer is identified by (family, canonical IP, announced port) — docs/PROTOCOL.md
 §6.1. The table key *is* the BEP 23 compact entry (4- or 16-byte IP, then the
 port), so building a reply is a join of keys. The value is a packed record
 (``PEER``) rather than an object: a peer costs one dict slot, a key and one
@@ -104,7 +104,7 @@ class Swarm:
 def select_peers(swarm: Swarm, requester: bytes, is_seeder: bool, count: int, rng: Random) -> bytes:
     """Up to ``count`` compact entries of the requester's family, chosen uniformly at random.
 
-    Never the requester itself; a seeder gets only leechers (PROTOCOL.md §6.5).
+    Never the requester itself; a seeder gets only leechers (docs/PROTOCOL.md §6.5).
     Reads the swarm, never changes it. Most swarms are small: when everybody
     eligible fits, all are returned without sampling.
     """
