@@ -1,6 +1,6 @@
 """The Sanic server of the REST API, run in the daemon's own process and event loop.
 
-Sanic is driven through ``create_server`` (PYTHON-STACK.md §1.4): no worker
+Sanic is driven through ``create_server`` (docs/PYTHON-STACK.md §1.4): no worker
 manager, no child processes, no signal handlers of its own; the daemon starts
 and stops it in its shutdown order. Each start builds a fresh app with a
 unique name and TouchUp off, so a process (a test run) can start it many times.

@@ -4,7 +4,7 @@
 small handler per event type. Nothing here reads a clock, a random source or
 configuration: everything an event needs (times, cutoffs) is in the event.
 So folding a log gives the same state live, on replay, and from a snapshot
-plus the tail — ``snapshot()`` bytes are the proof (DESIGN.md §1).
+plus the tail — ``snapshot()`` bytes are the proof (docs/DESIGN.md §1).
 """
 
 from __future__ import annotations

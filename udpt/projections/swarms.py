@@ -1,6 +1,6 @@
 """Peers of one torrent: the swarm tables, the peer record, and the read-only queries on them.
 
-A peer is identified by (family, canonical IP, announced port) — PROTOCOL.md
+A peer is identified by (family, canonical IP, announced port) — docs/PROTOCOL.md
 §6.1. The table key *is* the BEP 23 compact entry (4- or 16-byte IP, then the
 port), so building a reply is a join of keys. The value is a packed record
 rather than an object: a peer costs one dict slot, a key and one small bytes
@@ -55,7 +55,7 @@ class PeerStatus(Enum):
 
 
 def peer_status(event: AnnounceEvent, left: int) -> PeerStatus:
-    """The seeder rule: ``stopped`` leaves the swarm (PROTOCOL.md §6.4), ``left == 0`` seeds.
+    """The seeder rule: ``stopped`` leaves the swarm (docs/PROTOCOL.md §6.4), ``left == 0`` seeds.
 
     Any other ``left``, negative included, is a leecher (§6.2); the status is
     decided again on every announce.
@@ -80,7 +80,7 @@ class PeerView(NamedTuple):
     event: int
     """An ``AnnounceEvent`` value, as the last announce carried it."""
     completed: bool
-    """Whether this entry's completion was counted (PROTOCOL.md §6.3)."""
+    """Whether this entry's completion was counted (docs/PROTOCOL.md §6.3)."""
 
     @property
     def ip(self) -> bytes:
@@ -144,7 +144,7 @@ class Swarm:
         Not for ``stopped`` (the caller removes the peer). Seeder or leecher as
         ``peer_status`` says, inlined: this and its caller are the hottest code
         on replay, and a test checks that the two agree. A completion
-        (PROTOCOL.md §6.3) is ``completed`` with ``left == 0`` from an entry not
+        (docs/PROTOCOL.md §6.3) is ``completed`` with ``left == 0`` from an entry not
         already counted; the entry remembers it until it leaves the swarm.
         """
         at_ms, _, _, _, peer_id, key, event, uploaded, downloaded, left = e
@@ -213,7 +213,7 @@ def peer_views(swarm: Swarm) -> Iterator[PeerView]:
 def select_peers(swarm: Swarm, requester: bytes, is_seeder: bool, count: int, rng: Random) -> bytes:
     """Up to ``count`` compact entries of the requester's family, chosen uniformly at random.
 
-    Never the requester itself; a seeder gets only leechers (PROTOCOL.md §6.5).
+    Never the requester itself; a seeder gets only leechers (docs/PROTOCOL.md §6.5).
     Reads the swarm, never changes it. Most swarms are small: when everybody
     eligible fits, all are returned without sampling.
     """

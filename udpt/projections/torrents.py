@@ -16,7 +16,7 @@ class Torrent:
 
     ``registered`` means an operator added it (API or import), so it is allowed
     in static and private modes and survives expiry with no peers. ``completed``
-    is the BEP 48 "downloaded" counter (PROTOCOL.md §6.3); ``last_announce_ms``
+    is the BEP 48 "downloaded" counter (docs/PROTOCOL.md §6.3); ``last_announce_ms``
     is the time of its last accepted announce, which bounds how long an empty,
     unregistered torrent is remembered in dynamic mode.
     """

@@ -1,4 +1,4 @@
-"""Announce and admin semantics of the projections, per PROTOCOL.md §6 and test cases D14-D26."""
+"""Announce and admin semantics of the projections (docs/PROTOCOL.md §6, cases D14-D26)."""
 
 from __future__ import annotations
 

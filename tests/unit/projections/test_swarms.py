@@ -12,7 +12,7 @@ NONE, COMPLETED, STARTED, STOPPED = AnnounceEvent
 IH = bytes(range(20))
 PEER_ID = b"-TR4050-abcdefghijkl"
 
-# (event, left) -> status: PROTOCOL.md §6.2 (left == 0 seeds, anything else leeches) and §6.4.
+# (event, left) -> status: docs/PROTOCOL.md §6.2 (left == 0 seeds, anything else leeches) and §6.4.
 STATUS_CASES = [
     (NONE, 0, PeerStatus.SEEDER),
     (NONE, 1, PeerStatus.LEECHER),
