@@ -22,13 +22,13 @@ import orjson
 
 from udpt.config import LogFormat, LogLevel
 from udpt.events.types import (
-    Event,
     TorrentAdded,
     TorrentDropped,
     TorrentFlagged,
     TorrentImported,
     TorrentUnflagged,
 )
+from udpt.events.writer import Batch
 
 __all__ = [
     "TRACE",
@@ -119,28 +119,29 @@ _ADMIN_VERBS: dict[type, str] = {
 }
 _admin_log = logging.getLogger("udpt.admin")
 
-Apply = Callable[[int, Event], None]
+Committed = Callable[[int, Batch, float], None]
 
 
-def log_admin_changes(apply: Apply) -> Apply:
-    """``apply`` that also logs each admin change it applies, with its actor (a token label).
+def log_admin_changes(committed: Committed) -> Committed:
+    """The writer's ``committed`` callback, also logging each admin change with its actor.
 
-    Logged when applied, that is once committed: the line states a fact of the
-    log, with its sequence number, never a request that may still fail. Costs one
-    dictionary lookup per event on the hot path.
+    Logged once committed: the line states a fact of the log, with its sequence
+    number, never a request that may still fail. Costs one dictionary lookup per
+    event on the hot path.
     """
     verbs = _ADMIN_VERBS
 
-    def apply_and_log(seq: int, event: Event) -> None:
-        apply(seq, event)
-        verb = verbs.get(type(event))
-        if verb is not None:
-            _admin_log.info(
-                "torrent %s %s by %r (event %d)",
-                event.info_hash.hex(),  # type: ignore[union-attr]
-                verb,
-                event.actor,  # type: ignore[union-attr]
-                seq,
-            )
+    def committed_and_logged(first_seq: int, batch: Batch, seconds: float) -> None:
+        committed(first_seq, batch, seconds)
+        for offset, (event, _, _) in enumerate(batch):
+            verb = verbs.get(type(event))
+            if verb is not None:
+                _admin_log.info(
+                    "torrent %s %s by %r (event %d)",
+                    event.info_hash.hex(),  # type: ignore[union-attr]
+                    verb,
+                    event.actor,  # type: ignore[union-attr]
+                    first_seq + offset,
+                )
 
-    return apply_and_log
+    return committed_and_logged

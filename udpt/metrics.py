@@ -42,7 +42,7 @@ class TrackerCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         observer = self._observer
-        counters = observer.read_counters()
+        counters = observer.counters
         info = GaugeMetricFamily("udpt_build_info", "udpt's version.", labels=["version"])
         info.add_metric([__version__], 1)
         yield info

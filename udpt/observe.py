@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 from udpt.counters import Counters
 from udpt.events.log import EventLog
-from udpt.events.snapshots import PROGRESS_EVERY
 from udpt.events.writer import GroupCommitWriter
 from udpt.health import CommitWatch, Health, LoopLagProbe, assess
+from udpt.history.folding import PROGRESS_EVERY
 from udpt.projections import TrackerState
 from udpt.projections.torrents import Torrent
 
@@ -115,11 +115,7 @@ class LogFacts:
 
 
 class Observer:
-    """Everything the metrics, ``/health`` and the status page read, in one place.
-
-    ``refresh`` runs before each read; it is where counts kept elsewhere are
-    copied into ``counters`` (see ``udpt/interim_counts.py``).
-    """
+    """Everything the metrics, ``/health`` and the status page read, in one place."""
 
     def __init__(
         self,
@@ -128,14 +124,12 @@ class Observer:
         writer: GroupCommitWriter,
         event_log: EventLog,
         now_ms: Callable[[], int],
-        refresh: Callable[[], None] | None = None,
     ) -> None:
         self.counters = counters
         self.state = state
         self.writer = writer
         self._log = event_log
         self._now_ms = now_ms
-        self._refresh = refresh
         self.started_at = time.time()
         self.probe = LoopLagProbe()
         self.commits = CommitWatch(writer)
@@ -151,7 +145,7 @@ class Observer:
             [(seq, event)] = event_log.events(snapshots[-1], snapshots[-1])
             self._snapshot = (seq, event.at_ms)
 
-    def start(self) -> list[asyncio.Task]:
+    def start(self) -> list[asyncio.Task[None]]:
         """The background tasks; the caller cancels them at shutdown."""
         return [
             asyncio.create_task(self.probe.run(), name="loop-lag-probe"),
@@ -162,11 +156,6 @@ class Observer:
         ]
 
     # -- reads -----------------------------------------------------------
-
-    def read_counters(self) -> Counters:
-        if self._refresh is not None:
-            self._refresh()
-        return self.counters
 
     def health(self) -> Health:
         return assess(self.probe, self.commits, asyncio.get_running_loop().time())
@@ -190,7 +179,7 @@ class Observer:
         )
 
     def sample_now(self) -> Sample:
-        counters = self.read_counters()
+        counters = self.counters
         requests: Counter[str] = Counter()
         for (action, _), count in counters.requests.items():
             requests[action] += count
@@ -215,7 +204,7 @@ class Observer:
             before = now
 
     def _drops_and_refusals(self) -> tuple[Counter[str], Counter[str]]:
-        counters = self.read_counters()
+        counters = self.counters
         refused = Counter(
             {action: n for (action, result), n in counters.responses.items() if result == "refused"}
         )

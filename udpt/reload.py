@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 from udpt.config import Config, ConfigError, load_config
 from udpt.logs import set_log_format, set_log_level
 
-__all__ = ["RELOADABLE", "Reloader", "changed_keys"]
+__all__ = ["RELOADABLE", "Reloader", "changed_keys", "reload_on_sighup"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,22 @@ def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
     return keys
 
 
+@contextmanager
+def reload_on_sighup(
+    path: Path | None, config: Config, set_tokens: SetTokens | None
+) -> Iterator[None]:
+    """Within the block, SIGHUP reloads ``path`` (nothing to do when it is None: no file)."""
+    if path is None:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, Reloader(path, config, set_tokens).reload)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+
 class Reloader:
     """Holds the configuration in force and applies a re-read file to it."""
 
@@ -53,10 +70,6 @@ class Reloader:
         self.path = path
         self.config = config
         self._set_tokens = set_tokens
-
-    def install(self) -> None:
-        """Reload on SIGHUP from now on (the loop's handler; it goes with the loop)."""
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload)
 
     def reload(self) -> None:
         try:

@@ -94,22 +94,24 @@ def test_json_lines_are_one_object_each_with_the_exception() -> None:
     assert re.fullmatch(r"\d{4}-.*T.*[+-]\d\d:\d\d", entry["time"])
 
 
-def test_admin_changes_are_logged_with_their_actor_once_applied(
+def test_admin_changes_are_logged_with_their_actor_once_committed(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    state = TrackerState()
-    apply = log_admin_changes(state.apply)
+    seen: list[tuple[int, int]] = []
+    committed = log_admin_changes(lambda first, batch, _: seen.append((first, len(batch))))
     announce = AnnounceAccepted(
         1, b"\x01" * 20, b"\x7f\0\0\1", 6881, b"p" * 20, 0, AnnounceEvent.STARTED, 0, 0, 0
     )
-    with caplog.at_level(logging.INFO, logger="udpt.admin"):
-        apply(1, announce)
-        apply(2, TorrentFlagged(2, b"\x01" * 20, "backup-script"))
-        apply(3, PeersExpired(3, 0, 0))
-    assert [r.getMessage() for r in caplog.records] == [
-        f"torrent {'01' * 20} flagged by 'backup-script' (event 2)"
+    batch = [
+        (event, b"", None) for event in (announce, TorrentFlagged(2, b"\x01" * 20, "backup-script"))
     ]
-    assert state.torrents[b"\x01" * 20].flagged
+    with caplog.at_level(logging.INFO, logger="udpt.admin"):
+        committed(41, batch, 0.001)
+        committed(43, [(PeersExpired(3, 0, 0), b"", None)], 0.001)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"torrent {'01' * 20} flagged by 'backup-script' (event 42)"
+    ]
+    assert seen == [(41, 2), (43, 1)]
 
 
 def test_the_summary_names_only_what_happened() -> None:
@@ -202,17 +204,20 @@ async def test_the_census_counts_peers_by_family_and_role_in_slices(
 
 async def test_health_follows_the_writer_until_a_commit_succeeds(tmp_path: Path) -> None:
     with EventLog(tmp_path / "log") as event_log:
-        writer = GroupCommitWriter(event_log, TrackerState().apply, linger_s=0)
+        writer = GroupCommitWriter(
+            event_log, lambda *committed: None, lambda *failed: None, linger_s=0
+        )
         watch = CommitWatch(writer)
         probe = LoopLagProbe()
         assert assess(probe, watch, 0.0).ok
-        writer._failed = OSError(28, "No space left on device")  # as _fail() leaves it
+        writer._failure = OSError(28, "No space left on device")  # as _fail() leaves it
         verdict = assess(probe, watch, 1.0)
         assert not verdict.ok and not verdict.committing
         assert verdict.reason == "log not committing: [Errno 28] No space left on device"
-        writer._failed = None  # the writer takes events again: not yet proof of a commit
+        writer._failure = None  # the writer takes events again: not yet proof of a commit
         assert not assess(probe, watch, 2.0).ok
-        await writer.append(PeersExpired(1, 0, 0))
+        writer.submit(PeersExpired(1, 0, 0))
+        await writer.drain()
         assert assess(probe, watch, 3.0).ok
         await writer.close()
 

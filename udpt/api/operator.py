@@ -69,7 +69,7 @@ class OperatorRoutes:
     def status_data(self) -> dict[str, Any]:
         """What the status page shows, as JSON-ready values (also embedded in the page)."""
         observer = self.observer
-        counters = observer.read_counters()
+        counters = observer.counters
         health = observer.health()
         facts = observer.log_facts()
         census = observer.census.counts

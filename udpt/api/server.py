@@ -1,6 +1,6 @@
 """The Sanic server of the REST API, run in the daemon's own process and event loop.
 
-Sanic is driven through ``create_server`` (PYTHON-STACK.md §1.4): no worker
+Sanic is driven through ``create_server`` (docs/PYTHON-STACK.md §1.4): no worker
 manager, no child processes, no signal handlers of its own; the daemon starts
 and stops it in its shutdown order. Each start builds a fresh app with a
 unique name and TouchUp off, so a process (a test run) can start it many times.
@@ -13,23 +13,17 @@ import itertools
 import logging
 import socket
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import Any
 
 from sanic import HTTPResponse, Request, Sanic
 from sanic.exceptions import RequestCancelled
 from sanic.server import AsyncioServer
 
 from udpt.addresses import parse_bind_address
-from udpt.api.auth import TokenChecker
 from udpt.api.errors import TokenRedactor, error_reply
 from udpt.api.operator import OperatorRoutes
 from udpt.api.routes import TorrentRoutes
-
-if TYPE_CHECKING:
-    from udpt.clock import EventClock
-    from udpt.config import Config
-    from udpt.daemon import Running
-    from udpt.observe import Observer
+from udpt.config import HttpConfig
 
 __all__ = ["MAX_BODY_BYTES", "ApiServer", "add_operator_routes", "bind_http_socket", "build_app"]
 
@@ -61,7 +55,7 @@ def bind_http_socket(bind_address: str) -> socket.socket:
     return sock
 
 
-def build_app(routes: TorrentRoutes, openapi_document: bytes) -> Sanic:
+def build_app(routes: TorrentRoutes, openapi_document: bytes) -> Sanic[Any, Any]:
     """A new Sanic app serving ``routes`` and the OpenAPI document."""
     app = Sanic(f"udpt-api-{next(_app_numbers)}", configure_logging=False, env_prefix=None)
     app.config.update(
@@ -101,7 +95,7 @@ def build_app(routes: TorrentRoutes, openapi_document: bytes) -> Sanic:
     return app
 
 
-def add_operator_routes(app: Sanic, operator: OperatorRoutes) -> None:
+def add_operator_routes(app: Sanic[Any, Any], operator: OperatorRoutes) -> None:
     """``/``, ``/health``, ``/status`` and ``/metrics`` (udpt/api/operator.py)."""
     for handler, path in (
         (operator.index, "/"),
@@ -123,36 +117,27 @@ def _install_redactor() -> None:
 class ApiServer:
     """A running REST API; ``close()`` stops it."""
 
-    def __init__(
-        self, app: Sanic, server: AsyncioServer, sock: socket.socket, tokens: TokenChecker
-    ) -> None:
+    def __init__(self, app: Sanic[Any, Any], server: AsyncioServer, sock: socket.socket) -> None:
         self._app = app
         self._server = server
         self._sock = sock
-        self.address: tuple = sock.getsockname()
-        self.tokens = tokens
-        """The API's access tokens; ``tokens.update`` changes them while serving (SIGHUP)."""
+        self.address: tuple[Any, ...] = sock.getsockname()
 
     @classmethod
     async def start(
         cls,
-        config: Config,
-        running: Running,
-        clock: EventClock,
+        http: HttpConfig,
+        routes: TorrentRoutes,
         http_socket: socket.socket | None = None,
         *,
-        observer: Observer,
+        operator: OperatorRoutes,
     ) -> ApiServer:
-        """Serve ``config.http`` on ``http_socket`` (bound here from the config when None)."""
-        if config.http is None:
-            raise ValueError("the configuration has no [http] table")
+        """Serve ``routes`` and ``operator`` on ``http_socket`` (bound from ``http`` if None)."""
         _install_redactor()
-        sock = http_socket or bind_http_socket(config.http.bind_address)
-        tokens = TokenChecker(config.http.access_tokens)
-        routes = TorrentRoutes(running.state, running.writer, clock, tokens)
+        sock = http_socket or bind_http_socket(http.bind_address)
         document = resources.files("udpt").joinpath("openapi.json").read_bytes()
         app = build_app(routes, document)
-        add_operator_routes(app, OperatorRoutes(observer, tokens))
+        add_operator_routes(app, operator)
         try:
             server = await app.create_server(
                 sock=sock, access_log=False, asyncio_server_kwargs={"start_serving": False}
@@ -167,7 +152,7 @@ class ApiServer:
             Sanic.unregister_app(app)
             sock.close()
             raise
-        return cls(app, server, sock, tokens)
+        return cls(app, server, sock)
 
     async def close(self, grace_s: float = 5.0) -> None:
         """Stop accepting, let requests in progress finish (up to ``grace_s``), then stop.
