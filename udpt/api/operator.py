@@ -99,6 +99,9 @@ class OperatorRoutes:
                 family: {role: census[family, role] for role in ("seeder", "leecher")}
                 for family in ("4", "6")
             },
+            "peers_counted_seconds_ago": None
+            if observer.census.counted_at is None
+            else time.time() - observer.census.counted_at,
             "requests_total": sum(counters.requests.values()),
             "responses_total": sum(counters.responses.values()),
             "dropped": {reason: n for reason, n in counters.dropped.items() if n},

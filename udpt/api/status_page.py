@@ -132,6 +132,8 @@ _PAGE = """<!DOCTYPE html>
      peers ? num(peers["4"].seeder) + " / " + num(peers["4"].leecher) : "counting…"],
     ["IPv6 seeders / leechers",
      peers ? num(peers["6"].seeder) + " / " + num(peers["6"].leecher) : "counting…"],
+    ["peers counted", data.peers_counted_seconds_ago === null ? "not yet"
+     : duration(data.peers_counted_seconds_ago) + " ago (every 15 s)"],
     ["requests since start", num(data.requests_total)],
     ["replies since start", num(data.responses_total)],
     ["event-loop lag", (data.health.loop_lag_seconds * 1000).toFixed(1) + " ms"]
