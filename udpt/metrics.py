@@ -72,7 +72,8 @@ class TrackerCollector(Collector):
         yield GaugeMetricFamily("udpt_torrents", "Torrents tracked.", value=len(state.torrents))
         peers = GaugeMetricFamily(
             "udpt_peers",
-            "Live peers, as of the last census (recounted every 15 s in the background).",
+            "Live peers, as of the last census (recounted in the background every 15 s, "
+            "less often for very large states).",
             labels=["ip_version", "role"],
         )
         for (ip_version, role), count in sorted((observer.census.counts or {}).items()):

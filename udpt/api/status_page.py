@@ -133,7 +133,7 @@ _PAGE = """<!DOCTYPE html>
     ["IPv6 seeders / leechers",
      peers ? num(peers["6"].seeder) + " / " + num(peers["6"].leecher) : "counting…"],
     ["peers counted", data.peers_counted_seconds_ago === null ? "not yet"
-     : duration(data.peers_counted_seconds_ago) + " ago (every 15 s)"],
+     : duration(data.peers_counted_seconds_ago) + " ago"],
     ["requests since start", num(data.requests_total)],
     ["replies since start", num(data.responses_total)],
     ["event-loop lag", (data.health.loop_lag_seconds * 1000).toFixed(1) + " ms"]
