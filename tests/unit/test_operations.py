@@ -21,7 +21,7 @@ from udpt.events.types import AnnounceAccepted, AnnounceEvent, PeersExpired, Tor
 from udpt.events.writer import GroupCommitWriter
 from udpt.health import CommitWatch, LoopLagProbe, assess
 from udpt.lock import DataDirInUse, DataDirLock
-from udpt.logs import _IsoTimes, _JsonLines, log_admin_changes
+from udpt.logs import TRACE, _IsoTimes, _JsonLines, log_admin_changes, set_log_level
 from udpt.observe import PeerCensus, StartupProgress, summary_line
 from udpt.projections import TrackerState
 from udpt.reload import changed_keys
@@ -92,6 +92,30 @@ def test_json_lines_are_one_object_each_with_the_exception() -> None:
     assert entry["message"] == "commit 7 failed"
     assert "No space left on device" in entry["exception"]
     assert re.fullmatch(r"\d{4}-.*T.*[+-]\d\d:\d\d", entry["time"])
+
+
+@pytest.mark.parametrize(
+    ("level", "udpt_level", "sanic_level"),
+    [
+        (LogLevel.OFF, logging.CRITICAL + 1, logging.CRITICAL + 1),
+        (LogLevel.ERROR, logging.ERROR, logging.ERROR),
+        (LogLevel.INFO, logging.INFO, logging.WARNING),
+        (LogLevel.DEBUG, logging.DEBUG, logging.WARNING),
+        (LogLevel.TRACE, TRACE, TRACE),
+    ],
+)
+def test_log_level_means_what_it_means_in_udpt(
+    level: LogLevel, udpt_level: int, sanic_level: int
+) -> None:
+    """udpt says as much as the level asks; libraries only warnings, except at trace."""
+    saved = {name: logging.getLogger(name).level for name in ("", "udpt", "sanic")}
+    try:
+        set_log_level(level)
+        assert logging.getLogger("udpt").level == udpt_level
+        assert logging.getLogger("sanic").level == sanic_level
+    finally:
+        for name, value in saved.items():
+            logging.getLogger(name).setLevel(value)
 
 
 def test_admin_changes_are_logged_with_their_actor_once_committed(
