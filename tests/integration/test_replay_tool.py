@@ -116,9 +116,13 @@ def tool() -> ModuleType:
 
 
 def write_log(path: Path, events: Sequence[Event], snapshots: Sequence[int] = ()) -> Path:
-    """A log holding ``events``, with snapshots taken at the given sequence numbers."""
+    """A log holding ``events``, with snapshots taken at the given sequence numbers.
+
+    One batch per event, so that damage tests can remove or overwrite one event's value.
+    """
     with EventLog(path, sync=False) as log:
-        log.append_events(events)
+        for event in events:
+            log.append_events([event])
         for seq in snapshots:
             take_snapshot(log, seq)
     return path

@@ -1,8 +1,15 @@
-"""The append-only event log: records in LMDB, keyed by 8-byte big-endian sequence numbers.
+"""The append-only event log: batches in LMDB, keyed by 8-byte big-endian sequence numbers.
 
-One LMDB environment (a directory) holds three named databases:
+One LMDB environment (a directory) holds these named databases:
 
-* ``events``    seq -> record bytes (``udpt.events.codec``); sequence numbers start at 1;
+* ``events``    first seq -> one group commit as one batch value (``udpt.events.batch``);
+                event ``i`` of a batch is ``first + i``. Logs written before batches hold
+                one record per event (``udpt.events.codec``), keyed by its own seq; both
+                kinds of value are read forever, and a tag byte tells them apart. Sequence
+                numbers start at 1 and have no gaps.
+* ``hashes``    number (4 bytes) -> info hash: the dictionary batches refer to, so that
+                an announce costs two bytes of hash instead of twenty. Written in the
+                transaction of the first batch that uses the hash; never pruned.
 * ``snapshots`` seq -> projection snapshot taken after applying event ``seq``;
 * ``meta``      schema version, the connection-id secret, ...
 
@@ -15,19 +22,28 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import lmdb
 
-from udpt.events.codec import decode_event, encode_event
+from udpt.events.batch import BATCH_TAGS, batch_count, decode_batch, encode_batch
+from udpt.events.codec import DecodeError, decode_event, encode_event
 from udpt.events.types import Event
 
 __all__ = ["SCHEMA_VERSION", "EventLog", "LogError"]
 
-SCHEMA_VERSION = b"1"
+SCHEMA_VERSION = b"2"
+"""2: batches and the hash dictionary. A log of schema 1 (one record per event) is
+read as it is and becomes 2 with its first batch, so that an older udpt, which
+cannot read batches, refuses it at open instead of failing in the middle."""
+READABLE_SCHEMAS = (b"1", SCHEMA_VERSION)
 SNAPSHOTS_KEPT = 2
+READ_CHUNK_ENTRIES = 256
 _SEQ = struct.Struct(">Q")
+_HASH_ID = struct.Struct(">I")
 
 
 class LogError(RuntimeError):
@@ -38,8 +54,43 @@ def seq_key(seq: int) -> bytes:
     return _SEQ.pack(seq)
 
 
-def key_seq(key: bytes) -> int:
+def key_seq(key: bytes | memoryview) -> int:
     return _SEQ.unpack(key)[0]
+
+
+def entry_count(value: bytes | memoryview) -> int:
+    """Events in one value of the events database: a batch's count, or 1 for a record."""
+    return batch_count(value) if value[0] in BATCH_TAGS else 1
+
+
+def decode_entry(value: bytes, hashes: Sequence[bytes]) -> list[Event]:
+    """The events of one value of the events database (a batch, or one old record)."""
+    if value and value[0] in BATCH_TAGS:
+        return decode_batch(value, hashes)
+    return [decode_event(value)]
+
+
+def _last_seq(cursor: lmdb.Cursor[Any]) -> int:
+    return key_seq(cursor.key()) + entry_count(cursor.value()) - 1 if cursor.last() else 0
+
+
+def _entries_from(
+    cursor: lmdb.Cursor[bytes], from_seq: int, to_seq: int | None
+) -> Iterator[tuple[int, bytes]]:
+    """(first seq, value) of the values holding an event in from_seq..to_seq, in order."""
+    if cursor.set_range(seq_key(from_seq)):
+        if key_seq(cursor.key()) > from_seq:
+            if not cursor.prev():  # nothing before: start at the first value
+                cursor.first()
+            elif key_seq(cursor.key()) + entry_count(cursor.value()) <= from_seq:
+                cursor.next()  # the value before ends before from_seq
+    elif not cursor.last() or key_seq(cursor.key()) + entry_count(cursor.value()) <= from_seq:
+        return
+    for key, value in cursor:
+        first = key_seq(key)
+        if to_seq is not None and first > to_seq:
+            return
+        yield first, value
 
 
 class EventLog:
@@ -63,7 +114,7 @@ class EventLog:
             self.env = lmdb.open(
                 str(self.path),
                 map_size=map_size,
-                max_dbs=4,
+                max_dbs=8,
                 sync=sync,
                 readonly=readonly,
                 metasync=sync,
@@ -72,17 +123,30 @@ class EventLog:
         except lmdb.Error as exc:
             raise LogError(f"{self.path}: cannot open the log: {exc}") from exc
         self.env.reader_check()
-        create = not readonly
-        self._events = self.env.open_db(b"events", create=create)
-        self._snapshots = self.env.open_db(b"snapshots", create=create)
-        self._meta = self.env.open_db(b"meta", create=create)
+        self._events = self.env.open_db(b"events", create=not readonly)
+        self._snapshots = self.env.open_db(b"snapshots", create=not readonly)
+        self._meta = self.env.open_db(b"meta", create=not readonly)
+        self._hash_db = self._open_db(b"hashes")
+        self._hashes: list[bytes] = []
+        """The hash dictionary by number, as far as this process has read it."""
+        self._hash_ids: dict[bytes, int] | None = None
+        """Number by hash, for writing; loaded at the first append."""
         self._check_schema()
+
+    def _open_db(self, name: bytes) -> lmdb._Database | None:
+        """A database added after schema 1; None when a read-only open finds an older log."""
+        try:
+            return self.env.open_db(name, create=not self.readonly)
+        except lmdb.NotFoundError:
+            return None
 
     def _check_schema(self) -> None:
         version = self.get_meta(b"schema")
         if version is None and not self.readonly:
             self.put_meta(b"schema", SCHEMA_VERSION)
-        elif version not in (None, SCHEMA_VERSION):
+            version = SCHEMA_VERSION
+        self._schema = version
+        if version not in (None, *READABLE_SCHEMAS):
             raise LogError(
                 f"{self.path}: log schema {version!r} is newer than this udpt "
                 f"understands ({SCHEMA_VERSION!r})"
@@ -106,7 +170,7 @@ class EventLog:
 
     # -- reading ---------------------------------------------------------
 
-    def _read_txn(self) -> lmdb.Transaction:
+    def _read_txn(self) -> lmdb.Transaction[bytes]:
         """A read transaction, adopting a map another process has grown meanwhile."""
         try:
             return self.env.begin()
@@ -114,36 +178,106 @@ class EventLog:
             self.env.set_mapsize(0)
             return self.env.begin()
 
+    def _header_txn(self) -> lmdb.Transaction[memoryview]:
+        """A read transaction giving values as memoryviews: reading a batch's header then
+        touches one page, not the whole value."""
+        try:
+            return self.env.begin(buffers=True)
+        except lmdb.MapResizedError:
+            self.env.set_mapsize(0)
+            return self.env.begin(buffers=True)
+
     def last_seq(self) -> int:
         """The sequence number of the last committed event (0 for an empty log)."""
-        with self._read_txn() as txn:
-            cursor = txn.cursor(self._events)
-            return key_seq(cursor.key()) if cursor.last() else 0
+        with self._header_txn() as txn:
+            return _last_seq(txn.cursor(self._events))
 
     def first_seq(self) -> int:
+        """The first event the log holds in full (0 for an empty log)."""
         with self._read_txn() as txn:
             cursor = txn.cursor(self._events)
             return key_seq(cursor.key()) if cursor.first() else 0
 
     def count(self) -> int:
-        with self._read_txn() as txn:
-            return txn.stat(self._events)["entries"]
+        """Events held (from their batches' headers: no batch is decoded)."""
+        with self._header_txn() as txn:
+            return sum(entry_count(value) for value in txn.cursor(self._events).iternext(False))
 
-    def records(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[tuple[int, bytes]]:
-        """(seq, record) pairs with from_seq <= seq <= to_seq, in order, from one read snapshot."""
-        with self._read_txn() as txn:
-            cursor = txn.cursor(self._events)
-            if not cursor.set_range(seq_key(max(from_seq, 0))):
+    def _load_hashes(self, txn: lmdb.Transaction) -> list[bytes]:
+        """The hash dictionary as of ``txn``: numbers added since the last call are read."""
+        hashes = self._hashes
+        if self._hash_db is not None and txn.stat(self._hash_db)["entries"] > len(hashes):
+            cursor = txn.cursor(self._hash_db)
+            if cursor.set_range(_HASH_ID.pack(len(hashes))):
+                hashes.extend(bytes(h) for h in cursor.iternext(keys=False))
+        return hashes
+
+    def _values(
+        self, from_seq: int, to_seq: int | None
+    ) -> Iterator[tuple[int, bytes, list[bytes]]]:
+        """(first seq, value, hash dictionary) of every value holding an event in range.
+
+        Values are read in short read transactions of ``READ_CHUNK_ENTRIES`` and
+        handed out after each one ends, so that a long scan never keeps LMDB from
+        reusing the pages the daemon frees (pruned batches, old snapshots).
+        """
+        start = max(from_seq, 0)
+        while to_seq is None or start <= to_seq:
+            with self._read_txn() as txn:
+                hashes = self._load_hashes(txn)
+                chunk = list(
+                    islice(
+                        _entries_from(txn.cursor(self._events), start, to_seq), READ_CHUNK_ENTRIES
+                    )
+                )
+            for first, value in chunk:
+                yield first, value, hashes
+            if len(chunk) < READ_CHUNK_ENTRIES:
                 return
-            stop = None if to_seq is None else seq_key(to_seq)
-            for key, value in cursor:
-                if stop is not None and key > stop:
-                    return
-                yield key_seq(key), value
+            start = chunk[-1][0] + entry_count(chunk[-1][1])
+
+    def event_batches(
+        self, from_seq: int = 1, to_seq: int | None = None
+    ) -> Iterator[tuple[int, list[Event]]]:
+        """(first seq, events) with from_seq <= seq <= to_seq, a batch at a time, in order.
+
+        The fast way to read: a whole batch is decoded in one call. Raises
+        DecodeError for a value that cannot be decoded.
+        """
+        for first, value, hashes in self._values(from_seq, to_seq):
+            events = decode_entry(value, hashes)
+            last = first + len(events) - 1
+            if first < from_seq or (to_seq is not None and last > to_seq):
+                high = len(events) if to_seq is None else to_seq - first + 1
+                events = events[max(from_seq - first, 0) : high]
+                first = max(first, from_seq)
+            yield first, events
 
     def events(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[tuple[int, Event]]:
-        for seq, record in self.records(from_seq, to_seq):
-            yield seq, decode_event(record)
+        """(seq, event) pairs with from_seq <= seq <= to_seq, in order."""
+        for first, events in self.event_batches(from_seq, to_seq):
+            yield from enumerate(events, first)
+
+    def records(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """(seq, record) pairs as ``events`` gives, each in its per-event layout (codec.py).
+
+        For tools that look at record bytes. An old record comes as stored; the
+        events of a batch are re-encoded, which gives the bytes an old log held. A
+        batch that cannot be decoded comes whole, as one record at its first seq,
+        so that decoding it fails there, where a reader reports it.
+        """
+        for first, value, hashes in self._values(from_seq, to_seq):
+            if value[0] not in BATCH_TAGS:
+                yield first, value
+                continue
+            try:
+                events = decode_batch(value, hashes)
+            except DecodeError:
+                yield first, value
+                continue
+            for seq, event in enumerate(events, first):
+                if seq >= from_seq and (to_seq is None or seq <= to_seq):
+                    yield seq, encode_event(event)
 
     def get_meta(self, key: bytes) -> bytes | None:
         with self._read_txn() as txn:
@@ -185,29 +319,68 @@ class EventLog:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
 
     def append_records(self, first_seq: int, records: Sequence[bytes]) -> None:
-        """Append ``records`` as first_seq, first_seq+1, ... in one transaction (one fsync).
+        """Append ``records`` (per-event layout) as first_seq, first_seq+1, ... in one batch.
 
-        ``first_seq`` must directly follow the last event: the log has no gaps. And
-        py-lmdb's ``append=True`` returns False instead of raising on an out-of-order
-        key, so the count of records written is checked too: a short count aborts.
+        What the group-commit writer calls: its events arrive encoded (and so
+        checked) one by one, and are stored as one batch value, in one
+        transaction (one fsync).
         """
-        items = [(seq_key(first_seq + i), record) for i, record in enumerate(records)]
+        self.append_batch(first_seq, [decode_event(record) for record in records])
+
+    def append_batch(self, first_seq: int, events: Sequence[Event]) -> None:
+        """Append ``events`` as first_seq, first_seq+1, ... : one batch value, one transaction.
+
+        ``first_seq`` must directly follow the last event: the log has no gaps.
+        py-lmdb's ``append=True`` returns False instead of raising on an
+        out-of-order key, so its result is checked. Info hashes new to the log
+        get their numbers in the same transaction, so a batch is never on disk
+        without the dictionary entries it refers to.
+        """
+        if not events:
+            return
+        known = self._writer_hash_ids()
+        new: dict[bytes, int] = {}
+
+        def intern(info_hash: bytes) -> int:
+            number = known.get(info_hash)
+            if number is None:
+                number = new.get(info_hash)
+                if number is None:
+                    number = new[info_hash] = len(known) + len(new)
+            return number
 
         def work(txn: lmdb.Transaction) -> None:
+            new.clear()  # a redo after MapFull starts from what is committed
             cursor = txn.cursor(self._events)
-            last = key_seq(cursor.key()) if cursor.last() else 0
+            last = _last_seq(cursor)
             if first_seq != last + 1:
                 raise LogError(f"sequence {first_seq} does not follow the log's last, {last}")
-            _consumed, added = cursor.putmulti(items, append=True)
-            if added != len(items):
+            value = encode_batch(events, intern)
+            if not cursor.put(seq_key(first_seq), value, append=True):
                 raise LogError(f"sequence {first_seq} is not after the log's last event")
+            hash_cursor = txn.cursor(self._hash_db)
+            for info_hash, number in new.items():
+                if not hash_cursor.put(_HASH_ID.pack(number), info_hash, append=True):
+                    raise LogError(f"info hash number {number} is taken")
+            if self._schema != SCHEMA_VERSION:
+                txn.put(b"schema", SCHEMA_VERSION, db=self._meta)
 
         self._write(work)
+        known.update(new)
+        self._schema = SCHEMA_VERSION
+
+    def _writer_hash_ids(self) -> dict[bytes, int]:
+        if self._hash_ids is None:
+            with self._read_txn() as txn:
+                self._hash_ids = {
+                    bytes(h): n for n, h in enumerate(txn.cursor(self._hash_db).iternext(False))
+                }
+        return self._hash_ids
 
     def append_events(self, events: Sequence[Event]) -> tuple[int, int]:
-        """Encode and append; returns (first, last) seq. For single-writer tools and tests."""
+        """Append one batch; returns (first, last) seq. For single-writer tools and tests."""
         first = self.last_seq() + 1
-        self.append_records(first, [encode_event(e) for e in events])
+        self.append_batch(first, events)
         return first, first + len(events) - 1
 
     def put_meta(self, key: bytes, value: bytes) -> None:
