@@ -10,8 +10,18 @@ One LMDB environment (a directory) holds these named databases:
 * ``hashes``    number (4 bytes) -> info hash: the dictionary batches refer to, so that
                 an announce costs two bytes of hash instead of twenty. Written in the
                 transaction of the first batch that uses the hash; never pruned.
+* ``admin``     seq -> record (per-event layout) of every event that is not an announce,
+                a refused announce or an expiry: added, flagged, unflagged, dropped,
+                imported, and any kind added later. A copy, written in the transaction of
+                its batch (or, for a log of schema 1, in the transaction that prunes its
+                record), so that pruning, which removes whole batches, never takes the
+                history of who changed what.
 * ``snapshots`` seq -> projection snapshot taken after applying event ``seq``;
-* ``meta``      schema version, the connection-id secret, ...
+* ``meta``      schema version, the connection-id secret, ``pruned_to`` (the last
+                sequence number pruning removed: the live history starts after it), ...
+
+Batches are pruned whole, oldest first, and never the newest one, so that the
+last sequence number and the time of the last event are always on record.
 
 Writes happen on one thread only (``udpt.events.writer``); any number of
 readers, in this process or others, may read at the same time (LMDB MVCC).
@@ -21,6 +31,7 @@ The map grows on demand: a full map never stops the log.
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
@@ -31,9 +42,9 @@ import lmdb
 
 from udpt.events.batch import BATCH_TAGS, batch_count, decode_batch, encode_batch
 from udpt.events.codec import DecodeError, decode_event, encode_event
-from udpt.events.types import Event
+from udpt.events.types import AnnounceAccepted, AnnounceRefused, Event, PeersExpired
 
-__all__ = ["SCHEMA_VERSION", "EventLog", "LogError"]
+__all__ = ["PRUNABLE", "SCHEMA_VERSION", "EventLog", "LogError", "decode_entry", "entry_count"]
 
 SCHEMA_VERSION = b"2"
 """2: batches and the hash dictionary. A log of schema 1 (one record per event) is
@@ -42,6 +53,9 @@ cannot read batches, refuses it at open instead of failing in the middle."""
 READABLE_SCHEMAS = (b"1", SCHEMA_VERSION)
 SNAPSHOTS_KEPT = 2
 READ_CHUNK_ENTRIES = 256
+PRUNABLE: frozenset[type] = frozenset((AnnounceAccepted, AnnounceRefused, PeersExpired))
+"""The kinds retention may remove; every other kind is kept forever in ``admin``."""
+PRUNED_TO = b"pruned_to"
 _SEQ = struct.Struct(">Q")
 _HASH_ID = struct.Struct(">I")
 
@@ -127,10 +141,12 @@ class EventLog:
         self._snapshots = self.env.open_db(b"snapshots", create=not readonly)
         self._meta = self.env.open_db(b"meta", create=not readonly)
         self._hash_db = self._open_db(b"hashes")
+        self._admin = self._open_db(b"admin")
         self._hashes: list[bytes] = []
         """The hash dictionary by number, as far as this process has read it."""
         self._hash_ids: dict[bytes, int] | None = None
         """Number by hash, for writing; loaded at the first append."""
+        self._hash_ids_lock = threading.Lock()
         self._check_schema()
 
     def _open_db(self, name: bytes) -> lmdb._Database | None:
@@ -214,8 +230,10 @@ class EventLog:
 
     def _values(
         self, from_seq: int, to_seq: int | None
-    ) -> Iterator[tuple[int, bytes, list[bytes]]]:
-        """(first seq, value, hash dictionary) of every value holding an event in range.
+    ) -> Iterator[tuple[int, bytes, list[bytes], int]]:
+        """(first seq, value, hash dictionary, lowest seq wanted) of every value holding an
+        event in range. The lowest seq wanted moves on from chunk to chunk: maintenance may
+        merge values between two chunks, and a merged value can start before it.
 
         Values are read in short read transactions of ``READ_CHUNK_ENTRIES`` and
         handed out after each one ends, so that a long scan never keeps LMDB from
@@ -231,7 +249,7 @@ class EventLog:
                     )
                 )
             for first, value in chunk:
-                yield first, value, hashes
+                yield first, value, hashes, start
             if len(chunk) < READ_CHUNK_ENTRIES:
                 return
             start = chunk[-1][0] + entry_count(chunk[-1][1])
@@ -244,14 +262,15 @@ class EventLog:
         The fast way to read: a whole batch is decoded in one call. Raises
         DecodeError for a value that cannot be decoded.
         """
-        for first, value, hashes in self._values(from_seq, to_seq):
+        for first, value, hashes, low in self._values(from_seq, to_seq):
             events = decode_entry(value, hashes)
             last = first + len(events) - 1
-            if first < from_seq or (to_seq is not None and last > to_seq):
+            if first < low or (to_seq is not None and last > to_seq):
                 high = len(events) if to_seq is None else to_seq - first + 1
-                events = events[max(from_seq - first, 0) : high]
-                first = max(first, from_seq)
-            yield first, events
+                events = events[max(low - first, 0) : high]
+                first = max(first, low)
+            if events:
+                yield first, events
 
     def events(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[tuple[int, Event]]:
         """(seq, event) pairs with from_seq <= seq <= to_seq, in order."""
@@ -266,7 +285,7 @@ class EventLog:
         batch that cannot be decoded comes whole, as one record at its first seq,
         so that decoding it fails there, where a reader reports it.
         """
-        for first, value, hashes in self._values(from_seq, to_seq):
+        for first, value, hashes, low in self._values(from_seq, to_seq):
             if value[0] not in BATCH_TAGS:
                 yield first, value
                 continue
@@ -276,8 +295,59 @@ class EventLog:
                 yield first, value
                 continue
             for seq, event in enumerate(events, first):
-                if seq >= from_seq and (to_seq is None or seq <= to_seq):
+                if seq >= low and (to_seq is None or seq <= to_seq):
                     yield seq, encode_event(event)
+
+    def pruned_to(self) -> int:
+        """The last sequence number pruning removed (0: none); live history starts after it."""
+        value = self.get_meta(PRUNED_TO)
+        return key_seq(value) if value else 0
+
+    def admin_events(
+        self, from_seq: int = 1, to_seq: int | None = None
+    ) -> Iterator[tuple[int, Event]]:
+        """The kept-forever copies of admin events (``admin``), pruned or not, in order.
+
+        Events of a schema-1 log that was never pruned are not copied there (their
+        records are still in ``events``).
+        """
+        if self._admin is None:
+            return
+        with self._read_txn() as txn:
+            cursor = txn.cursor(self._admin)
+            items = []
+            if cursor.set_range(seq_key(max(from_seq, 0))):
+                for key, record in cursor:
+                    seq = key_seq(key)
+                    if to_seq is not None and seq > to_seq:
+                        break
+                    items.append((seq, record))
+        for seq, record in items:
+            yield seq, decode_event(record)
+
+    def decode(self, value: bytes) -> list[Event]:
+        """The events of a value that ``entries`` gave (its hash dictionary is loaded)."""
+        return decode_entry(value, self._hashes)
+
+    def entries(self, from_seq: int, limit: int) -> tuple[list[tuple[int, bytes]], int]:
+        """Up to ``limit`` (first seq, value) from the one holding ``from_seq``, never the
+        newest value of the log; and the seq of the newest snapshot. One short read."""
+        with self._read_txn() as txn:
+            self._load_hashes(txn)
+            cursor = txn.cursor(self._events)
+            last_key = cursor.key() if cursor.last() else b""
+            found: list[tuple[int, bytes]] = []
+            for first, value in _entries_from(txn.cursor(self._events), from_seq, None):
+                if seq_key(first) == last_key or len(found) == limit:
+                    break
+                found.append((first, value))
+            snapshots = txn.cursor(self._snapshots)
+            snapshot_seq = key_seq(snapshots.key()) if snapshots.last() else 0
+        return found, snapshot_seq
+
+    def hash_number(self, info_hash: bytes) -> int:
+        """The dictionary number of a hash already in the log (KeyError if it has none yet)."""
+        return self._writer_hash_ids()[info_hash]
 
     def get_meta(self, key: bytes) -> bytes | None:
         with self._read_txn() as txn:
@@ -358,6 +428,12 @@ class EventLog:
             value = encode_batch(events, intern)
             if not cursor.put(seq_key(first_seq), value, append=True):
                 raise LogError(f"sequence {first_seq} is not after the log's last event")
+            admin = txn.cursor(self._admin)
+            for seq, event in enumerate(events, first_seq):
+                if type(event) not in PRUNABLE and not admin.put(
+                    seq_key(seq), encode_event(event), append=True
+                ):
+                    raise LogError(f"admin event {seq} is not after the last one")
             hash_cursor = txn.cursor(self._hash_db)
             for info_hash, number in new.items():
                 if not hash_cursor.put(_HASH_ID.pack(number), info_hash, append=True):
@@ -370,18 +446,71 @@ class EventLog:
         self._schema = SCHEMA_VERSION
 
     def _writer_hash_ids(self) -> dict[bytes, int]:
-        if self._hash_ids is None:
-            with self._read_txn() as txn:
-                self._hash_ids = {
-                    bytes(h): n for n, h in enumerate(txn.cursor(self._hash_db).iternext(False))
-                }
-        return self._hash_ids
+        """Number by hash, loaded once (under a lock: the writer and maintenance threads
+        must share one dictionary, or the writer would number a hash twice)."""
+        with self._hash_ids_lock:
+            if self._hash_ids is None:
+                with self._read_txn() as txn:
+                    cursor = txn.cursor(self._hash_db)
+                    self._hash_ids = {bytes(h): n for n, h in enumerate(cursor.iternext(False))}
+            return self._hash_ids
 
     def append_events(self, events: Sequence[Event]) -> tuple[int, int]:
         """Append one batch; returns (first, last) seq. For single-writer tools and tests."""
         first = self.last_seq() + 1
         self.append_batch(first, events)
         return first, first + len(events) - 1
+
+    def _check_entries(self, txn: lmdb.Transaction, entries: Sequence[tuple[int, bytes]]) -> None:
+        """Raise LogError unless ``entries`` are still in the log, consecutive, as read."""
+        expected = entries[0][0]
+        for first, value in entries:
+            if first != expected or txn.get(seq_key(first), db=self._events) != value:
+                raise LogError(f"the value at {first} changed under maintenance")
+            expected = first + entry_count(value)
+
+    def _keep_admin(self, txn: lmdb.Transaction, entries: Sequence[tuple[int, bytes]]) -> None:
+        """Copy the admin records of a schema-1 log into ``admin`` (batches did at append)."""
+        for first, value in entries:
+            if value[0] not in BATCH_TAGS and type(decode_event(value)) not in PRUNABLE:
+                txn.put(seq_key(first), value, db=self._admin)
+
+    def prune(self, entries: Sequence[tuple[int, bytes]]) -> None:
+        """Delete ``entries`` (the oldest values of the log), keeping their admin events.
+
+        One transaction: the admin copies of a schema-1 log's records are made,
+        the values deleted and ``pruned_to`` moved on, together or not at all.
+        """
+        if not entries:
+            return
+        first_key = seq_key(entries[0][0])
+
+        def work(txn: lmdb.Transaction) -> None:
+            self._check_entries(txn, entries)
+            cursor = txn.cursor(self._events)
+            if not cursor.first() or cursor.key() != first_key:
+                raise LogError("pruning must start at the oldest value")
+            self._keep_admin(txn, entries)
+            for first, _ in entries:
+                txn.delete(seq_key(first), db=self._events)
+            last_first, last_value = entries[-1]
+            txn.put(PRUNED_TO, seq_key(last_first + entry_count(last_value) - 1), db=self._meta)
+
+        self._write(work)
+
+    def replace(self, entries: Sequence[tuple[int, bytes]], value: bytes) -> None:
+        """Put one value holding the events of ``entries`` (consecutive) in their place."""
+        if not entries:
+            return
+
+        def work(txn: lmdb.Transaction) -> None:
+            self._check_entries(txn, entries)
+            self._keep_admin(txn, entries)
+            for first, _ in entries[1:]:
+                txn.delete(seq_key(first), db=self._events)
+            txn.put(seq_key(entries[0][0]), value, db=self._events)
+
+        self._write(work)
 
     def put_meta(self, key: bytes, value: bytes) -> None:
         self._write(lambda txn: txn.put(key, value, db=self._meta))

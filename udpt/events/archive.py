@@ -1,0 +1,197 @@
+"""The archive: pruned events in immutable, compressed files, read as one history with the log.
+
+With ``[log] archive_dir``, what retention prunes is first written here. One
+file per pruning transaction, named by its sequence and time range::
+
+    {first_seq:012d}-{last_seq:012d}_{first_ms}-{last_ms}.udptarc
+
+Layout (big-endian)::
+
+    8s  magic b"UDPTARC1"
+    Q Q first and last seq;  q q first and last at_ms;  I number of batches
+    per batch:  Q first seq, I length, then a batch value (``udpt.events.batch``)
+                that stands alone (its own info-hash table: no dictionary needed)
+    I   CRC-32 of everything before it
+
+A file is written under a temporary name, fsynced, renamed into place and its
+directory fsynced, and only then may the live log let go of its events. So a
+SIGKILL at any moment leaves every event in the live log, in the archive, or
+in both; never in neither, and a reader never sees a torn file (temporary
+names are ignored and removed by the next writer). Both may hold an event
+(killed between the rename and the prune): readers take each sequence number
+once, and the next pruning archives only what the archive lacks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from udpt.events.batch import encode_batch
+from udpt.events.codec import DecodeError
+from udpt.events.log import EventLog, decode_entry
+from udpt.events.types import Event
+
+__all__ = ["Archive", "ArchiveFile", "History"]
+
+MAGIC = b"UDPTARC1"
+SUFFIX = ".udptarc"
+TEMPORARY_PREFIX = ".tmp-"
+BATCH_EVENTS = 16_384
+"""Events per batch inside a file: large batches compress best and decode fastest."""
+_HEADER = struct.Struct("!8sQQqqI")
+_BATCH = struct.Struct("!QI")
+_CRC = struct.Struct("!I")
+_NAME = re.compile(r"^(\d{12,})-(\d{12,})_(-?\d+)-(-?\d+)\.udptarc$")
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveFile:
+    path: Path
+    first_seq: int
+    last_seq: int
+    first_ms: int
+    last_ms: int
+
+
+class Archive:
+    """A directory of archive files. Writing is for one pruner at a time."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def files(self) -> list[ArchiveFile]:
+        """The complete files, by first sequence number."""
+        if not self.path.is_dir():
+            return []
+        found = []
+        for entry in self.path.iterdir():
+            match = _NAME.match(entry.name)
+            if match:
+                first, last, first_ms, last_ms = map(int, match.groups())
+                found.append(ArchiveFile(entry, first, last, first_ms, last_ms))
+        found.sort(key=lambda f: (f.first_seq, f.last_seq))
+        return found
+
+    def first_seq(self) -> int:
+        files = self.files()
+        return files[0].first_seq if files else 0
+
+    def last_seq(self) -> int:
+        return max((f.last_seq for f in self.files()), default=0)
+
+    # -- writing -----------------------------------------------------------
+
+    def write(self, events: Sequence[tuple[int, Event]]) -> ArchiveFile:
+        """Store consecutive (seq, event) pairs as one new file, durably, before returning."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        for stale in self.path.glob(TEMPORARY_PREFIX + "*"):
+            stale.unlink()  # left by a writer killed before its rename
+        first_seq, last_seq = events[0][0], events[-1][0]
+        if last_seq - first_seq + 1 != len(events):
+            raise ValueError("archived events must be consecutive")
+        first_ms, last_ms = events[0][1].at_ms, events[-1][1].at_ms
+        parts = []
+        for start in range(0, len(events), BATCH_EVENTS):
+            chunk = events[start : start + BATCH_EVENTS]
+            value = encode_batch([event for _, event in chunk])
+            parts.append(_BATCH.pack(chunk[0][0], len(value)) + value)
+        body = _HEADER.pack(MAGIC, first_seq, last_seq, first_ms, last_ms, len(parts)) + b"".join(
+            parts
+        )
+        data = body + _CRC.pack(zlib.crc32(body))
+        name = f"{first_seq:012d}-{last_seq:012d}_{first_ms}-{last_ms}{SUFFIX}"
+        temporary = self.path / (TEMPORARY_PREFIX + name)
+        with open(temporary, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.rename(temporary, self.path / name)
+        directory = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        return ArchiveFile(self.path / name, first_seq, last_seq, first_ms, last_ms)
+
+    # -- reading -----------------------------------------------------------
+
+    def event_batches(
+        self, from_seq: int = 1, to_seq: int | None = None
+    ) -> Iterator[tuple[int, list[Event]]]:
+        """(first seq, events) from from_seq to to_seq, each seq once, in order."""
+        next_seq = from_seq
+        for file in self.files():
+            if file.last_seq < next_seq:
+                continue
+            if to_seq is not None and file.first_seq > to_seq:
+                return
+            for first, events in read_file(file.path):
+                low = max(next_seq - first, 0)
+                high = len(events) if to_seq is None else min(len(events), to_seq - first + 1)
+                if low < high:
+                    yield first + low, events[low:high]
+                    next_seq = first + high
+
+
+def read_file(path: Path) -> Iterator[tuple[int, list[Event]]]:
+    """The batches of one archive file; DecodeError if it is damaged."""
+    data = path.read_bytes()
+    if len(data) < _HEADER.size + _CRC.size or not data.startswith(MAGIC):
+        raise DecodeError(f"{path}: not an archive file")
+    body, (crc,) = data[: -_CRC.size], _CRC.unpack(data[-_CRC.size :])
+    if zlib.crc32(body) != crc:
+        raise DecodeError(f"{path}: checksum mismatch")
+    _, first_seq, last_seq, _, _, count = _HEADER.unpack_from(body)
+    offset = _HEADER.size
+    expected = first_seq
+    for _ in range(count):
+        first, length = _BATCH.unpack_from(body, offset)
+        offset += _BATCH.size
+        events = decode_entry(body[offset : offset + length], ())
+        offset += length
+        if first != expected:
+            raise DecodeError(f"{path}: batch at {first}, expected {expected}")
+        expected = first + len(events)
+        yield first, events
+    if expected != last_seq + 1 or offset != len(body):
+        raise DecodeError(f"{path}: does not hold what its header says")
+
+
+class History:
+    """The archive and the live log as one history: the archive up to where the log starts.
+
+    The live log wins where both hold an event (they are equal: the archive is
+    a copy). ``first_seq`` is the archive's when there is one.
+    """
+
+    def __init__(self, log: EventLog, archive: Archive | None) -> None:
+        self.log = log
+        self.archive = archive
+
+    def first_seq(self) -> int:
+        archived = self.archive.first_seq() if self.archive is not None else 0
+        return archived or self.log.first_seq()
+
+    def last_seq(self) -> int:
+        return self.log.last_seq()
+
+    def event_batches(
+        self, from_seq: int = 1, to_seq: int | None = None
+    ) -> Iterator[tuple[int, list[Event]]]:
+        """Pruning may go on while this reads: what the log lost meanwhile is in the archive."""
+        next_seq = from_seq
+        for first, events in self.log.event_batches(from_seq, to_seq):
+            if first > next_seq and self.archive is not None:
+                yield from self.archive.event_batches(next_seq, first - 1)
+            yield first, events
+            next_seq = first + len(events)
+
+    def events(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[tuple[int, Event]]:
+        for first, events in self.event_batches(from_seq, to_seq):
+            yield from enumerate(events, first)
