@@ -8,8 +8,9 @@ Events come from ``make_log.generate`` (Zipf popularity, real client prefixes,
 ``benchmarks/loadgen``'s (uniform torrents, one client prefix, random 30-bit
 counters: the worst case for compression). They go through
 ``GroupCommitWriter`` in groups of ``--batch`` events, each group one commit,
-as the daemon commits them (about 36 events per commit at 15,000 announces/s).
-The log directory is then measured whole (every file in it) and read back:
+as the daemon commits them (about 36 events per commit at 15,000 announces/s),
+and compacted every ``--rate`` events as the daemon's log maintenance does
+every second. The log directory is then measured whole (every file in it) and read back:
 decode alone (``EventLog.event_batches``) and decode + fold into a
 ``TrackerState``.
 """
@@ -27,6 +28,7 @@ from random import Random
 import make_log
 
 from udpt.events.log import EventLog
+from udpt.events.maintenance import LogMaintenance
 from udpt.events.types import AnnounceAccepted, AnnounceEvent, Event
 from udpt.events.writer import GroupCommitWriter
 from udpt.projections import TrackerState
@@ -70,13 +72,18 @@ def loadgen_like(rng: Random, events: int, torrents: int, peers: int) -> list[Ev
     return out
 
 
-async def write(db: Path, events: list[Event], batch: int) -> None:
+async def write(db: Path, events: list[Event], batch: int, rate: int) -> None:
+    """Commit ``batch`` events at a time; every ``rate`` events (a second of the daemon's
+    life at that rate) run the log maintenance, as the daemon does every second."""
     with EventLog(db, sync=False) as log:
         writer = GroupCommitWriter(log, lambda seq, event: None, linger_s=0)
+        maintenance = LogMaintenance(log, retention_ms=0)
         for first in range(0, len(events), batch):
             for event in events[first : first + batch]:
                 writer.submit(event)
             await writer.drain()
+            if first // rate != (first + batch) // rate:
+                maintenance.run(now_ms=0)
         await writer.close()
 
 
@@ -88,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--batch", type=int, default=36, help="events per commit")
+    parser.add_argument("--rate", type=int, default=15_000, help="events per daemon second")
     parser.add_argument("--torrents", type=int, default=1_000)
     parser.add_argument("--peers", type=int, default=10_000)
     parser.add_argument("--loadgen", action="store_true", help="loadgen-shaped announces")
@@ -102,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as work:
         db = Path(work) / "log"
         started = time.perf_counter()
-        asyncio.run(write(db, events, args.batch))
+        asyncio.run(write(db, events, args.batch, args.rate))
         written = time.perf_counter() - started
         size = directory_bytes(db)
         with EventLog(db, readonly=True) as log:

@@ -375,6 +375,23 @@ class LogConfig:
             maximum=_MAX_SECONDS,
         ),
     )
+    retention: int = field(
+        default=604800,
+        metadata=_spec(
+            "Seconds of announces and expiries the log keeps; older ones are pruned once a "
+            "snapshot covers them (admin events are kept forever); 0 = keep everything.",
+            minimum=0,
+            maximum=_MAX_SECONDS,
+        ),
+    )
+    archive_dir: str = field(
+        default="",
+        metadata=_spec(
+            "Directory where pruned events are first written, as immutable compressed files "
+            '(`tools/replay.py --archive DIR` reads them with the log); "" = no archive.',
+            parse=_expect_string,
+        ),
+    )
     map_size_mib: int = field(
         default=65536,
         metadata=_spec(

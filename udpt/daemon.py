@@ -15,6 +15,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from random import Random
 
@@ -24,7 +25,9 @@ from udpt.addresses import parse_bind_address
 from udpt.clock import EventClock
 from udpt.config import Config, Mode
 from udpt.connection_ids import ConnectionIds, new_secret
+from udpt.events.archive import Archive
 from udpt.events.log import EventLog, LogError
+from udpt.events.maintenance import LogMaintenance
 from udpt.events.snapshots import recover
 from udpt.events.writer import GroupCommitWriter
 from udpt.projections import TrackerState
@@ -38,6 +41,7 @@ log = logging.getLogger("udpt")
 SECRET_KEY = b"connection_id_secret"
 GC_THRESHOLDS = (50_000, 20, 100)
 MAX_SWEEP_INTERVAL_S = 10
+MAINTENANCE_INTERVAL_S = 1.0
 
 
 def sweep_interval(config: Config) -> int:
@@ -166,6 +170,7 @@ async def serve(
         running.tasks.append(
             asyncio.create_task(_expire_periodically(tracker, clock, config), name="expiry")
         )
+        running.tasks.append(asyncio.create_task(_maintain_log(config, event_log, clock)))
         if config.log.snapshot_interval:
             running.tasks.append(
                 asyncio.create_task(
@@ -290,6 +295,29 @@ async def _snapshot_periodically(config: Config, state: TrackerState, last_seq: 
             log.debug("snapshot taken at seq %d", seq)
         else:
             log.warning("taking a snapshot at seq %d failed (exit %d)", seq, status)
+
+
+async def _maintain_log(config: Config, event_log: EventLog, clock: EventClock) -> None:
+    """Every second, compact, prune and archive the log (udpt.events.maintenance).
+
+    On a thread of its own: the work decodes and encodes batches. A run cut short
+    by shutdown is let finish (its transactions are short) before the log closes.
+    """
+    archive = Archive(config.log.archive_dir) if config.log.archive_dir else None
+    maintenance = LogMaintenance(event_log, config.log.retention * 1000, archive)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-maintenance")
+    try:
+        while True:
+            await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+            job = pool.submit(maintenance.run, clock.now_ms())
+            try:
+                report = await asyncio.shield(asyncio.wrap_future(job))
+            except (OSError, LogError) as exc:
+                log.error("log maintenance failed (%s); trying again", exc)
+            else:
+                log.debug("log maintenance: %s", report)
+    finally:
+        pool.shutdown(wait=True)
 
 
 def run(config: Config) -> int:

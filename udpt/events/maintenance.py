@@ -8,11 +8,15 @@ transaction, so that no reader keeps LMDB from reusing the pages it frees:
 the data directory stays flat once the retention is reached.
 
 * **Compaction.** The daemon commits small groups (about 36 events at 15,000
-  announces/s), and a 1.4 KiB value leaves a third of its LMDB page empty.
-  Runs of small batches are merged into one batch of about ``COMPACT_EVENTS``
-  events: same events, same sequence numbers, a fifth fewer bytes, no page
-  slack. Readers see the events before or after a merge, never both (one
-  transaction), and ``EventLog`` readers cope with a merge between chunks.
+  announces/s), and two 1.4 KiB values leave a third of their LMDB page empty.
+  Runs of small batches are re-cut into batches that each fill one page
+  (the last of a run, the rest, starts the next run): same events, same
+  sequence numbers, little slack. Not larger: a
+  value of several pages needs that many *contiguous* free pages, which the
+  freelist, fragmented by the writer's single pages, seldom has, so the file
+  would grow though pages are free. Readers see the events before or after a
+  merge, never both (one transaction), and ``EventLog`` readers cope with a
+  merge between two of their chunks.
 * **Retention.** The oldest batches whose events are all older than the
   retention *and* covered by the newest committed snapshot are deleted, at
   most ``PRUNE_ENTRIES`` per transaction. Admin events stay (``admin``
@@ -32,12 +36,16 @@ from udpt.events.codec import decode_event
 from udpt.events.log import EventLog, LogError, entry_count
 from udpt.events.types import Event
 
-__all__ = ["COMPACT_EVENTS", "LogMaintenance", "MaintenanceReport"]
+__all__ = ["LogMaintenance", "MaintenanceReport"]
 
 log = logging.getLogger(__name__)
 
-COMPACT_EVENTS = 4096
-"""Events in a merged batch: past a few thousand, values barely shrink further."""
+PAGE_HEADER = 16
+"""LMDB's page header: a value of up to a page less this takes exactly one overflow page."""
+FULL = 0.9
+"""A value this close to a page is left as it is."""
+RUN_PAGES = 4
+"""Pages' worth of small values re-cut at a time."""
 COMPACT_SCAN = 512
 PRUNE_ENTRIES = 32
 MAX_ROUNDS = 64
@@ -111,33 +119,56 @@ class LogMaintenance:
     # -- compaction ------------------------------------------------------------
 
     def compact(self, report: MaintenanceReport) -> None:
-        """Merge runs of small batches into batches of about ``COMPACT_EVENTS``."""
+        """Re-cut runs of small batches into values that each fill one LMDB page."""
+        limit = self.log.env.stat()["psize"] - PAGE_HEADER
         for _ in range(MAX_ROUNDS):
             entries, _ = self.log.entries(self._compacted_to + 1, COMPACT_SCAN)
             run: list[tuple[int, bytes]] = []
-            events = 0
+            size = 0
             for first, value in entries:
-                count = entry_count(value)
-                if count >= COMPACT_EVENTS // 2 and not run:
-                    self._compacted_to = first + count - 1  # already large: leave it
+                if not run and len(value) > limit * FULL:
+                    self._compacted_to = first + entry_count(value) - 1  # fills a page already
                     continue
                 run.append((first, value))
-                events += count
-                if events >= COMPACT_EVENTS:
+                size += len(value)
+                if size >= RUN_PAGES * limit:
                     break
-            if events < COMPACT_EVENTS or len(run) < 2:
+            else:
                 return  # wait until a full run has gathered
             try:
-                merged = encode_batch(
-                    [event for _, value in run for event in self.log.decode(value)],
-                    self.log.hash_number,
-                )
+                self._recut(run, size, limit, report)
             except KeyError:
                 return  # a hash committed a moment ago is not numbered here yet: next run
-            try:
-                self.log.replace(run, merged)
             except LogError:
                 log.warning("the log changed under compaction at seq %d; skipped", run[0][0])
                 return
-            self._compacted_to = run[-1][0] + entry_count(run[-1][1]) - 1
-            report.compacted += events
+
+    def _recut(
+        self, run: list[tuple[int, bytes]], size: int, limit: int, report: MaintenanceReport
+    ) -> None:
+        """Replace ``run`` by values of at most ``limit`` bytes, all but the last nearly full.
+
+        The number of events per value is estimated from the bytes per event seen so
+        far, and cut by 5 % until the value fits: one or two encodings per page.
+        """
+        first_seq = run[0][0]
+        events = [event for _, value in run for event in self.log.decode(value)]
+        per_event = size / len(events)
+        values = []
+        start = 0
+        while (len(events) - start) * per_event > limit:
+            count = max(int(limit / per_event), 1)
+            value = encode_batch(events[start : start + count], self.log.hash_number)
+            while len(value) > limit and count > 1:
+                count = max(int(count * 0.95), 1)
+                value = encode_batch(events[start : start + count], self.log.hash_number)
+            per_event = len(value) / count
+            values.append((first_seq + start, value))
+            start += count
+        if start == 0:
+            return
+        if start < len(events):  # the rest starts the next run
+            values.append((first_seq + start, encode_batch(events[start:], self.log.hash_number)))
+        self.log.replace(run, values)
+        self._compacted_to = first_seq + start - 1
+        report.compacted += start

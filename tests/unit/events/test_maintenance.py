@@ -8,7 +8,7 @@ import pytest
 
 from udpt.events.archive import Archive, History, read_file
 from udpt.events.log import EventLog
-from udpt.events.maintenance import COMPACT_EVENTS, LogMaintenance, MaintenanceReport
+from udpt.events.maintenance import LogMaintenance, MaintenanceReport
 from udpt.events.types import (
     AnnounceAccepted,
     AnnounceEvent,
@@ -85,17 +85,27 @@ def test_admin_events_outlive_the_batches_around_them(tmp_path: Path) -> None:
         assert list(log.admin_events(16)) == []
 
 
-def test_small_batches_are_merged_with_the_same_events_and_seqs(tmp_log: EventLog) -> None:
-    events = history(3 * COMPACT_EVENTS)
+def value_sizes(log: EventLog) -> list[int]:
+    with log.env.begin() as txn:
+        return [len(v) for v in txn.cursor(log._events).iternext(keys=False)]
+
+
+def test_small_batches_are_merged_into_one_page_values_with_the_same_events(
+    tmp_log: EventLog,
+) -> None:
+    events = history(5000)
     write(tmp_log, events, 37)
-    report = LogMaintenance(tmp_log, retention_ms=0).run(now_ms=0)
-    merged = 111 * 37  # the first run of 37-event batches reaching COMPACT_EVENTS
-    firsts = entry_firsts(tmp_log)
-    assert firsts[:3] == [1, 1 + merged, 1 + 2 * merged]  # the rest waits for a full run
-    assert firsts[3] - firsts[2] == 37
-    assert report.compacted == 2 * merged
+    before = value_sizes(tmp_log)
+    maintenance = LogMaintenance(tmp_log, retention_ms=0)
+    assert maintenance.run(now_ms=0).compacted  # a bounded amount per run
+    while maintenance.run(now_ms=0).compacted:
+        pass
+    after = value_sizes(tmp_log)
+    assert len(after) < len(before) / 2
+    assert max(after) <= 4096 - 16  # one overflow page each
+    assert sum(after) < sum(before)
     assert list(tmp_log.events()) == list(enumerate(events, 1))
-    assert list(tmp_log.events(4000, 4200)) == list(enumerate(events[3999:4200], 4000))
+    assert list(tmp_log.events(2000, 2100)) == list(enumerate(events[1999:2100], 2000))
     assert tmp_log.count() == len(events)
 
 
@@ -105,11 +115,11 @@ def test_a_reader_between_chunks_sees_each_event_once_across_a_merge(
     from udpt.events import log as log_module
 
     monkeypatch.setattr(log_module, "READ_CHUNK_ENTRIES", 2)
-    events = history(2 * COMPACT_EVENTS)
+    events = history(20_000)
     write(tmp_log, events, 50)
     reader = tmp_log.events()
     seen = [next(reader) for _ in range(120)]  # inside the third chunk
-    LogMaintenance(tmp_log, retention_ms=0).run(now_ms=0)
+    assert LogMaintenance(tmp_log, retention_ms=0).run(now_ms=0).compacted
     seen.extend(reader)
     assert seen == list(enumerate(events, 1))
 
