@@ -42,8 +42,10 @@ __all__ = ["Archive", "ArchiveFile", "History"]
 MAGIC = b"UDPTARC1"
 SUFFIX = ".udptarc"
 TEMPORARY_PREFIX = ".tmp-"
-BATCH_EVENTS = 16_384
-"""Events per batch inside a file: large batches compress best and decode fastest."""
+BATCH_EVENTS = 4096
+"""Events per batch inside a file: larger batches compress a little better, but decoding
+one is a C loop that holds the GIL throughout (16,384 events stalled the event loop of
+the archiving daemon for tens of milliseconds)."""
 _HEADER = struct.Struct("!8sQQqqI")
 _BATCH = struct.Struct("!QI")
 _CRC = struct.Struct("!I")
