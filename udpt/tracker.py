@@ -182,10 +182,12 @@ class Tracker:
         return None
 
     def expire_if_due(self, now_ms: int) -> None:
-        """Record the passing of time when ``cleanup_interval`` has elapsed since the last sweep."""
+        """Record the passing of time when ``cleanup_interval`` has elapsed since the last sweep,
+        unless the sweep would change nothing (it would only fill the log)."""
         if now_ms - self.last_expiry_ms < self.policy.cleanup_interval_ms:
             return
-        if self._submit(expiry_event(self.policy, now_ms), None):
+        sweep = expiry_event(self.policy, now_ms)
+        if not self.state.sweep_would_visit(sweep) or self._submit(sweep, None):
             self.last_expiry_ms = now_ms  # a sweep refused by a full writer is tried again
 
     # -- replies, built from the projections --------------------------------

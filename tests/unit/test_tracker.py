@@ -36,3 +36,18 @@ def test_announce_overtaken_by_a_flag_before_its_commit_is_told_the_torrent_is_f
 
     assert parse_error_response(replies[0]).message == "torrent flagged."
     assert len(state.torrents[IH].swarm) == 0
+
+
+def test_a_sweep_that_would_remove_nothing_is_not_recorded() -> None:
+    state = TrackerState()
+    queued: list[Event] = []
+    policy = Policy(peer_timeout_ms=1000, cleanup_interval_ms=100)
+    tracker = Tracker(
+        state, ConnectionIds(b"k" * 32), policy, lambda e, done: queued.append(e) or True, Random(0)
+    )
+    state.apply(1, AnnounceAccepted(0, b"\x01" * 20, b"\x7f\0\0\1", 6881, bytes(20), 0, 0, 0, 0, 5))
+    tracker.expire_if_due(500)  # the peer is not due yet: nothing to record
+    assert queued == []
+    assert tracker.last_expiry_ms == 500
+    tracker.expire_if_due(1500)  # now it is
+    assert [type(e).__name__ for e in queued] == ["PeersExpired"]
