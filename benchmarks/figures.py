@@ -24,8 +24,8 @@ import make_log
 from udpt.clock import EventClock
 from udpt.config import load_config
 from udpt.events.log import EventLog
-from udpt.events.snapshots import recover, take_snapshot
 from udpt.events.types import AnnounceAccepted
+from udpt.history.recovery import recover, take_snapshot
 
 HERE = Path(__file__).resolve().parent
 Row = tuple[str, str, str]
@@ -140,7 +140,7 @@ def part_stall(db: Path, seconds: float) -> dict:
                 config,
                 clock=clock,
                 udp_socket=bind_udp_socket("127.0.0.1", 0),
-                stop=stop,
+                stop_event=stop,
                 ready=lambda _: ready.set(),
             )
         )

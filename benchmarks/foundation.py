@@ -10,7 +10,7 @@
   once) and paced (a yield to the loop after every 1,000 submits);
 * fold events/s: ``TrackerState.apply`` over already decoded events;
 * replay events/s: decode + fold straight from the LMDB log
-  (``udpt.events.snapshots.fold``, the start-up path).
+  (``udpt.history.folding.fold``, the start-up path).
 
 The events model a busy tracker: 20,000 torrents, 50,000 peer endpoints (a
 tenth of them IPv6), mostly periodic announces, a quarter of them seeders.
@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from udpt.events.codec import decode_event, encode_event
 from udpt.events.log import EventLog
-from udpt.events.snapshots import fold
 from udpt.events.types import AnnounceAccepted, AnnounceEvent, Event
 from udpt.events.writer import GroupCommitWriter
+from udpt.history.folding import fold
 from udpt.projections import TrackerState
 
 T0 = 1_700_000_000_000

@@ -162,7 +162,11 @@ def run_load(
     )
 
 
-def udpt_starter(work: Path, fsync: bool = True) -> Callable[[int], subprocess.Popen]:
+def udpt_starter(
+    work: Path, fsync: bool = True, source: Path = ROOT
+) -> Callable[[int], subprocess.Popen]:
+    """Starts udpt from the checkout at ``source`` (another one, to compare two versions)."""
+
     def start(port: int) -> subprocess.Popen:
         db = Path(tempfile.mkdtemp(dir=work, prefix="udpt-db-"))
         config = db / "udpt.toml"
@@ -173,7 +177,8 @@ def udpt_starter(work: Path, fsync: bool = True) -> Callable[[int], subprocess.P
         )
         return subprocess.Popen(
             ["taskset", "-c", TRACKER_CPU, sys.executable, "-m", "udpt", "-c", str(config)],
-            cwd=ROOT,
+            cwd=source,
+            env={**os.environ, "PYTHONPATH": str(source)},
         )
 
     return start

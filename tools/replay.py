@@ -2,7 +2,7 @@
 """Audit and recovery for a udpt event log: ``python tools/replay.py DB_PATH [options]``.
 
 This file is the command line and the printing; the replay, history,
-verification and export logic lives in ``udpt.audit``. It imports nothing
+verification and export logic lives in ``udpt.history``. It imports nothing
 from the tracker's edges (UDP, API, daemon): it reads the log directly.
 """
 
@@ -20,30 +20,11 @@ import lmdb
 import orjson
 
 from udpt.addresses import format_peer_address
-from udpt.audit import (
-    CorruptRecord,
-    HistoryEntry,
-    PeerView,
-    Progress,
-    TorrentHistory,
-    Until,
-    Verification,
-    event_to_json,
-    export_events,
-    format_time,
-    parse_until,
-    peers_of,
-    rebuild_snapshot,
-    replay,
-    summarize,
-    torrent_history,
-    verify,
-)
 from udpt.clients import client_name
 from udpt.events.log import EventLog, LogError
 from udpt.events.types import (
-    EVENT_TYPES,
     AnnounceAccepted,
+    AnnounceEvent,
     AnnounceRefused,
     PeersExpired,
     TorrentAdded,
@@ -52,6 +33,15 @@ from udpt.events.types import (
     TorrentImported,
     TorrentUnflagged,
 )
+from udpt.history.export import export_events
+from udpt.history.folding import CorruptRecord, Progress
+from udpt.history.json_lines import FIELD_NAMES, event_to_json
+from udpt.history.points import Until, format_time, parse_until
+from udpt.history.recovery import rebuild_snapshot, replay
+from udpt.history.summary import summarize
+from udpt.history.torrent_history import HistoryEntry, TorrentHistory, peers_of, torrent_history
+from udpt.history.verification import Verification, verify
+from udpt.projections.swarms import PeerView
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
@@ -61,7 +51,9 @@ EXIT_USAGE = 2
 
 PROBLEMS_SHOWN = 20
 
-_EXPORT_FIELDS = "\n".join(f"  {kind.__name__:<18}{' '.join(kind._fields)}" for kind in EVENT_TYPES)
+_EXPORT_FIELDS = "\n".join(
+    f"  {kind.__name__:<18}{' '.join(names)}" for kind, names in FIELD_NAMES.items()
+)
 
 DESCRIPTION = """\
 Replay a udpt event log (the db_path directory) to answer questions about it:
@@ -100,7 +92,7 @@ times:
   info_hash, peer_id: lowercase hex; ip: "192.0.2.1" or "2001:db8::1";
   event: none | completed | started | stopped; reason: not_registered | flagged;
   actor: the label of the API token that made the change (never the token).
-  udpt.audit.event_from_json(obj) turns a line back into (seq, event).
+  udpt.history.json_lines.event_from_json(obj) turns a line back into (seq, event).
 
 exit status:
   0 done; 1 --verify found a problem, or a record cannot be decoded;
@@ -320,9 +312,9 @@ def _who(ip: bytes, port: int, peer_id: bytes) -> str:
 
 def _peer_line(peer: PeerView) -> str:
     role = "seeder " if peer.seeder else "leecher"
-    client = f" ({peer.client})" if peer.client else ""
+    address = format_peer_address(peer.ip, peer.port)
     return (
-        f"  {peer.address:<24} {_peer_id_text(peer.peer_id)}{client}  {role}  "
+        f"  {address:<24} {_peer_id_text(peer.peer_id)}{_client_suffix(peer.peer_id)}  {role}  "
         f"last seen {format_time(peer.last_seen_ms)}  left {peer.left:,}"
     )
 
@@ -386,15 +378,15 @@ def _torrent_json(history: TorrentHistory) -> dict[str, Any]:
         if torrent is None
         else [
             {
-                "address": peer.address,
+                "address": format_peer_address(peer.ip, peer.port),
                 "peer_id": peer.peer_id.hex(),
-                "client": peer.client,
+                "client": client_name(peer.peer_id),
                 "seeder": peer.seeder,
                 "last_seen": format_time(peer.last_seen_ms),
                 "uploaded": peer.uploaded,
                 "downloaded": peer.downloaded,
                 "left": peer.left,
-                "event": peer.event.name.lower(),
+                "event": AnnounceEvent(peer.event).name.lower(),
             }
             for peer in peers_of(torrent)
         ],

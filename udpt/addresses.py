@@ -23,7 +23,7 @@ def canonical_ip(host: str) -> bytes:
     An IPv4-mapped IPv6 address (``::ffff:a.b.c.d``, what a dual-stack socket
     reports for an IPv4 client) becomes the 4-byte IPv4 address, so the client gets
     one identity, 6-byte peer entries and connection ids that match either socket
-    (PROTOCOL.md §1.6). Only ::ffff:0:0/96 is mapped: NAT64 and other IPv6 stay
+    (docs/PROTOCOL.md §1.6). Only ::ffff:0:0/96 is mapped: NAT64 and other IPv6 stay
     IPv6. A ``%scope`` suffix is dropped. Raises ValueError for anything else.
     """
     try:

@@ -76,7 +76,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.command == "import-udpt":
         # Imported here, as the daemon below: they load lmdb and sanic, which printing
         # the configuration or reporting its errors does not need.
-        from udpt.udpt_import import main_import
+        from udpt.importer.command import main_import
 
         return main_import(args.file, args.db, args.actor)
 

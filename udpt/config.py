@@ -46,7 +46,7 @@ __all__ = [
 _MAX_SECONDS = 10 * 365 * 86400
 
 # The most peers one UDP reply can carry: 65507 bytes of IPv4 UDP payload, minus the 20-byte
-# announce header, over 6 bytes per IPv4 peer and 18 per IPv6 peer (PROTOCOL.md 6.5, 7.1).
+# announce header, over 6 bytes per IPv4 peer and 18 per IPv6 peer (docs/PROTOCOL.md §6.5, §7.1).
 _MAX_PEERS_V4 = (65507 - 20) // 6
 _MAX_PEERS_V6 = (65507 - 20) // 18
 
@@ -503,7 +503,7 @@ def _toml_fields(cls: type) -> list[Field[Any]]:
 def _section_type(hint: Any) -> type | None:
     """The dataclass a field holds (also through ``X | None``), or None for a plain value."""
     for candidate in getattr(hint, "__args__", (hint,)):
-        if is_dataclass(candidate):
+        if isinstance(candidate, type) and is_dataclass(candidate):
             return candidate
     return None
 

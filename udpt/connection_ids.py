@@ -4,9 +4,9 @@ Why: UDP source addresses are trivially forged. Before the tracker sends anythin
 larger than the 16-byte connect reply, or changes a swarm, the client must echo an
 id that only a host receiving at that IP could have seen. Otherwise the tracker
 is a traffic amplifier (a 98-byte announce can draw a 1220-byte reply) and anyone
-can insert peers at a victim's address (PROTOCOL.md §2 rationale, §11).
+can insert peers at a victim's address (docs/PROTOCOL.md §2 rationale, §11).
 
-Layout (PROTOCOL.md §4.2): the id is 8 bytes,
+Layout (docs/PROTOCOL.md §4.2): the id is 8 bytes,
 
     BLAKE2b(key=secret, digest_size=8,
             data = window (8 bytes, big-endian) + family (1 byte: 4 or 6) + packed IP)
@@ -49,7 +49,7 @@ __all__ = ["CONNECTION_ID_SIZE", "ConnectionIds", "new_secret"]
 CONNECTION_ID_SIZE = 8
 
 _SECRET_SIZE = 32
-_MIN_SECRET_SIZE = 16  # PROTOCOL.md §4.1: at least 128 bits
+_MIN_SECRET_SIZE = 16  # docs/PROTOCOL.md §4.1: at least 128 bits
 _MAX_SECRET_SIZE = 64  # the largest key BLAKE2b takes
 _WINDOW = struct.Struct("!q")
 _FAMILY_BYTE = {4: b"\x04", 16: b"\x06"}  # keyed on the length of the packed IP

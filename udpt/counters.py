@@ -45,14 +45,12 @@ class Counters:
     (action, result): result is ``ok``, ``refused`` (flagged, not registered,
     over a limit) or ``error`` (a malformed request answered with an error).
     ``dropped`` by reason, for datagrams that got no reply: ``malformed``,
-    ``bad_connection_id``, ``source_port_0``, ``writer_full``, ``queue_full``,
-    ``commit_failed``.
+    ``bad_connection_id``, ``source_port_0``, ``queue_full`` (the receive queue),
+    ``writer_full``, ``writer_closed``, ``commit_failed``, ``send_buffer_full``.
     """
 
     requests: Counter[tuple[str, str]] = field(default_factory=Counter)
     responses: Counter[tuple[str, str]] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
     commit_seconds: Histogram = field(default_factory=lambda: Histogram(COMMIT_SECONDS_BUCKETS))
-    commit_batch_events: Histogram = field(
-        default_factory=lambda: Histogram(COMMIT_BATCH_BUCKETS)
-    )
+    commit_batch_events: Histogram = field(default_factory=lambda: Histogram(COMMIT_BATCH_BUCKETS))

@@ -1,21 +1,29 @@
-"""Decisions: a datagram in, an immediate reply, an event to commit, or silence.
+"""Decisions: a request in, a value out — a reply now, a record to commit, or silence.
 
-The dispatch reads top to bottom (PROTOCOL.md §2): connect, announce, scrape.
-Connects and scrapes are answered at once from the projections. An announce
-becomes an event — accepted or refused — and its reply is built only after
-the writer has committed and applied it, so every reply describes a state
-that is already on disk.
+``Tracker.decide`` reads the projections and returns one of:
 
-Nothing here touches a socket or reads a clock: ``now`` arrives as an
-argument and replies leave through the ``send`` callable of the caller.
+- ``bytes``: the reply to send at once (connects, scrapes, malformed requests);
+- a ``Commit``: an event to record, and how to build its answer once it is
+  committed and applied (announces, accepted or refused), so every reply
+  describes a state that is already on disk;
+- ``None``: silence (a bad connection id).
+
+Admin changes (``decide_change``) return the same shape. Nothing here knows a
+writer, a socket or a callback, and nothing here changes the state: the intake
+(``udpt/intake.py``) takes a ``Commit`` to the log and builds its answer after
+the fold. The dispatch reads top to bottom (docs/PROTOCOL.md §2): connect,
+announce, scrape.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from random import Random
+from typing import Any, NamedTuple
 
+from udpt.config import Config, Mode
 from udpt.connection_ids import ConnectionIds
 from udpt.events.types import (
     AnnounceAccepted,
@@ -24,147 +32,168 @@ from udpt.events.types import (
     Event,
     PeersExpired,
     RefusalReason,
+    TorrentAdded,
+    TorrentDropped,
+    TorrentFlagged,
+    TorrentUnflagged,
 )
 from udpt.projections import TrackerState
 from udpt.projections.swarms import select_peers
 from udpt.wire import (
     AnnounceRequest,
     ConnectRequest,
-    InvalidRequest,
+    Request,
     ScrapeRequest,
     build_announce_response,
     build_connect_response,
     build_error_response,
     build_scrape_response,
-    parse_request,
 )
 
-__all__ = ["REFUSAL_MESSAGES", "Policy", "Tracker", "TrackerCounters", "expiry_event"]
+__all__ = [
+    "MAX_SWEEP_INTERVAL_S",
+    "REFUSAL_MESSAGES",
+    "Change",
+    "Commit",
+    "Decision",
+    "Policy",
+    "Tracker",
+]
 
-# UDPT's exact texts (UDPT-COMPAT.md), checked in this order; the limit's text is ours,
-# after PROTOCOL.md §9's "torrent not allowed", with UDPT's full stop.
+# UDPT's exact texts (docs/UDPT-COMPAT.md), checked in this order; the limit's text is ours,
+# after docs/PROTOCOL.md §9's "torrent not allowed", with UDPT's full stop.
 REFUSAL_MESSAGES = {
     RefusalReason.NOT_REGISTERED: "torrent not registered.",
     RefusalReason.FLAGGED: "torrent flagged.",
     RefusalReason.TORRENT_LIMIT: "torrent not allowed.",
 }
 
+MAX_SWEEP_INTERVAL_S = 10
+"""Expiry sweeps run at least this often, whatever ``cleanup_interval`` says.
+
+Expired peers must vanish promptly (docs/PROTOCOL.md §6.7), and a sweep costs
+only what it removes (projections/time_index.py), so UDPT's 600 s default
+would only keep dead peers on show for ten minutes.
+"""
+
 _STOPPED = AnnounceEvent.STOPPED
 _EVENTS = tuple(AnnounceEvent)
 
-Send = Callable[[bytes], None]
-Submit = Callable[[Event, Callable[[int], None] | None], bool]
+
+class Commit(NamedTuple):
+    """Record ``event``; once it is applied, the answer is ``answer(context)``.
+
+    ``answer`` runs right after ``event`` is folded and before any later event,
+    so it sees exactly the state the event produced.
+    """
+
+    event: Event
+    answer: Callable[[Any], Any]
+    context: Any
+
+
+Decision = bytes | Commit | None
+
+
+def _as_is(reply: bytes) -> bytes:
+    """The answer of a refusal: fixed when decided, sent once the refusal is recorded."""
+    return reply
+
+
+class Change(enum.Enum):
+    """What an admin asks for through the REST API."""
+
+    ADD = "add"
+    FLAG = "flag"
+    UNFLAG = "unflag"
+    DROP = "drop"
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """The settings decisions depend on (from the configuration, fixed while serving)."""
+    """The settings decisions depend on, taken from the configuration (fixed while serving)."""
 
-    dynamic: bool = True
-    interval: int = 1800
-    default_numwant: int = 50
-    max_numwant_v4: int = 200
-    max_numwant_v6: int = 66
-    max_scrape_hashes: int = 74
-    peer_timeout_ms: int = 2_700_000
-    torrent_retention_ms: int = 86_400_000
-    cleanup_interval_ms: int = 600_000
-    max_torrents: int = 1_000_000
+    dynamic: bool
+    interval: int
+    default_numwant: int
+    max_numwant_v4: int
+    max_numwant_v6: int
+    max_scrape_hashes: int
+    peer_timeout_ms: int
+    torrent_retention_ms: int
+    sweep_interval_ms: int
+    max_torrents: int
 
-
-def expiry_event(policy: Policy, now_ms: int) -> PeersExpired:
-    """The sweep to record at ``now_ms``: peers past ``peer_timeout``, and in dynamic mode
-    empty torrents past ``torrent_retention``."""
-    torrent_cutoff = now_ms - policy.torrent_retention_ms if policy.dynamic else 0
-    return PeersExpired(now_ms, now_ms - policy.peer_timeout_ms, max(torrent_cutoff, 0))
-
-
-@dataclass(slots=True)
-class TrackerCounters:
-    """What happened to datagrams that never became events (for logs and benchmarks)."""
-
-    dropped: int = 0
-    bad_connection_id: int = 0
-    shed: int = 0
-    errors: int = 0
+    @classmethod
+    def from_config(cls, config: Config) -> Policy:
+        udp = config.udp
+        return cls(
+            dynamic=config.mode is Mode.DYNAMIC,
+            interval=udp.announce_interval,
+            default_numwant=udp.default_numwant,
+            max_numwant_v4=udp.max_numwant,
+            max_numwant_v6=udp.max_numwant_v6,
+            max_scrape_hashes=udp.max_scrape_hashes,
+            peer_timeout_ms=udp.peer_timeout * 1000,
+            torrent_retention_ms=udp.torrent_retention * 1000,
+            sweep_interval_ms=min(config.cleanup_interval, MAX_SWEEP_INTERVAL_S) * 1000,
+            max_torrents=udp.max_torrents,
+        )
 
 
 class Tracker:
-    """Turns datagrams into replies and events for one tracker state."""
+    """Decides what each request gets, from one tracker state."""
 
     def __init__(
         self,
         state: TrackerState,
         connection_ids: ConnectionIds,
         policy: Policy,
-        submit: Submit,
         rng: Random | None = None,
     ) -> None:
         self.state = state
         self.connection_ids = connection_ids
         self.policy = policy
-        self._submit = submit
         self._rng = rng or Random()
-        self.counters = TrackerCounters()
-        self.last_expiry_ms = 0
 
     # -- the datagram path -------------------------------------------------
 
-    def handle(self, data: bytes, ip: bytes, now: float, now_ms: int, send: Send) -> None:
-        """Handle one datagram from canonical address ``ip``; ``send`` takes the reply."""
-        request = parse_request(data, self.policy.max_scrape_hashes)
-        if request is None:
-            self.counters.dropped += 1
-            return
-        if type(request) is ConnectRequest:
-            send(build_connect_response(request.transaction_id, self.connection_ids.issue(ip, now)))
-            return
+    def decide(self, request: Request, ip: bytes, now_ms: int) -> Decision:
+        """What a parsed datagram from canonical address ``ip`` gets at ``now_ms``."""
+        now = now_ms / 1000
+        if isinstance(request, ConnectRequest):
+            return build_connect_response(
+                request.transaction_id, self.connection_ids.issue(ip, now)
+            )
         if not self.connection_ids.is_valid(request.connection_id, ip, now):
-            self.counters.bad_connection_id += 1
-            return
-        if type(request) is AnnounceRequest:
-            self._announce(request, ip, now_ms, send)
-        elif type(request) is ScrapeRequest:
-            send(build_scrape_response(request.transaction_id, self.scrape(request.info_hashes)))
-        else:
-            assert type(request) is InvalidRequest
-            self.counters.errors += 1
-            send(build_error_response(request.transaction_id, request.message))
+            return None
+        if isinstance(request, AnnounceRequest):
+            return self._announce(request, ip, now_ms)
+        if isinstance(request, ScrapeRequest):
+            return build_scrape_response(request.transaction_id, self.scrape(request.info_hashes))
+        return build_error_response(request.transaction_id, request.message)
 
-    def _announce(self, request: AnnounceRequest, ip: bytes, now_ms: int, send: Send) -> None:
-        self.expire_if_due(now_ms)
+    def _announce(self, request: AnnounceRequest, ip: bytes, now_ms: int) -> Commit:
         reason = self.refusal(request.info_hash, request.event == _STOPPED)
         if reason is not None:
-            event: Event = AnnounceRefused(
+            refused = AnnounceRefused(
                 now_ms, request.info_hash, ip, request.port, request.peer_id, reason
             )
             reply = build_error_response(request.transaction_id, REFUSAL_MESSAGES[reason])
-
-            def on_committed(seq: int) -> None:
-                if seq:
-                    send(reply)
-        else:
-            event = AnnounceAccepted(
-                now_ms,
-                request.info_hash,
-                ip,
-                request.port,
-                request.peer_id,
-                request.key,
-                _EVENTS[request.event],
-                request.uploaded,
-                request.downloaded,
-                request.left,
-            )
-
-            def on_committed(seq: int) -> None:
-                if seq:
-                    send(self.announce_reply(request, ip))
-
-        if not self._submit(event, on_committed):
-            self.counters.shed += 1
-
-    # -- decisions ---------------------------------------------------------
+            return Commit(refused, _as_is, reply)
+        accepted = AnnounceAccepted(
+            now_ms,
+            request.info_hash,
+            ip,
+            request.port,
+            request.peer_id,
+            request.key,
+            _EVENTS[request.event],
+            request.uploaded,
+            request.downloaded,
+            request.left,
+        )
+        return Commit(accepted, self.announce_reply, (request, ip))
 
     def refusal(self, info_hash: bytes, stopped: bool = False) -> RefusalReason | None:
         """Why an announce for ``info_hash`` must be refused, if it must (UDPT's order).
@@ -181,23 +210,58 @@ class Tracker:
             return RefusalReason.FLAGGED
         return None
 
-    def expire_if_due(self, now_ms: int) -> None:
-        """Record the passing of time when ``cleanup_interval`` has elapsed since the last sweep,
-        unless the sweep would change nothing (it would only fill the log)."""
-        if now_ms - self.last_expiry_ms < self.policy.cleanup_interval_ms:
-            return
-        sweep = expiry_event(self.policy, now_ms)
-        if not self.state.sweep_would_visit(sweep) or self._submit(sweep, None):
-            self.last_expiry_ms = now_ms  # a sweep refused by a full writer is tried again
+    # -- admin changes -----------------------------------------------------
+
+    def decide_change(
+        self,
+        change: Change,
+        info_hash: bytes,
+        actor: str,
+        now_ms: int,
+        answer: Callable[[bytes], Any],
+    ) -> Commit | None:
+        """The event an admin change records, answered by ``answer(info_hash)`` once applied.
+
+        None: there is nothing to drop. Each change is one event whatever the
+        torrent's state, so a change never depends on changes still waiting for
+        their commit: adding keeps a flag as it is, only an unflag lifts it.
+        """
+        event: Event
+        if change is Change.ADD:
+            event = TorrentAdded(now_ms, info_hash, actor)
+        elif change is Change.FLAG:
+            event = TorrentFlagged(now_ms, info_hash, actor)
+        elif change is Change.UNFLAG:
+            event = TorrentUnflagged(now_ms, info_hash, actor)
+        else:
+            if info_hash not in self.state.torrents:
+                return None
+            event = TorrentDropped(now_ms, info_hash, actor)
+        return Commit(event, answer, info_hash)
+
+    # -- the passing of time -----------------------------------------------
+
+    def sweep(self, now_ms: int) -> PeersExpired | None:
+        """The expiry sweep to record at ``now_ms``, or None when it would change nothing.
+
+        Peers past ``peer_timeout`` go, and in dynamic mode empty torrents past
+        ``torrent_retention``. A sweep with nothing to visit is not worth an event:
+        folding it would give the same state.
+        """
+        policy = self.policy
+        torrent_cutoff = now_ms - policy.torrent_retention_ms if policy.dynamic else 0
+        sweep = PeersExpired(now_ms, now_ms - policy.peer_timeout_ms, max(torrent_cutoff, 0))
+        return sweep if self.state.sweep_would_change(sweep) else None
 
     # -- replies, built from the projections --------------------------------
 
-    def announce_reply(self, request: AnnounceRequest, ip: bytes) -> bytes:
+    def announce_reply(self, context: tuple[AnnounceRequest, bytes]) -> bytes:
         """The reply to an applied announce: counts after it, and peers unless it stopped.
 
         A torrent flagged between the decision and the commit ignored the announce
         (the flag wins in the fold), so the client hears that it is flagged.
         """
+        request, ip = context
         policy = self.policy
         torrent = self.state.torrents.get(request.info_hash)
         if torrent is None:

@@ -1,13 +1,15 @@
-"""The UDP edge: asyncio-dgram endpoints around the tracker's synchronous handler.
+"""The UDP edge: asyncio-dgram endpoints around the synchronous decisions.
 
-One receive loop per socket hands each datagram to ``Tracker.handle``; replies
-(immediate, or after their event's commit) go into an outbox that one sender
-coroutine drains. No exception from a bad datagram, a failed send or an ICMP
-error leaves these loops (asyncio-dgram reports send errors on the *next*
-call — PYTHON-STACK.md §2).
+One receive loop per socket parses each datagram (``udpt.wire``), asks the
+decisions what it gets (``Tracker.decide``), sends an immediate reply at once
+and hands a record to the intake, which delivers its answer back here after the
+commit. Replies go straight to the transport: a datagram send never blocks, and
+the transport's buffer is bounded here, so there is no outbox to drain. No
+exception from a bad datagram, a failed send or an ICMP error leaves the loop.
 
-asyncio-dgram's own receive queue is unbounded; ``BoundedProtocol`` sheds
-datagrams beyond ``max_queued`` so a flood costs a counter, not memory.
+asyncio-dgram's receive queue is unbounded; ``BoundedProtocol`` sheds
+datagrams beyond ``max_queued`` so a flood costs a counter, not memory. The
+loop takes every datagram already queued in one go, reading the clock once.
 """
 
 from __future__ import annotations
@@ -15,20 +17,52 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections import deque
-from functools import partial
+import time
+from typing import Any, cast
+from typing import Protocol as TypingProtocol
 
 from asyncio_dgram.aio import DatagramServer, Protocol, TransportClosed
 
 from udpt.addresses import canonical_ip
 from udpt.clock import EventClock
+from udpt.counters import Counters
+from udpt.events.types import AnnounceRefused
+from udpt.intake import Intake
 from udpt.tracker import Tracker
+from udpt.wire import AnnounceRequest, ConnectRequest, InvalidRequest, ScrapeRequest, parse_request
 
 __all__ = ["BoundedProtocol", "UdpEndpoint", "bind_udp_socket"]
 
 log = logging.getLogger(__name__)
 
-Address = tuple  # (host, port) or (host, port, flowinfo, scope_id)
+Address = tuple[Any, ...]  # (host, port) or (host, port, flowinfo, scope_id)
+
+MAX_SEND_BUFFER = 4 << 20
+"""Bytes of replies the transport may hold unsent before further replies are dropped."""
+
+ERROR_LOG_INTERVAL_S = 10.0
+"""Unexpected errors are logged at most once in this many seconds (with a count)."""
+
+# Counter keys, built once: (action, ip_version) by request type and address length.
+_ACTIONS = {
+    ConnectRequest: "connect",
+    AnnounceRequest: "announce",
+    ScrapeRequest: "scrape",
+    InvalidRequest: "invalid",
+}
+_REQUEST_KEYS = {kind: {4: (action, "4"), 16: (action, "6")} for kind, action in _ACTIONS.items()}
+_RESPONSE_KEYS = {kind: (action, "ok") for kind, action in _ACTIONS.items()}
+_RESPONSE_KEYS[InvalidRequest] = ("invalid", "error")
+_ANNOUNCE_OK = ("announce", "ok")
+_ANNOUNCE_REFUSED = ("announce", "refused")
+
+
+class _Transport(TypingProtocol):
+    """What the endpoint uses of a datagram transport (asyncio's and uvloop's have all of it)."""
+
+    def sendto(self, data: bytes, addr: Address) -> None: ...
+
+    def get_write_buffer_size(self) -> int: ...
 
 
 def bind_udp_socket(host: str, port: int) -> socket.socket:
@@ -51,41 +85,71 @@ class BoundedProtocol(Protocol):
     """asyncio-dgram's protocol with a bound on datagrams waiting to be read."""
 
     def __init__(
-        self, recvq: asyncio.Queue, excq: asyncio.Queue, drained: asyncio.Event, max_queued: int
+        self,
+        recvq: asyncio.Queue[Any],
+        excq: asyncio.Queue[Any],
+        drained: asyncio.Event,
+        max_queued: int,
+        counters: Counters,
     ) -> None:
         super().__init__(recvq, excq, drained)
+        self._queue = recvq
         self.max_queued = max_queued
-        self.shed = 0
+        self._counters = counters
 
-    def datagram_received(self, data: bytes, addr: Address) -> None:
-        if self._recvq.qsize() >= self.max_queued:
-            self.shed += 1
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self._queue.qsize() >= self.max_queued:
+            self._counters.dropped["queue_full"] += 1
             return
-        self._recvq.put_nowait((data, addr))
+        self._queue.put_nowait((data, addr))
 
     def error_received(self, exc: Exception) -> None:
         """ICMP errors concern one past reply; keep them out of the stream's next call."""
         log.debug("UDP error from the network: %s", exc)
 
 
+class _ErrorLog:
+    """Logs unexpected errors with their traceback, at most once per interval."""
+
+    def __init__(self) -> None:
+        self._next_at = 0.0
+        self._suppressed = 0
+
+    def report(self, source: str) -> None:
+        now = time.monotonic()
+        if now < self._next_at:
+            self._suppressed += 1
+            return
+        self._next_at = now + ERROR_LOG_INTERVAL_S
+        more = f" ({self._suppressed} more since the last report)" if self._suppressed else ""
+        self._suppressed = 0
+        log.exception("unexpected error handling a datagram from %s%s", source, more)
+
+
 class UdpEndpoint:
-    """One bound socket: its receive loop, its outbox and its sender."""
+    """One bound socket and its receive loop."""
 
     def __init__(
         self,
         stream: DatagramServer,
+        transport: _Transport,
         protocol: BoundedProtocol,
+        recvq: asyncio.Queue[Any],
         tracker: Tracker,
+        intake: Intake,
         clock: EventClock,
         receive_buffer: int = 8192,
     ) -> None:
         self.stream = stream
-        self.receive_buffer = receive_buffer
+        self._transport = transport
         self.protocol = protocol
+        self._recvq = recvq
         self.tracker = tracker
+        self.intake = intake
+        self.counters = intake.counters
         self.clock = clock
-        self._outbox: deque[tuple[bytes, Address]] = deque()
-        self._wake = asyncio.Event()
+        self.receive_buffer = receive_buffer
+        self._errors = _ErrorLog()
         self.received = 0
         self.send_errors = 0
         self.receive_errors = 0
@@ -95,40 +159,41 @@ class UdpEndpoint:
         cls,
         sock: socket.socket,
         tracker: Tracker,
+        intake: Intake,
         clock: EventClock,
         receive_buffer: int = 8192,
         max_queued: int = 10_000,
     ) -> UdpEndpoint:
         loop = asyncio.get_running_loop()
-        recvq: asyncio.Queue = asyncio.Queue()
-        excq: asyncio.Queue = asyncio.Queue()
+        recvq: asyncio.Queue[Any] = asyncio.Queue()
+        excq: asyncio.Queue[Any] = asyncio.Queue()
         drained = asyncio.Event()
+        counters = intake.counters
         transport, protocol = await loop.create_datagram_endpoint(
-            lambda: BoundedProtocol(recvq, excq, drained, max_queued), sock=sock
+            lambda: BoundedProtocol(recvq, excq, drained, max_queued, counters), sock=sock
         )
+        stream = DatagramServer(transport, recvq, excq, drained)  # type: ignore[arg-type]
         return cls(
-            DatagramServer(transport, recvq, excq, drained),
+            stream,
+            cast(_Transport, transport),
             protocol,
+            recvq,
             tracker,
+            intake,
             clock,
             receive_buffer,
         )
 
     @property
     def address(self) -> Address:
-        return self.stream.sockname
-
-    def _reply(self, addr: Address, data: bytes) -> None:
-        self._outbox.append((data, addr))
-        self._wake.set()
+        return tuple(self.stream.sockname)
 
     async def receive_loop(self) -> None:
         """Read datagrams until the socket closes; nothing a client sends can end this loop."""
         stream = self.stream
-        handle = self.tracker.handle
-        clock = self.clock
-        reply = self._reply
-        limit = self.receive_buffer
+        queued = self._recvq
+        handle = self._handle
+        now_ms = self.clock.now_ms
         while True:
             try:
                 data, addr = await stream.recv()
@@ -137,47 +202,63 @@ class UdpEndpoint:
             except OSError:
                 self.receive_errors += 1
                 continue
-            self.received += 1
-            if addr[1] == 0:  # R1: no reply can reach source port 0
-                continue
-            if len(data) > limit:  # as a recvfrom into a receive_buffer-sized buffer would
-                data = data[:limit]
-            try:
-                ip = canonical_ip(addr[0])
-                handle(data, ip, clock.now(), clock.now_ms(), partial(reply, addr))
-            except Exception:
-                log.exception("unexpected error handling a datagram from %s", addr[0])
-
-    async def send_loop(self) -> None:
-        """Send queued replies until the socket closes."""
-        stream = self.stream
-        outbox = self._outbox
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while outbox:
-                data, addr = outbox.popleft()
-                try:
-                    await stream.send(data, addr)
-                except TransportClosed:
+            now = now_ms()
+            handle(data, addr, now)
+            while not queued.empty():
+                data, addr = queued.get_nowait()
+                if data is None:  # the transport closed
                     return
-                except OSError:
-                    self.send_errors += 1
+                handle(data, addr, now)
 
-    def run(self) -> list[asyncio.Task]:
-        return [
-            asyncio.create_task(self.receive_loop(), name="udp-receive"),
-            asyncio.create_task(self.send_loop(), name="udp-send"),
-        ]
+    def _handle(self, data: bytes, addr: Any, now_ms: int) -> None:
+        """Parse, decide, and reply now or hand the record to the intake."""
+        self.received += 1
+        counters = self.counters
+        if addr[1] == 0:  # R1: no reply can reach source port 0
+            counters.dropped["source_port_0"] += 1
+            return
+        if len(data) > self.receive_buffer:  # as a recvfrom into a buffer that size would
+            data = data[: self.receive_buffer]
+        try:
+            request = parse_request(data, self.tracker.policy.max_scrape_hashes)
+            if request is None:
+                counters.dropped["malformed"] += 1
+                return
+            ip = canonical_ip(addr[0])
+            kind = type(request)
+            counters.requests[_REQUEST_KEYS[kind][len(ip)]] += 1
+            decision = self.tracker.decide(request, ip, now_ms)
+            if decision is None:
+                counters.dropped["bad_connection_id"] += 1
+            elif isinstance(decision, bytes):
+                self._send(decision, addr, _RESPONSE_KEYS[kind])
+            else:
+                result = (
+                    _ANNOUNCE_REFUSED if type(decision.event) is AnnounceRefused else _ANNOUNCE_OK
+                )
+                self.intake.submit(decision, self._deliver, (addr, result))
+        except Exception:
+            self._errors.report(str(addr[0]))
 
-    async def flush(self) -> None:
-        """Send what is queued (used at shutdown, after the final commit)."""
-        while self._outbox:
-            data, addr = self._outbox.popleft()
-            try:
-                await self.stream.send(data, addr)
-            except (OSError, TransportClosed):
-                self.send_errors += 1
+    def _deliver(self, to: tuple[Address, tuple[str, str]], outcome: Any) -> None:
+        """The intake's answer to a recorded announce; a lost one was counted there."""
+        if type(outcome) is bytes:
+            self._send(outcome, *to)
+
+    def _send(self, data: bytes, addr: Address, result: tuple[str, str]) -> None:
+        transport = self._transport
+        if transport.get_write_buffer_size() > MAX_SEND_BUFFER:
+            self.counters.dropped["send_buffer_full"] += 1
+            return
+        try:
+            transport.sendto(data, addr)
+        except OSError:
+            self.send_errors += 1
+            return
+        self.counters.responses[result] += 1
+
+    def run(self) -> list[asyncio.Task[None]]:
+        return [asyncio.create_task(self.receive_loop(), name="udp-receive")]
 
     def close(self) -> None:
         self.stream.close()

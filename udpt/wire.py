@@ -2,13 +2,13 @@
 
 Bytes in, values out. This module has no socket, clock, logger or configuration:
 limits such as the number of scrape hashes arrive as arguments, and the two checks
-that need more than the datagram are left to the caller (PROTOCOL.md §2, R1: a
+that need more than the datagram are left to the caller (docs/PROTOCOL.md §2, R1: a
 source port of 0; R6: a connection id that is not valid for the source IP).
 
 ``parse_request`` never raises, whatever the bytes and whatever their length
-(PROTOCOL.md §1.9); it returns ``None`` for a datagram that must be dropped
+(docs/PROTOCOL.md §1.9); it returns ``None`` for a datagram that must be dropped
 without a reply. The builders trust their arguments (they come from the tracker,
-not from the network) and produce exactly the layouts of PROTOCOL.md §3, §7, §8
+not from the network) and produce exactly the layouts of docs/PROTOCOL.md §3, §7, §8
 and §9, with no padding and no trailing bytes (§1.4).
 
 Requests are ``NamedTuple`` values, immutable like frozen dataclasses but built
@@ -64,28 +64,28 @@ EVENT_STOPPED = 3
 
 MAX_SCRAPE_HASHES = 74
 """BEP 15: "up to about 74" hashes per scrape; a 74-hash request is 1496 bytes.
-Precedent: opentracker 75, aquatic 70, chihaya 50, torrust 74 (PROTOCOL.md §8)."""
+Precedent: opentracker 75, aquatic 70, chihaya 50, torrust 74 (docs/PROTOCOL.md §8)."""
 
 ANNOUNCE_REQUEST_MIN_SIZE = 98
-"""The fixed part of an announce; BEP 41 options start here (PROTOCOL.md §5.1)."""
+"""The fixed part of an announce; BEP 41 options start here (docs/PROTOCOL.md §5.1)."""
 
 MAX_URL_DATA = 1024
-"""Cap on the concatenated BEP 41 URLData (PROTOCOL.md §5.5); the rest is ignored."""
+"""Cap on the concatenated BEP 41 URLData (docs/PROTOCOL.md §5.5); the rest is ignored."""
 
 MAX_ANNOUNCE_OPTIONS = 64
 """Options read per announce, NOPs included, before the rest is ignored like a
 malformed tail. libtorrent sends one URLData option and Transmission none; five
 255-byte URLData options already exceed MAX_URL_DATA. Without this cap an 8 KiB
 datagram of NOPs, checked before its connection id, would cost ~100 times the
-work of a normal announce (PROTOCOL.md §11.5: bounded work per packet)."""
+work of a normal announce (docs/PROTOCOL.md §11.5: bounded work per packet)."""
 
 MAX_ERROR_MESSAGE_BYTES = 64
-"""PROTOCOL.md §9: keep error messages short, so an error reply is at most 72 bytes."""
+"""docs/PROTOCOL.md §9: keep error messages short, so an error reply is at most 72 bytes."""
 
 _I32_MAX = 2**31 - 1
 _PROTOCOL_ID_BYTES = PROTOCOL_ID.to_bytes(8, "big")
 
-# Requests (PROTOCOL.md §2, §3, §5.1, §8). Connection ids and transaction ids stay
+# Requests (docs/PROTOCOL.md §2, §3, §5.1, §8). Connection ids and transaction ids stay
 # raw bytes: the tracker only compares and echoes them.
 _ACTION = struct.Struct("!I")  # at offset 8 of every request
 _REQUEST_HEADER = struct.Struct("!8sI4s")  # connection_id, action, transaction_id
@@ -93,7 +93,7 @@ _ANNOUNCE = struct.Struct("!8sI4s20s20sqqqI4sIiH")  # the 98 fixed bytes
 _SCRAPE_HASHES_OFFSET = _REQUEST_HEADER.size
 _INFO_HASH_SIZE = 20
 
-# Responses (PROTOCOL.md §3, §7.1, §8, §9).
+# Responses (docs/PROTOCOL.md §3, §7.1, §8, §9).
 _RESPONSE_HEADER = struct.Struct("!I4s")  # action, transaction_id
 _CONNECT_RESPONSE = struct.Struct("!I4s8s")
 _ANNOUNCE_RESPONSE_HEADER = struct.Struct("!I4siii")  # ..., interval, leechers, seeders
@@ -110,7 +110,7 @@ class AnnounceRequest(NamedTuple):
     """Action 1, at least 98 bytes, port not 0. Fields in BEP 15 byte order.
 
     ``event`` is normalised: 4 (libtorrent's "paused") and unknown values become
-    EVENT_NONE (PROTOCOL.md §5.3). ``ip`` is the raw field, which the tracker
+    EVENT_NONE (docs/PROTOCOL.md §5.3). ``ip`` is the raw field, which the tracker
     ignores (§5.4). ``url_data`` is the concatenated BEP 41 URLData, ``b""`` when
     there is none (§5.5).
     """
@@ -142,7 +142,7 @@ class InvalidRequest(NamedTuple):
     """A request answered with an error reply if, and only if, its connection id is valid.
 
     An error reply to an unverified source would let anybody reflect traffic at a
-    victim (PROTOCOL.md §2 rationale, §9), so the caller checks the id first.
+    victim (docs/PROTOCOL.md §2 rationale, §9), so the caller checks the id first.
     """
 
     connection_id: bytes
@@ -156,7 +156,7 @@ Request = ConnectRequest | AnnounceRequest | ScrapeRequest | InvalidRequest
 def parse_request(data: bytes, max_scrape_hashes: int = MAX_SCRAPE_HASHES) -> Request | None:
     """Read one client datagram; ``None`` means drop it silently. Never raises.
 
-    Implements the dispatch table of PROTOCOL.md §2 except R1 (source port 0) and
+    Implements the dispatch table of docs/PROTOCOL.md §2 except R1 (source port 0) and
     R6 (connection id validity), which need the source address. ``max_scrape_hashes``
     must be positive.
     """
@@ -216,7 +216,7 @@ def _read_announce(data: bytes, max_scrape_hashes: int) -> AnnounceRequest | Inv
 def _read_url_data(data: bytes) -> bytes:
     """Concatenate the BEP 41 URLData options after the fixed announce, leniently.
 
-    PROTOCOL.md §5.5: 0x00 ends the options; 0x01 is a one-byte NOP; every other
+    docs/PROTOCOL.md §5.5: 0x00 ends the options; 0x01 is a one-byte NOP; every other
     type has a length byte and is skipped unless it is 0x02 (URLData), because BEP 41
     gives all future options a length exactly so that old parsers can skip them.
     A truncated last option ends parsing without failing the announce (chihaya
@@ -280,14 +280,14 @@ _READERS: dict[int, Callable[[bytes, int], Request | None]] = {
 
 
 def build_connect_response(transaction_id: bytes, connection_id: bytes) -> bytes:
-    """The 16-byte connect reply (PROTOCOL.md §3); Transmission accepts no other size."""
+    """The 16-byte connect reply (docs/PROTOCOL.md §3); Transmission accepts no other size."""
     return _CONNECT_RESPONSE.pack(ACTION_CONNECT, transaction_id, connection_id)
 
 
 def build_announce_response(
     transaction_id: bytes, interval: int, leechers: int, seeders: int, peers: bytes
 ) -> bytes:
-    """The announce reply (PROTOCOL.md §7.1): note leechers come before seeders.
+    """The announce reply (docs/PROTOCOL.md §7.1): note leechers come before seeders.
 
     ``peers`` is the concatenation of compact entries, all 6 bytes (IPv4 client) or
     all 18 bytes (IPv6 client). Interval and counts saturate at 2**31 - 1.
@@ -305,7 +305,7 @@ def build_announce_response(
 
 
 def build_scrape_response(transaction_id: bytes, entries: Iterable[tuple[int, int, int]]) -> bytes:
-    """The scrape reply (PROTOCOL.md §8): one (seeders, completed, leechers) per hash.
+    """The scrape reply (docs/PROTOCOL.md §8): one (seeders, completed, leechers) per hash.
 
     Seeders come first here, unlike the announce reply. Values saturate at 2**31 - 1.
     """
@@ -320,7 +320,7 @@ def build_scrape_response(transaction_id: bytes, entries: Iterable[tuple[int, in
 
 
 def build_error_response(transaction_id: bytes, message: str) -> bytes:
-    """The error reply (PROTOCOL.md §9): UTF-8 text without a terminating NUL.
+    """The error reply (docs/PROTOCOL.md §9): UTF-8 text without a terminating NUL.
 
     Transmission shows every byte after the header, so a NUL would appear as part of
     the text (opentracker and chihaya append one). The text is cut to

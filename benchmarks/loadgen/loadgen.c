@@ -13,7 +13,7 @@
  *   - a client connects first (protocol magic), reuses its connection id for
  *     announces and scrapes, connects again after an error reply and when its id
  *     is --reconnect seconds old (BEP 15 lets a client use an id for 1 minute);
- *   - every reply is checked strictly (PROTOCOL.md sections 3, 7, 8, 9, 10) and
+ *   - every reply is checked strictly (docs/PROTOCOL.md §3, §7, §8, §9, §10) and
  *     each kind of violation is counted with a hex dump of its first occurrence;
  *   - the run is bounded: warmup + duration, then at most one timeout of drain.
  *     An alarm() set a few seconds past that ends the process if the loop ever
@@ -1025,7 +1025,7 @@ static bool peer_seen(struct run *r, const uint8_t *base, uint16_t idx)
     }
 }
 
-/* Checks an announce reply (PROTOCOL.md 7.1); returns true if it is valid. */
+/* Checks an announce reply (docs/PROTOCOL.md §7.1); returns true if it is valid. */
 static bool check_announce(struct run *r, const struct client *c, const struct slot *s,
                            const uint8_t *b, size_t len)
 {
@@ -1079,7 +1079,7 @@ static bool check_announce(struct run *r, const struct client *c, const struct s
     return true;
 }
 
-/* Checks a scrape reply (PROTOCOL.md 8); returns true if it is valid. */
+/* Checks a scrape reply (docs/PROTOCOL.md §8); returns true if it is valid. */
 static bool check_scrape(struct run *r, const struct slot *s, const uint8_t *b, size_t len)
 {
     if (len != 8 + 12 * (size_t)s->hashes) {

@@ -22,7 +22,7 @@ import orjson
 import pytest
 
 from tests.support.bep15 import TrackerClient, TrackerError
-from tests.support.daemon import make_config, running_tracker
+from tests.support.daemon import make_config, record, running_tracker
 from udpt.api.errors import redact
 from udpt.clock import ManualClock
 from udpt.config import LogConfig
@@ -295,7 +295,7 @@ async def test_listing_is_paged_in_info_hash_order(api: Api) -> None:
     hashes = sorted(bytes([n % 256, n // 256]) * 10 for n in range(1001))
     # Registered through the same writer the API uses, all in one go.
     await asyncio.gather(
-        *(api.running.writer.append(TorrentAdded(0, h, "test")) for h in reversed(hashes))
+        *(record(api.running, TorrentAdded(0, h, "test")) for h in reversed(hashes))
     )
     listed = [h.hex() for h in hashes]
 
@@ -344,6 +344,20 @@ async def test_add_registers_a_torrent_for_static_mode(tmp_path: Path) -> None:
         assert listed == [
             {"info_hash": HASH, "is_flagged": False, "completed": 0, "seeders": 0, "leechers": 1}
         ]
+
+
+async def test_an_empty_post_keeps_a_flag_only_is_flagged_false_lifts_it(api: Api) -> None:
+    # Regression: an empty POST (a bulk "add these hashes" script) unflagged a flagged
+    # torrent, silently lifting a blacklist.
+    await api.call("POST", f"/t/{HASH}", json={"is_flagged": True})
+    added = await api.call("POST", f"/t/{HASH}")
+    assert added.content == b'{"status":"ok"}'
+    assert (await api.call("GET", f"/t/{HASH}")).json()["is_flagged"] is True
+    async with await api.peer() as peer:
+        with pytest.raises(TrackerError, match=r"^torrent flagged\.$"):
+            await peer.announce(bytes.fromhex(HASH))
+    await api.call("POST", f"/t/{HASH}", json={"is_flagged": False})
+    assert (await api.call("GET", f"/t/{HASH}")).json()["is_flagged"] is False
 
 
 async def test_flag_clears_peers_and_refuses_announces_until_unflagged(api: Api) -> None:

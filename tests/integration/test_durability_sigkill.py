@@ -37,8 +37,8 @@ from tests.support.bep15 import (
     peer_id_for,
 )
 from udpt.events.log import EventLog
-from udpt.events.snapshots import recover
 from udpt.events.types import AnnounceAccepted
+from udpt.history.recovery import recover
 
 CLIENT_IPS = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4")
 IN_FLIGHT = 64  # announces awaiting their reply, per client

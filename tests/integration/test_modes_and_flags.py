@@ -1,4 +1,4 @@
-"""Modes and flags as UDPT users rely on them (UDPT-COMPAT.md, "UDP behaviour to keep").
+"""Modes and flags as UDPT users rely on them (docs/UDPT-COMPAT.md, "UDP behaviour to keep").
 
 The real daemon on 127.0.0.1, a real log; admin changes are appended to the log
 through the daemon's own writer, as the REST API does. Error replies are compared
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.bep15 import TrackerClient, TrackerError, announce_request, peer_id_for
-from tests.support.daemon import make_config, running_tracker
+from tests.support.daemon import make_config, record, running_tracker
 from udpt.clock import ManualClock
 from udpt.config import Config, LogConfig
 from udpt.daemon import Running
@@ -58,7 +58,7 @@ class TrackerUnderTest:
     async def admin(self, kind: type, info_hash: bytes) -> None:
         """Append an admin event (TorrentAdded, TorrentFlagged, ...) as the API would."""
         event: Event = kind(int(self.clock() * 1000), info_hash, "test")
-        await self.running.writer.append(event)
+        await record(self.running, event)
 
     async def refusal(self, info_hash: bytes, port: int = 6881) -> bytes:
         """The raw reply to an announce that must be refused; checks its framing."""
@@ -135,7 +135,7 @@ async def test_not_registered_is_checked_before_flagged(tmp_path: Path) -> None:
 
 
 async def test_dynamic_mode_holds_at_most_max_torrents(tmp_path: Path) -> None:
-    # A flood of random info hashes must not grow memory without bound (PROTOCOL.md §11.4).
+    # A flood of random info hashes must not grow memory without bound (docs/PROTOCOL.md §11.4).
     async with tracker_in(tmp_path, "dynamic", max_torrents=2) as tracker:
         await tracker.client.announce(IH1)
         await tracker.client.announce(IH2)

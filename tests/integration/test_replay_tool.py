@@ -1,6 +1,6 @@
 """``tools/replay.py``: audit and recovery of an event log, as an operator runs it.
 
-The tool's logic (``udpt.audit``) and its ``main()`` run in-process on real
+The tool's logic (``udpt.history``) and its ``main()`` run in-process on real
 LMDB logs; a few cases run it as a real process, as a user does: on the log of
 a running daemon, and for the exit status of a failed verification.
 """
@@ -26,19 +26,9 @@ from hypothesis import strategies as st
 
 from tests.strategies import EVENT_STRATEGIES, tracker_histories
 from tests.support.bep15 import TrackerClient
-from tests.support.daemon import make_config, running_tracker
-from udpt import audit
-from udpt.audit import (
-    event_from_json,
-    event_to_json,
-    replay,
-    seq_at_time,
-    torrent_history,
-)
+from tests.support.daemon import make_config, record, running_tracker
 from udpt.clock import ManualClock
-from udpt.events import snapshots
 from udpt.events.log import EventLog
-from udpt.events.snapshots import take_snapshot
 from udpt.events.types import (
     EVENT_TYPES,
     AnnounceAccepted,
@@ -53,6 +43,12 @@ from udpt.events.types import (
     TorrentImported,
     TorrentUnflagged,
 )
+from udpt.history import folding
+from udpt.history.json_lines import event_from_json, event_to_json
+from udpt.history.points import seq_at_time
+from udpt.history.recovery import replay, take_snapshot
+from udpt.history.torrent_history import torrent_history
+from udpt.history.verification import verify
 from udpt.projections import TrackerState
 
 REPO = Path(__file__).resolve().parents[2]
@@ -203,7 +199,7 @@ async def test_replay_of_a_live_daemons_log_matches_what_the_daemon_reports(
             clock.advance(2800)  # past the peer timeout and the cleanup interval
             await seeder.connect()
             await seeder.announce(HASH_B, port=6882, left=0, event=0)  # expiry runs first
-        await running.writer.append(TorrentFlagged(at(50), HASH_B, "alice"))
+        await record(running, TorrentFlagged(at(50), HASH_B, "alice"))
         state = running.state
         assert state.stats.by_kind["PeersExpired"] == 1  # the case covers expiry
 
@@ -683,7 +679,7 @@ def test_long_scans_read_in_chunks_that_join_without_losing_or_repeating_an_even
 ) -> None:
     delete_record(history_log, 6)  # a gap that falls inside a chunk
     delete_record(history_log, 9)  # and one at the start of a chunk
-    monkeypatch.setattr(snapshots, "READ_CHUNK", 3)
+    monkeypatch.setattr(folding, "READ_CHUNK", 3)
     out = tmp_path / "events.jsonl"
 
     assert tool.main([str(history_log), "--export", str(out)]) == 0
@@ -691,7 +687,7 @@ def test_long_scans_read_in_chunks_that_join_without_losing_or_repeating_an_even
     exported = [event_from_json(orjson.loads(line)) for line in out.read_bytes().splitlines()]
     assert exported == [(seq, e) for seq, e in enumerate(HISTORY, 1) if seq not in (6, 9)]
     with EventLog(history_log, readonly=True) as log:
-        assert [p.seq for p in audit.verify(log).problems] == [6, 9, 9]
+        assert [p.seq for p in verify(log).problems] == [6, 9, 9]
 
 
 # -- --rebuild --------------------------------------------------------------------------

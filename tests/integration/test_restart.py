@@ -24,7 +24,7 @@ from tests.support.bep15 import (
     parse_announce_response,
     peer_id_for,
 )
-from tests.support.daemon import make_config, running_tracker
+from tests.support.daemon import make_config, record, running_tracker
 from udpt.clock import ManualClock
 from udpt.config import Config, LogConfig
 from udpt.daemon import Running
@@ -82,8 +82,8 @@ async def serve_a_history(tmp_path: Path) -> Served:
             await _announce_ipv6(running, clock, IH1)
             await second.announce(IH2, port=6005)
             await first.announce(IH5, event=EVENT_COMPLETED, left=0, port=6006)
-            await running.writer.append(TorrentFlagged(_ms(clock), IH2, "test"))
-            await running.writer.append(TorrentAdded(_ms(clock), IH3, "test"))
+            await record(running, TorrentFlagged(_ms(clock), IH2, "test"))
+            await record(running, TorrentAdded(_ms(clock), IH3, "test"))
             scrape = (await first.scrape(*HASHES)).entries
             snapshot = running.state.snapshot()
         finally:
@@ -108,7 +108,8 @@ def _ms(clock: ManualClock) -> int:
 
 async def _announce_ipv6(running: Running, clock: ManualClock, info_hash_: bytes) -> None:
     """An IPv6 seeder, recorded as the UDP path records one (no IPv6 socket needed)."""
-    await running.writer.append(
+    await record(
+        running,
         AnnounceAccepted(
             _ms(clock),
             info_hash_,
@@ -120,7 +121,7 @@ async def _announce_ipv6(running: Running, clock: ManualClock, info_hash_: bytes
             0,
             0,
             0,
-        )
+        ),
     )
 
 

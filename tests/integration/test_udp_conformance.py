@@ -1,4 +1,4 @@
-"""PROTOCOL.md §15, groups A to F, against the real daemon over real UDP sockets.
+"""docs/PROTOCOL.md §15, groups A to F, against the real daemon over real UDP sockets.
 
 Every test starts ``udpt.daemon.serve`` on an ephemeral port (real LMDB log in a
 temp directory, fsync off for speed: durability has its own tests) with a
@@ -6,7 +6,7 @@ temp directory, fsync off for speed: durability has its own tests) with a
 independent BEP 15 client of ``tests.support.bep15``. Simulated IPv4 peers are
 client sockets on 127.0.0.1, 127.0.0.2, ... and distinct announced ports.
 
-Silence is asserted without waiting (STYLE.md): the ignored datagram is followed
+Silence is asserted without waiting (docs/STYLE.md): the ignored datagram is followed
 by a probe on the slowest path (an announce, which is answered only after the
 writer commits it), and the first reply must answer the probe. The tracker's
 datagram counter proves that both datagrams arrived.

@@ -1,4 +1,4 @@
-"""The invariant everything serves: the projections are a pure fold of the log (DESIGN.md §1).
+"""The invariant everything serves: the projections are a pure fold of the log (docs/DESIGN.md §1).
 
 For random but realistic logs (``tracker_histories``):
 
@@ -8,7 +8,7 @@ For random but realistic logs (``tracker_histories``):
   the states are also compared field by field, without ``snapshot()``, so a
   field the snapshot leaves out is caught even when both sides leave it out alike;
 * the fold agrees, after every event, with a naive reference model written
-  straight from PROTOCOL.md §6, so a consistent but wrong rule (a completion
+  straight from docs/PROTOCOL.md §6, so a consistent but wrong rule (a completion
   counted twice, expiry off by one) fails here too, not only in the tables.
 """
 
@@ -33,7 +33,7 @@ from udpt.events.types import (
     TorrentUnflagged,
 )
 from udpt.projections import TrackerState
-from udpt.projections.swarms import PEER
+from udpt.projections.swarms import peer_views
 
 
 def contents(value: object) -> object:
@@ -93,7 +93,7 @@ class ModelTorrent:
 
 @dataclass
 class Model:
-    """PROTOCOL.md §6 and the event docstrings, as plainly as possible: no ordering tricks."""
+    """docs/PROTOCOL.md §6 and the event docstrings, as plainly as possible: no ordering tricks."""
 
     torrents: dict[bytes, ModelTorrent] = field(default_factory=dict)
     peers_expired: int = 0
@@ -155,11 +155,7 @@ class Model:
 def view_of_state(state: TrackerState) -> dict[bytes, tuple]:
     view = {}
     for info_hash, torrent in state.torrents.items():
-        peers = {
-            (compact[:-2], int.from_bytes(compact[-2:], "big")): PEER.unpack(record)
-            for table in torrent.swarm.tables()
-            for compact, record in table.items()
-        }
+        peers = {(peer.ip, peer.port): tuple(peer)[2:] for peer in peer_views(torrent.swarm)}
         view[info_hash] = (
             torrent.flagged,
             torrent.registered,

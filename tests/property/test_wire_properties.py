@@ -1,7 +1,7 @@
 """Property tests for udpt.wire: round trips per message and never-raises sweeps.
 
 Requests are built and responses read with tests.support.bep15, an independent
-struct-based client codec. PROTOCOL.md §1.9 and §11.7: parsing must never raise,
+struct-based client codec. docs/PROTOCOL.md §1.9 and §11.7: parsing must never raise,
 and random data must never parse as anything but a valid connect (A11).
 """
 

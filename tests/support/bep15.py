@@ -1,11 +1,11 @@
 """The client side of BEP 15 for tests: request builders, response parsers, a UDP client.
 
-Everything here is written with plain ``struct`` format strings from PROTOCOL.md and
+Everything here is written with plain ``struct`` format strings from docs/PROTOCOL.md and
 imports nothing from ``udpt``, so a test that builds a request here and parses it with
 ``udpt.wire`` (or the reverse) checks the codec against an independent reading of
 the spec rather than against itself.
 
-Parsers are strict where real clients are strict (PROTOCOL.md §12, client table):
+Parsers are strict where real clients are strict (docs/PROTOCOL.md §12, client table):
 a connect reply must be exactly 16 bytes, an announce reply's peer part a whole
 number of entries. A reply of the wrong shape raises ``ProtocolError``; an error
 reply (action 3) where another was expected raises ``TrackerError``.
@@ -69,7 +69,7 @@ class TrackerError(Exception):
 
 
 def connect_request(transaction_id: bytes) -> bytes:
-    """``CONNECT(tid)`` of PROTOCOL.md §15: magic, action 0, transaction id."""
+    """``CONNECT(tid)`` of docs/PROTOCOL.md §15: magic, action 0, transaction id."""
     return struct.pack("!QI4s", PROTOCOL_MAGIC, _CONNECT, transaction_id)
 
 
@@ -88,7 +88,7 @@ def announce_request(
     port: int = 6881,
     options: bytes = b"",
 ) -> bytes:
-    """``ANN(...)`` of PROTOCOL.md §15 (98 bytes), followed by raw BEP 41 ``options``."""
+    """``ANN(...)`` of docs/PROTOCOL.md §15 (98 bytes), followed by raw BEP 41 ``options``."""
     fixed = struct.pack(
         "!8sI4s20s20sqqqI4sIiH",
         connection_id,
@@ -109,7 +109,7 @@ def announce_request(
 
 
 def scrape_request(connection_id: bytes, transaction_id: bytes, *info_hashes: bytes) -> bytes:
-    """``SCR(h1, h2, ...)`` of PROTOCOL.md §15: header then the 20-byte hashes."""
+    """``SCR(h1, h2, ...)`` of docs/PROTOCOL.md §15: header then the 20-byte hashes."""
     return struct.pack("!8sI4s", connection_id, _SCRAPE, transaction_id) + b"".join(info_hashes)
 
 
@@ -119,7 +119,7 @@ def url_data_option(data: bytes) -> bytes:
 
 
 def peer_id_for(number: int) -> bytes:
-    """PROTOCOL.md §15's peer id for simulated peer ``number``: ``-XX0001-`` + 12 bytes."""
+    """docs/PROTOCOL.md §15's peer id for simulated peer ``number``: ``-XX0001-`` + 12 bytes."""
     return b"-XX0001-" + b"%012d" % number
 
 
@@ -237,7 +237,7 @@ class TrackerClient:
     """A UDP client bound to ``local_host`` and connected to the tracker.
 
     The socket is connected, so the kernel drops datagrams from any other source,
-    as libtorrent does (PROTOCOL.md §1.7). Every receive has a deadline and raises
+    as libtorrent does (docs/PROTOCOL.md §1.7). Every receive has a deadline and raises
     ``TimeoutError`` when nothing arrives: that is how a test sees silence.
     """
 

@@ -19,9 +19,11 @@ from typing import Any
 from udpt.clock import EventClock, ManualClock
 from udpt.config import Config, HttpConfig, Mode, load_config
 from udpt.daemon import Running, serve
+from udpt.events.types import Event
+from udpt.tracker import Commit
 from udpt.udp import bind_udp_socket
 
-__all__ = ["make_config", "running_tracker"]
+__all__ = ["make_config", "record", "running_tracker"]
 
 
 def make_config(
@@ -65,7 +67,7 @@ async def running_tracker(
             http_socket=_http_socket(host) if config.http is not None else None,
             clock=event_clock,
             rng=Random(seed),
-            stop=stop,
+            stop_event=stop,
             ready=lambda running: ready.set_result(running),
         )
     )
@@ -81,3 +83,12 @@ async def running_tracker(
     finally:
         stop.set()
         assert await asyncio.wait_for(task, 30) == 0
+
+
+async def record(running: Running, event: Event) -> None:
+    """Record ``event`` through the tracker's intake, as the API does; wait for its commit."""
+    await running.intake.record(Commit(event, _no_answer, None))
+
+
+def _no_answer(context: None) -> None:
+    return None

@@ -1,4 +1,4 @@
-"""Address helpers: canonical source IPs (PROTOCOL.md §1.6), peer formats, bind addresses."""
+"""Address helpers: canonical source IPs (docs/PROTOCOL.md §1.6), peer formats, bind addresses."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def test_format_peer_address_refuses_other_lengths() -> None:
 
 
 def test_compact_peer_is_the_bep23_entry() -> None:
-    # PROTOCOL.md §7.1 example: 192.0.2.7:6881 is c0000207 1ae1
+    # docs/PROTOCOL.md §7.1 example: 192.0.2.7:6881 is c0000207 1ae1
     assert compact_peer(bytes.fromhex("c0000207"), 6881) == bytes.fromhex("c00002071ae1")
     ipv6 = compact_peer(canonical_ip("::1"), 51413)
     assert ipv6 == bytes(15) + b"\x01" + bytes.fromhex("c8d5")

@@ -1,4 +1,4 @@
-"""Connection ids (PROTOCOL.md §4, tests B5, B7-B9, B11, B13) with ``now`` as a plain value."""
+"""Connection ids (docs/PROTOCOL.md §4, tests B5, B7-B9, B11, B13) with ``now`` as a plain value."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from udpt.connection_ids import ConnectionIds, new_secret
 
-T0 = 1_000_000.0  # PROTOCOL.md §15: the clock starts at t = 1 000 000
+T0 = 1_000_000.0  # docs/PROTOCOL.md §15: the clock starts at t = 1 000 000
 LOCALHOST = socket.inet_pton(socket.AF_INET, "127.0.0.1")
 LOCALHOST_2 = socket.inet_pton(socket.AF_INET, "127.0.0.2")
 LOCALHOST_V6 = socket.inet_pton(socket.AF_INET6, "::1")
@@ -28,7 +28,7 @@ def test_id_is_8_bytes(ids: ConnectionIds) -> None:
 
 
 def test_id_matches_the_documented_construction(ids: ConnectionIds) -> None:
-    # PROTOCOL.md §4.2: BLAKE2b-64 keyed with the secret over window + family + IP.
+    # docs/PROTOCOL.md §4.2: BLAKE2b-64 keyed with the secret over window + family + IP.
     window = int(T0 // 120)
     expected = hashlib.blake2b(
         window.to_bytes(8, "big") + b"\x04" + LOCALHOST, key=SECRET, digest_size=8

@@ -1,7 +1,7 @@
-"""udpt.wire against PROTOCOL.md: case tables read in both directions, then §15 at codec level.
+"""udpt.wire against docs/PROTOCOL.md: case tables read in both directions, then §15 at codec level.
 
 Request bytes are built by hand or with tests.support.bep15 (plain struct, no udpt
-code); response bytes are checked against hex from PROTOCOL.md and read back with
+code); response bytes are checked against hex from docs/PROTOCOL.md and read back with
 the support parsers, so the codec is never tested with itself.
 """
 
@@ -36,7 +36,7 @@ IH1 = bytes(range(1, 21))
 IH2 = bytes(range(101, 121))
 PEER_ID = b"-XX0001-000000000001"
 
-# One announce, built field by field (PROTOCOL.md §5.1).
+# One announce, built field by field (docs/PROTOCOL.md §5.1).
 HAND_BUILT_ANNOUNCE = b"".join(
     [
         bytes.fromhex("a1a2a3a4a5a6a7a8"),  # connection_id: from a connect reply
@@ -106,7 +106,7 @@ REQUEST_CASES: list[tuple[Request, bytes]] = [
     ),
     (HAND_BUILT_ANNOUNCE_VALUE, HAND_BUILT_ANNOUNCE),
     (
-        # libtorrent's announce: 98 bytes + URLData "/announce" (PROTOCOL.md §5.5)
+        # libtorrent's announce: 98 bytes + URLData "/announce" (docs/PROTOCOL.md §5.5)
         AnnounceRequest(
             CID, TID, IH1, PEER_ID, 0, 16384, 0, 0, bytes(4), 7, 200, 51413, b"/announce"
         ),
@@ -149,7 +149,7 @@ RESPONSE_CASES: list[tuple[bytes, bytes, object]] = [
         bep15.ConnectResponse(TID, CID),
     ),
     (
-        # PROTOCOL.md §7.1 example: leechers before seeders
+        # docs/PROTOCOL.md §7.1 example: leechers before seeders
         build_announce_response(
             bytes.fromhex("aabbccdd"),
             1800,
@@ -215,7 +215,7 @@ def header(connection_id: bytes, action: int, transaction_id: bytes = TID) -> by
 
 
 def announce(**fields: Any) -> bytes:
-    """PROTOCOL.md §15 ``ANN(...)``: 98 bytes with the listed fields changed."""
+    """docs/PROTOCOL.md §15 ``ANN(...)``: 98 bytes with the listed fields changed."""
     return bep15.announce_request(CID, TID, IH1, PEER_ID, **fields)
 
 

@@ -25,7 +25,7 @@ from sanic.exceptions import (
     SanicException,
 )
 
-from udpt.events.writer import WriterClosed
+from udpt.intake import NotRecordedError
 
 __all__ = ["ApiError", "TokenRedactor", "error_reply", "json_reply", "redact"]
 
@@ -47,7 +47,10 @@ def json_reply(
 ) -> HTTPResponse:
     """``body`` as compact JSON in the key order it was built with."""
     return HTTPResponse(
-        orjson.dumps(body), status=status, headers=headers, content_type="application/json"
+        orjson.dumps(body),
+        status=status,
+        headers=dict(headers) if headers else None,
+        content_type="application/json",
     )
 
 
@@ -75,7 +78,7 @@ def _describe(request: Request, exception: BaseException) -> tuple[int, str, Map
         return 413, "request too large: the body may have at most 4096 bytes", {}
     if isinstance(exception, BadRequest):
         return 400, "malformed HTTP request", {}
-    if isinstance(exception, WriterClosed):
+    if isinstance(exception, NotRecordedError):
         return 503, "the tracker is not accepting changes now (overloaded or stopping)", {}
     if isinstance(exception, SanicException) and exception.status_code < 500:
         status = exception.status_code

@@ -6,12 +6,12 @@ orjson (which keeps insertion order and writes compact JSON).
 
 from __future__ import annotations
 
-from itertools import chain, islice
+from itertools import islice
 from typing import Any
 
 from udpt.addresses import format_peer_address
 from udpt.clients import client_name
-from udpt.projections.swarms import PEER, Swarm
+from udpt.projections.swarms import Swarm, peer_views
 from udpt.projections.torrents import Torrent
 
 __all__ = ["MAX_PEERS_SHOWN", "OK", "peer_pairs", "torrent_summary", "torrent_with_peers"]
@@ -50,22 +50,19 @@ def peer_pairs(swarm: Swarm, now_ms: int) -> list[list[dict[str, Any]]]:
     Seeders then leechers, IPv4 then IPv6, each oldest announce first;
     ``updated`` is milliseconds since that peer's last announce.
     """
-    pairs = []
-    for peer, record in islice(
-        chain.from_iterable(t.items() for t in swarm.tables()), MAX_PEERS_SHOWN
-    ):
-        peer_id, _key, last_seen_ms, uploaded, downloaded, left, event, _ = PEER.unpack(record)
-        ip, port = peer[:-2], int.from_bytes(peer[-2:], "big")
+    pairs: list[list[dict[str, Any]]] = []
+    for peer in islice(peer_views(swarm), MAX_PEERS_SHOWN):
+        event = peer.event
         pairs.append(
             [
-                {"id": peer_id.hex(), "client": client_name(peer_id)},
+                {"id": peer.peer_id.hex(), "client": client_name(peer.peer_id)},
                 {
-                    "ip": format_peer_address(ip, port),
-                    "uploaded": uploaded,
-                    "downloaded": downloaded,
-                    "left": left,
+                    "ip": format_peer_address(peer.ip, peer.port),
+                    "uploaded": peer.uploaded,
+                    "downloaded": peer.downloaded,
+                    "left": peer.left,
                     "event": _EVENT_NAMES[event] if event < len(_EVENT_NAMES) else "None",
-                    "updated": max(0, now_ms - last_seen_ms),
+                    "updated": max(0, now_ms - peer.last_seen_ms),
                 },
             ]
         )

@@ -1,6 +1,6 @@
 """The Sanic server of the REST API, run in the daemon's own process and event loop.
 
-Sanic is driven through ``create_server`` (PYTHON-STACK.md §1.4): no worker
+Sanic is driven through ``create_server`` (docs/PYTHON-STACK.md §1.4): no worker
 manager, no child processes, no signal handlers of its own; the daemon starts
 and stops it in its shutdown order. Each start builds a fresh app with a
 unique name and TouchUp off, so a process (a test run) can start it many times.
@@ -13,21 +13,16 @@ import itertools
 import logging
 import socket
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import Any
 
 from sanic import HTTPResponse, Request, Sanic
 from sanic.exceptions import RequestCancelled
 from sanic.server import AsyncioServer
 
 from udpt.addresses import parse_bind_address
-from udpt.api.auth import TokenChecker
 from udpt.api.errors import TokenRedactor, error_reply
 from udpt.api.routes import TorrentRoutes
-
-if TYPE_CHECKING:
-    from udpt.clock import EventClock
-    from udpt.config import Config
-    from udpt.daemon import Running
+from udpt.config import HttpConfig
 
 __all__ = ["MAX_BODY_BYTES", "ApiServer", "bind_http_socket", "build_app"]
 
@@ -59,7 +54,7 @@ def bind_http_socket(bind_address: str) -> socket.socket:
     return sock
 
 
-def build_app(routes: TorrentRoutes, openapi_document: bytes) -> Sanic:
+def build_app(routes: TorrentRoutes, openapi_document: bytes) -> Sanic[Any, Any]:
     """A new Sanic app serving ``routes`` and the OpenAPI document."""
     app = Sanic(f"udpt-api-{next(_app_numbers)}", configure_logging=False, env_prefix=None)
     app.config.update(
@@ -109,28 +104,19 @@ def _install_redactor() -> None:
 class ApiServer:
     """A running REST API; ``close()`` stops it."""
 
-    def __init__(self, app: Sanic, server: AsyncioServer, sock: socket.socket) -> None:
+    def __init__(self, app: Sanic[Any, Any], server: AsyncioServer, sock: socket.socket) -> None:
         self._app = app
         self._server = server
         self._sock = sock
-        self.address: tuple = sock.getsockname()
+        self.address: tuple[Any, ...] = sock.getsockname()
 
     @classmethod
     async def start(
-        cls,
-        config: Config,
-        running: Running,
-        clock: EventClock,
-        http_socket: socket.socket | None = None,
+        cls, http: HttpConfig, routes: TorrentRoutes, http_socket: socket.socket | None = None
     ) -> ApiServer:
-        """Serve ``config.http`` on ``http_socket`` (bound here from the config when None)."""
-        if config.http is None:
-            raise ValueError("the configuration has no [http] table")
+        """Serve ``routes`` on ``http_socket`` (bound here from ``http`` when None)."""
         _install_redactor()
-        sock = http_socket or bind_http_socket(config.http.bind_address)
-        routes = TorrentRoutes(
-            running.state, running.writer, clock, TokenChecker(config.http.access_tokens)
-        )
+        sock = http_socket or bind_http_socket(http.bind_address)
         document = resources.files("udpt").joinpath("openapi.json").read_bytes()
         app = build_app(routes, document)
         try:

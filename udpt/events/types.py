@@ -18,7 +18,7 @@ events/s). Equality is made type-aware so that two kinds with the same fields
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = [
     "EVENT_TYPES",
@@ -147,15 +147,15 @@ Event = (
 )
 
 
-def _same_event(self: tuple, other: object) -> bool:
+def _same_event(self: tuple[Any, ...], other: object) -> bool:
     return type(self) is type(other) and tuple.__eq__(self, other)
 
 
-def _different_event(self: tuple, other: object) -> bool:
+def _different_event(self: tuple[Any, ...], other: object) -> bool:
     return not _same_event(self, other)
 
 
-def _event_hash(self: tuple) -> int:
+def _event_hash(self: tuple[Any, ...]) -> int:
     return hash((type(self).__name__, tuple(self)))
 
 

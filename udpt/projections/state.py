@@ -4,13 +4,13 @@
 small handler per event type. Nothing here reads a clock, a random source or
 configuration: everything an event needs (times, cutoffs) is in the event.
 So folding a log gives the same state live, on replay, and from a snapshot
-plus the tail — ``snapshot()`` bytes are the proof (DESIGN.md §1).
+plus the tail — ``snapshot()`` bytes are the proof (docs/DESIGN.md §1).
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from udpt.events.types import (
     EVENT_TYPES,
@@ -26,14 +26,13 @@ from udpt.events.types import (
     TorrentUnflagged,
 )
 from udpt.projections.stats import Stats
-from udpt.projections.swarms import FLAG_OFFSET, PEER
+from udpt.projections.swarms import RECORD_SIZE
 from udpt.projections.time_index import TimeIndex
-from udpt.projections.torrents import Torrent
+from udpt.projections.torrents import Torrent, TorrentTable
 
 __all__ = ["SnapshotError", "TrackerState"]
 
-_STOPPED = AnnounceEvent.STOPPED
-_COMPLETED = AnnounceEvent.COMPLETED
+_STOPPED_EVENT = AnnounceEvent.STOPPED
 
 SNAPSHOT_MAGIC = b"UDPTSNAP"
 SNAPSHOT_VERSION = 1
@@ -45,6 +44,13 @@ _MAX_COMPLETED = (1 << 64) - 1
 _NAMES = {kind: kind.__name__ for kind in EVENT_TYPES}
 
 
+SWEEP_STEP = 100
+"""Torrents an expiry sweep visits between two pauses (``apply_in_steps``)."""
+
+SWEEP_CHECK_LIMIT = 1000
+"""Due torrents ``sweep_would_change`` looks at before it answers yes without looking further."""
+
+
 class SnapshotError(ValueError):
     """Snapshot bytes that this version cannot restore."""
 
@@ -53,7 +59,7 @@ class TrackerState:
     """Torrents (with their swarms) and stats, as of event ``last_seq``."""
 
     def __init__(self) -> None:
-        self.torrents: dict[bytes, Torrent] = {}
+        self.torrents = TorrentTable()
         self.stats = Stats()
         self.last_seq = 0
         # Derived indexes that let a sweep skip torrents with nothing due (time_index.py):
@@ -82,16 +88,37 @@ class TrackerState:
         self.stats.by_kind[_NAMES[kind]] += 1
         self.last_seq = seq
 
+    def apply_in_steps(self, seq: int, event: Event) -> Iterator[None]:
+        """``apply``, in steps that a caller may spread over several turns of its loop.
+
+        Only an expiry sweep has more than one step (it pauses every
+        ``SWEEP_STEP`` torrents); the event is folded once the iterator is
+        exhausted, and nothing else may be applied before then.
+        """
+        if type(event) is not PeersExpired:
+            self.apply(seq, event)
+            return
+        if seq <= self.last_seq:
+            raise ValueError(f"event {seq} applied after {self.last_seq}")
+        yield from self._expiring(event)
+        self.stats.by_kind[_NAMES[PeersExpired]] += 1
+        self.last_seq = seq
+
     def apply_all(self, events: Iterable[tuple[int, Event]]) -> None:
         for seq, event in events:
             self.apply(seq, event)
 
     def _announced(self, e: AnnounceAccepted) -> None:
-        """The busiest code in udpt, live and on replay: written for speed, see swarms.py."""
-        at_ms, info_hash, ip, port, peer_id, key, event, uploaded, downloaded, left = e
+        """The busiest code in udpt, live and on replay: written for speed, see swarms.py.
+
+        ``peer_status`` is inlined here and in ``Swarm.announce`` (a call per
+        announce costs about a tenth of the fold); ``test_swarms.py`` checks
+        that the fold files every peer where the rule says.
+        """
+        at_ms, info_hash, ip, port, _, _, event, _, _, _ = e
         torrent = self.torrents.get(info_hash)
         peer = ip + _PORTS.pack(port)
-        if event == _STOPPED:
+        if event == _STOPPED_EVENT:
             if torrent is not None and torrent.swarm.remove(peer) and not torrent.swarm:
                 self._idle.file(info_hash, torrent.last_announce_ms)
             return
@@ -102,19 +129,9 @@ class TrackerState:
         if info_hash not in self._by_oldest_peer:
             self._by_oldest_peer.file(info_hash, at_ms)
         torrent.last_announce_ms = at_ms
-        swarm = torrent.swarm
-        if len(ip) == 4:
-            seeders, leechers = swarm.seeders4, swarm.leechers4
-        else:
-            seeders, leechers = swarm.seeders6, swarm.leechers6
-        old = seeders.pop(peer, None) or leechers.pop(peer, None)
-        completed_flag = old is not None and old[FLAG_OFFSET] == 1
-        if event == _COMPLETED and left == 0 and not completed_flag:
-            if torrent.completed < _MAX_COMPLETED:  # the snapshot holds 64 bits
-                torrent.completed += 1
-            completed_flag = True
-        record = PEER.pack(peer_id, key, at_ms, uploaded, downloaded, left, event, completed_flag)
-        (leechers if left else seeders)[peer] = record
+        completes = torrent.swarm.announce(peer, e)
+        if completes and torrent.completed < _MAX_COMPLETED:  # the snapshot holds 64 bits
+            torrent.completed += 1
 
     def _refused(self, e: AnnounceRefused) -> None:
         """Refusals change no state; they are counted in the stats."""
@@ -145,26 +162,39 @@ class TrackerState:
             torrent.swarm.clear()
 
     def _expired(self, e: PeersExpired) -> None:
-        """Visit only torrents the indexes say may hold something due (time_index.py)."""
+        for _ in self._expiring(e):
+            pass
+
+    def _expiring(self, e: PeersExpired) -> Iterator[None]:
+        """The sweep, pausing after every ``SWEEP_STEP`` torrents it visits.
+
+        It visits only torrents the indexes say may hold something due
+        (time_index.py). Which torrents it visits between two pauses does not
+        change what it removes in the end, so the result is the same however
+        the steps are spread out.
+        """
         removed = 0
         torrents = self.torrents
-        for info_hash in self._by_oldest_peer.due(e.peer_cutoff_ms):
+        by_oldest = self._by_oldest_peer
+        for visited, info_hash in enumerate(by_oldest.take_due(e.peer_cutoff_ms), 1):
             torrent = torrents.get(info_hash)
             if torrent is None:  # dropped since it was filed
-                self._by_oldest_peer.file(info_hash, None)
+                by_oldest.file(info_hash, None)
                 continue
             removed += torrent.swarm.expire(e.peer_cutoff_ms)
             oldest = torrent.swarm.oldest_ms()
-            self._by_oldest_peer.file(info_hash, oldest)
+            by_oldest.file(info_hash, oldest)
             if oldest is None and not torrent.flagged and not torrent.registered:
                 self._idle.file(info_hash, torrent.last_announce_ms)
+            if visited % SWEEP_STEP == 0:
+                yield
         self.stats.peers_expired += removed
         if e.torrent_cutoff_ms:
-            self._forget_idle(e.torrent_cutoff_ms)
+            yield from self._forgetting_idle(e.torrent_cutoff_ms)
 
-    def _forget_idle(self, torrent_cutoff_ms: int) -> None:
+    def _forgetting_idle(self, torrent_cutoff_ms: int) -> Iterator[None]:
         """Drop empty torrents nobody registered or flagged, silent since the cutoff."""
-        for info_hash in self._idle.due(torrent_cutoff_ms):
+        for visited, info_hash in enumerate(self._idle.take_due(torrent_cutoff_ms), 1):
             torrent = self.torrents.get(info_hash)
             if torrent is None or torrent.swarm or torrent.flagged or torrent.registered:
                 self._idle.file(info_hash, None)  # filed again if it empties again
@@ -173,6 +203,8 @@ class TrackerState:
                 self._idle.file(info_hash, None)
             else:
                 self._idle.file(info_hash, torrent.last_announce_ms)
+            if visited % SWEEP_STEP == 0:
+                yield
 
     def _index(self, info_hash: bytes, torrent: Torrent) -> None:
         oldest = torrent.swarm.oldest_ms()
@@ -183,11 +215,37 @@ class TrackerState:
 
     # -- queries ----------------------------------------------------------
 
-    def sweep_would_visit(self, sweep: PeersExpired) -> bool:
-        """Whether ``sweep`` has any torrent to look at (if not, it would change nothing)."""
-        return bool(self._by_oldest_peer.due(sweep.peer_cutoff_ms)) or bool(
-            sweep.torrent_cutoff_ms and self._idle.due(sweep.torrent_cutoff_ms)
-        )
+    def sweep_would_change(self, sweep: PeersExpired) -> bool:
+        """Whether folding ``sweep`` would remove a peer or forget a torrent.
+
+        Looks only at the torrents the indexes file as due, as the sweep would, and
+        files each one it finds early under its true time again, as the sweep would
+        too: otherwise a sweep that is never recorded would leave them due, and every
+        later check would look at them again. The indexes are derived data (never
+        snapshotted), so this changes nothing any query or fold can see. With more
+        than ``SWEEP_CHECK_LIMIT`` torrents due it says yes without looking, so the
+        check never holds the loop long; the sweep then refiles them in steps.
+        """
+        torrents = self.torrents
+        by_oldest = self._by_oldest_peer
+        if by_oldest.count_due(sweep.peer_cutoff_ms) > SWEEP_CHECK_LIMIT:
+            return True  # the sweep itself, folded in steps, will look at them all
+        for info_hash in by_oldest.due(sweep.peer_cutoff_ms):
+            torrent = torrents.get(info_hash)
+            oldest = None if torrent is None else torrent.swarm.oldest_ms()
+            if oldest is not None and oldest < sweep.peer_cutoff_ms:
+                return True
+            by_oldest.file(info_hash, oldest)
+            if oldest is None and torrent is not None:
+                self._index(info_hash, torrent)
+        if sweep.torrent_cutoff_ms:
+            if self._idle.count_due(sweep.torrent_cutoff_ms) > SWEEP_CHECK_LIMIT:
+                return True
+            for info_hash in self._idle.due(sweep.torrent_cutoff_ms):
+                torrent = torrents.get(info_hash)
+                if torrent is not None and torrent.is_forgettable(sweep.torrent_cutoff_ms):
+                    return True
+        return False
 
     def totals(self) -> tuple[int, int, int]:
         """(seeders, leechers, completed) summed over all torrents."""
@@ -248,7 +306,8 @@ class TrackerState:
         offset = _HEADER.size
         state.stats = Stats.from_bytes(bytes(view[offset : offset + Stats.SIZE]))
         offset += Stats.SIZE
-        record_size = PEER.size
+        record_size = RECORD_SIZE
+        torrents: list[tuple[bytes, Torrent]] = []
         for _ in range(count):
             info_hash, flags, completed, last_ms, *sizes = _TORRENT.unpack_from(view, offset)
             offset += _TORRENT.size
@@ -269,8 +328,11 @@ class TrackerState:
                 for start in range(0, len(raw), stride):
                     table[raw[start : start + key_size]] = raw[start + key_size : start + stride]
                 offset = end
-            state.torrents[info_hash] = torrent
+            torrents.append((info_hash, torrent))
             state._index(info_hash, torrent)
         if offset != len(view):
             raise SnapshotError("snapshot has trailing bytes")
+        state.torrents.load_sorted(torrents)
+        if len(state.torrents) != count:
+            raise SnapshotError("snapshot holds a torrent twice")
         return state

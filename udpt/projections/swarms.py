@@ -1,10 +1,11 @@
-"""Peers of one torrent: the swarm tables, and the read-only queries on them.
+"""Peers of one torrent: the swarm tables, the peer record, and the read-only queries on them.
 
-A peer is identified by (family, canonical IP, announced port) — PROTOCOL.md
+A peer is identified by (family, canonical IP, announced port) — docs/PROTOCOL.md
 §6.1. The table key *is* the BEP 23 compact entry (4- or 16-byte IP, then the
 port), so building a reply is a join of keys. The value is a packed record
-(``PEER``) rather than an object: a peer costs one dict slot, a key and one
-small bytes object.
+rather than an object: a peer costs one dict slot, a key and one small bytes
+object. This module is the only one that knows the record's layout: the fold
+writes it through ``Swarm.announce`` and readers see it through ``PeerView``.
 
 Each family keeps seeders and leechers in separate dicts: seeders are given
 only leechers (§6.5), and counts are dict lengths. A peer that announces is
@@ -15,18 +16,82 @@ moved to the end of its dict, so every dict is ordered by last-seen time
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
+from enum import Enum
 from random import Random
+from typing import NamedTuple
 
-__all__ = ["PEER", "Swarm", "select_peers"]
+from udpt.events.types import AnnounceAccepted, AnnounceEvent
+
+__all__ = [
+    "RECORD_SIZE",
+    "PeerStatus",
+    "PeerView",
+    "Swarm",
+    "peer_status",
+    "peer_views",
+    "select_peers",
+]
 
 # peer_id, key, last_seen_ms, uploaded, downloaded, left, event, completed_flag
-PEER = struct.Struct("!20sIqqqqBB")
+_RECORD = struct.Struct("!20sIqqqqBB")
+_pack = _RECORD.pack
 _LAST_SEEN = struct.Struct("!q")
 _LAST_SEEN_OFFSET = 24
-FLAG_OFFSET = PEER.size - 1
+_FLAG_OFFSET = _RECORD.size - 1
+_STOPPED = AnnounceEvent.STOPPED
+_COMPLETED = AnnounceEvent.COMPLETED
+
+RECORD_SIZE = _RECORD.size
+"""Bytes per peer record; snapshots store records as they are, one after its key."""
 
 
-def last_seen_of(record: bytes) -> int:
+class PeerStatus(Enum):
+    """What an announce makes of its peer."""
+
+    SEEDER = "seeder"
+    LEECHER = "leecher"
+    STOPPED = "stopped"
+
+
+def peer_status(event: AnnounceEvent, left: int) -> PeerStatus:
+    """The seeder rule: ``stopped`` leaves the swarm (docs/PROTOCOL.md §6.4), ``left == 0`` seeds.
+
+    Any other ``left``, negative included, is a leecher (§6.2); the status is
+    decided again on every announce.
+    """
+    if event == _STOPPED:
+        return PeerStatus.STOPPED
+    return PeerStatus.SEEDER if left == 0 else PeerStatus.LEECHER
+
+
+class PeerView(NamedTuple):
+    """One peer as readers see it (API, replay tool, tests): the record, unpacked and named."""
+
+    peer: bytes
+    """The compact entry: 4- or 16-byte IP, then the port (big-endian)."""
+    seeder: bool
+    peer_id: bytes
+    key: int
+    last_seen_ms: int
+    uploaded: int
+    downloaded: int
+    left: int
+    event: int
+    """An ``AnnounceEvent`` value, as the last announce carried it."""
+    completed: bool
+    """Whether this entry's completion was counted (docs/PROTOCOL.md §6.3)."""
+
+    @property
+    def ip(self) -> bytes:
+        return self.peer[:-2]
+
+    @property
+    def port(self) -> int:
+        return int.from_bytes(self.peer[-2:], "big")
+
+
+def _last_seen_of(record: bytes) -> int:
     return _LAST_SEEN.unpack_from(record, _LAST_SEEN_OFFSET)[0]
 
 
@@ -62,14 +127,43 @@ class Swarm:
     def __len__(self) -> int:
         return self.seeders + self.leechers
 
-    def find(self, peer: bytes) -> bytes | None:
-        """The record of the peer whose compact entry is ``peer``, if it is in the swarm."""
+    def find(self, peer: bytes) -> PeerView | None:
+        """The peer whose compact entry is ``peer``, if it is in the swarm."""
         seeders, leechers = self.family(peer[:-2])
-        return seeders.get(peer) or leechers.get(peer)
+        record = seeders.get(peer)
+        if record is not None:
+            return _view(peer, True, record)
+        record = leechers.get(peer)
+        return None if record is None else _view(peer, False, record)
 
-    def remove(self, peer: bytes) -> bytes | None:
+    # -- changes, made only by the fold (projections/state.py) --------------
+
+    def announce(self, peer: bytes, e: AnnounceAccepted) -> bool:
+        """Insert or refresh ``peer`` from ``e`` at the end of its table; True if it completes.
+
+        Not for ``stopped`` (the caller removes the peer). Seeder or leecher as
+        ``peer_status`` says, inlined: this and its caller are the hottest code
+        on replay, and a test checks that the two agree. A completion
+        (docs/PROTOCOL.md §6.3) is ``completed`` with ``left == 0`` from an entry not
+        already counted; the entry remembers it until it leaves the swarm.
+        """
+        at_ms, _, _, _, peer_id, key, event, uploaded, downloaded, left = e
+        if len(peer) == 6:
+            seeders, leechers = self.seeders4, self.leechers4
+        else:
+            seeders, leechers = self.seeders6, self.leechers6
+        old = seeders.pop(peer, None) or leechers.pop(peer, None)
+        counted = old is not None and old[_FLAG_OFFSET] == 1
+        completes = not counted and left == 0 and event == _COMPLETED
+        (leechers if left else seeders)[peer] = _pack(
+            peer_id, key, at_ms, uploaded, downloaded, left, event, counted or completes
+        )
+        return completes
+
+    def remove(self, peer: bytes) -> bool:
+        """Take ``peer`` out of the swarm; whether it was there."""
         seeders, leechers = self.family(peer[:-2])
-        return seeders.pop(peer, None) or leechers.pop(peer, None)
+        return seeders.pop(peer, None) is not None or leechers.pop(peer, None) is not None
 
     def clear(self) -> None:
         for table in self.tables():
@@ -77,7 +171,7 @@ class Swarm:
 
     def oldest_ms(self) -> int | None:
         """When the longest-silent peer last announced (None for an empty swarm)."""
-        heads = [last_seen_of(table[next(iter(table))]) for table in self.tables() if table]
+        heads = [_last_seen_of(table[next(iter(table))]) for table in self.tables() if table]
         return min(heads) if heads else None
 
     def expire(self, cutoff_ms: int) -> int:
@@ -87,12 +181,13 @@ class Swarm:
         peer: a sweep costs little more than a look at each table's head.
         """
         removed = 0
+        unpack = _LAST_SEEN.unpack_from
         for table in (self.seeders4, self.leechers4, self.seeders6, self.leechers6):
             if not table:
                 continue
             stale = []
             for peer, record in table.items():
-                if _LAST_SEEN.unpack_from(record, _LAST_SEEN_OFFSET)[0] >= cutoff_ms:
+                if unpack(record, _LAST_SEEN_OFFSET)[0] >= cutoff_ms:
                     break
                 stale.append(peer)
             for peer in stale:
@@ -101,10 +196,24 @@ class Swarm:
         return removed
 
 
+def _view(peer: bytes, seeder: bool, record: bytes) -> PeerView:
+    peer_id, key, last_seen_ms, uploaded, downloaded, left, event, flag = _RECORD.unpack(record)
+    return PeerView(
+        peer, seeder, peer_id, key, last_seen_ms, uploaded, downloaded, left, event, flag == 1
+    )
+
+
+def peer_views(swarm: Swarm) -> Iterator[PeerView]:
+    """Every peer, in the tables' canonical order, each table oldest announce first."""
+    for table, seeder in zip(swarm.tables(), (True, False, True, False), strict=True):
+        for peer, record in table.items():
+            yield _view(peer, seeder, record)
+
+
 def select_peers(swarm: Swarm, requester: bytes, is_seeder: bool, count: int, rng: Random) -> bytes:
     """Up to ``count`` compact entries of the requester's family, chosen uniformly at random.
 
-    Never the requester itself; a seeder gets only leechers (PROTOCOL.md §6.5).
+    Never the requester itself; a seeder gets only leechers (docs/PROTOCOL.md §6.5).
     Reads the swarm, never changes it. Most swarms are small: when everybody
     eligible fits, all are returned without sampling.
     """

@@ -18,6 +18,8 @@ snapshot, and which torrents it visits never changes what a sweep removes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 __all__ = ["TimeIndex"]
 
 BUCKET_MS = 60_000
@@ -45,17 +47,55 @@ class TimeIndex:
         if old == bucket:
             return
         if old is not None:
-            keys = self._buckets[old]
-            keys.discard(key)
-            if not keys:
-                del self._buckets[old]
+            keys = self._buckets.get(old)  # None: the bucket is out with ``due``
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._buckets[old]
         if bucket is None:
             del self._bucket_of[key]
         else:
             self._bucket_of[key] = bucket
             self._buckets.setdefault(bucket, set()).add(key)
 
+    def _due_buckets(self, cutoff_ms: int) -> list[int]:
+        last = (cutoff_ms - 1) // BUCKET_MS
+        return sorted(bucket for bucket in self._buckets if bucket <= last)
+
     def due(self, cutoff_ms: int) -> list[bytes]:
         """Every key filed under a bucket that starts before ``cutoff_ms``."""
-        last = (cutoff_ms - 1) // BUCKET_MS
-        return [key for bucket, keys in self._buckets.items() if bucket <= last for key in keys]
+        return [key for bucket in self._due_buckets(cutoff_ms) for key in self._buckets[bucket]]
+
+    def take_due(self, cutoff_ms: int) -> Iterator[bytes]:
+        """Take the keys ``due`` would list out of the index, one at a time, oldest bucket first.
+
+        The caller files each key it is given again (or leaves it out). A bucket is
+        taken out of the index whole when reached and handed out key by key, so
+        nothing proportional to its size happens at once and the caller may pause
+        between keys; a key filed meanwhile may come twice, and visiting is
+        idempotent. A caller that stops early gets the keys it did not visit, and
+        the last one it was given, filed back under their bucket: early, never late.
+        """
+        for bucket in self._due_buckets(cutoff_ms):
+            keys = self._buckets.pop(bucket, None)
+            if keys is None:
+                continue
+            key = None
+            try:
+                while keys:
+                    key = keys.pop()
+                    if self._bucket_of.get(key) == bucket:
+                        del self._bucket_of[key]
+                    yield key
+            except GeneratorExit:
+                if key is not None and key not in self._bucket_of:
+                    keys.add(key)
+                for left in keys:
+                    if self._bucket_of.get(left) == bucket:
+                        del self._bucket_of[left]  # still pointing at the bucket taken out
+                    self.file(left, bucket * BUCKET_MS)
+                raise
+
+    def count_due(self, cutoff_ms: int) -> int:
+        """How many keys ``due(cutoff_ms)`` would give (before any is filed again)."""
+        return sum(len(self._buckets[bucket]) for bucket in self._due_buckets(cutoff_ms))

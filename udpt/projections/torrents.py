@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from sortedcontainers import SortedList
+
 from udpt.projections.swarms import Swarm
 
-__all__ = ["Torrent"]
+__all__ = ["Torrent", "TorrentTable"]
 
 
 class Torrent:
@@ -12,7 +16,7 @@ class Torrent:
 
     ``registered`` means an operator added it (API or import), so it is allowed
     in static and private modes and survives expiry with no peers. ``completed``
-    is the BEP 48 "downloaded" counter (PROTOCOL.md §6.3); ``last_announce_ms``
+    is the BEP 48 "downloaded" counter (docs/PROTOCOL.md §6.3); ``last_announce_ms``
     is the time of its last accepted announce, which bounds how long an empty,
     unregistered torrent is remembered in dynamic mode.
     """
@@ -41,3 +45,48 @@ class Torrent:
             and not self.swarm
             and self.last_announce_ms < torrent_cutoff_ms
         )
+
+
+class TorrentTable(dict[bytes, Torrent]):
+    """Torrents by info hash, their info hashes also kept in order for paging.
+
+    ``GET /t`` pages through torrents in info-hash order; sorting a million keys
+    per request stalled the loop for over a second. The order is kept as torrents
+    come and go instead (in the fold, only when a torrent is created or removed),
+    so a page costs O(log n + page size) wherever it starts.
+    """
+
+    __slots__ = ("_ordered",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ordered: SortedList = SortedList()
+
+    def __setitem__(self, info_hash: bytes, torrent: Torrent) -> None:
+        if info_hash not in self:
+            self._ordered.add(info_hash)
+        super().__setitem__(info_hash, torrent)
+
+    def setdefault(self, info_hash: bytes, default: Torrent) -> Torrent:
+        torrent = self.get(info_hash)
+        if torrent is None:
+            self[info_hash] = torrent = default
+        return torrent
+
+    def __delitem__(self, info_hash: bytes) -> None:
+        super().__delitem__(info_hash)
+        self._ordered.remove(info_hash)
+
+    def pop(self, info_hash: bytes, *default: Any) -> Any:
+        if info_hash in self:
+            self._ordered.remove(info_hash)
+        return super().pop(info_hash, *default)
+
+    def load_sorted(self, torrents: list[tuple[bytes, Torrent]]) -> None:
+        """Fill an empty table from ``torrents`` in info-hash order, in one step (restore)."""
+        super().update(torrents)
+        self._ordered = SortedList(info_hash for info_hash, _ in torrents)
+
+    def page(self, offset: int, limit: int) -> list[bytes]:
+        """Info hashes ``offset`` to ``offset + limit`` (exclusive), in order."""
+        return list(self._ordered.islice(offset, offset + limit))

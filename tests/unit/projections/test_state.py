@@ -1,4 +1,4 @@
-"""Announce and admin semantics of the projections, per PROTOCOL.md §6 and test cases D14-D26."""
+"""Announce and admin semantics of the projections (docs/PROTOCOL.md §6, cases D14-D26)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from udpt.events.types import (
     TorrentUnflagged,
 )
 from udpt.projections import SnapshotError, TrackerState
-from udpt.projections.swarms import PEER
+from udpt.projections.swarms import peer_views
 
 NONE, COMPLETED, STARTED, STOPPED = AnnounceEvent
 IH1, IH2 = b"\x11" * 20, b"\x22" * 20
@@ -76,7 +76,7 @@ def record(state: TrackerState, peer: tuple[bytes, int], ih: bytes = IH1) -> tup
     ip, port = peer
     found = state.torrents[ih].swarm.find(ip + port.to_bytes(2, "big"))
     assert found is not None, f"{peer} is not in the swarm"
-    return PEER.unpack(found)
+    return tuple(found)[2:]
 
 
 @pytest.mark.parametrize(
@@ -382,7 +382,7 @@ def test_counts_always_match_the_live_peers(events: list[Event]) -> None:
         state.apply(seq, event)
         for torrent in state.torrents.values():
             swarm = torrent.swarm
-            seeders = sum(PEER.unpack(r)[5] == 0 for t in swarm.tables() for r in t.values())
+            seeders = sum(peer.left == 0 for peer in peer_views(swarm))
             assert swarm.seeders == seeders >= 0
             assert swarm.leechers == len(swarm) - seeders >= 0
     assert state.peer_count() == sum(state.totals()[:2])

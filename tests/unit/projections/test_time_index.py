@@ -36,3 +36,29 @@ def test_refiling_moves_a_key_and_none_removes_it() -> None:
     assert index.due(10**15) == []
     index.file(C, None)  # removing what is not there is fine
     assert len(index) == 0
+
+
+def test_keys_taken_one_by_one_and_filed_again_leave_the_index_as_a_visit_would() -> None:
+    index = TimeIndex()
+    for n in range(50):
+        index.file(bytes([n]), n * 1000)
+    taken = index.take_due(BUCKET_MS)
+    first = next(taken)
+    assert index.due(BUCKET_MS) == []  # the bucket is out while it is being visited
+    index.file(first, 3 * BUCKET_MS)
+    rest = list(taken)
+    assert sorted([first, *rest]) == [bytes([n]) for n in range(50)]
+    for key in rest:
+        index.file(key, 2 * BUCKET_MS)
+    assert sorted(index.due(3 * BUCKET_MS + 1)) == [bytes([n]) for n in range(50)]
+
+
+def test_a_visit_stopped_early_files_back_what_it_did_not_file() -> None:
+    index = TimeIndex()
+    for n in range(10):
+        index.file(bytes([n]), n)
+    taken = index.take_due(BUCKET_MS)
+    visited = next(taken)  # taken but not filed again
+    taken.close()
+    assert sorted(index.due(BUCKET_MS)) == [bytes([n]) for n in range(10)]
+    assert visited in index

@@ -14,12 +14,13 @@ import pytest
 from udpt.clock import EventClock, ManualClock
 from udpt.events.log import EventLog
 from udpt.events.types import TorrentImported
-from udpt.udpt_import import (
+from udpt.importer.command import main_import
+from udpt.importer.udpt_database import (
     JSON_LINES,
     SINGLE_OBJECT,
     UdptDatabaseError,
     UdptTorrent,
-    main_import,
+    parse_udpt_database,
     read_udpt_database,
 )
 
@@ -166,6 +167,17 @@ def test_unfinished_stream_from_udpt_311_is_read_whole(
 
 
 @needs_libbz2
+def test_the_bytes_of_an_unfinished_stream_parse_as_the_file_reads(tmp_path: Path) -> None:
+    """Bytes in, records out: the salvage needs no file."""
+    items = torrents(40)
+    data = as_udpt_311_writes_it(json_lines(items))
+    report = parse_udpt_database(data)
+    assert report == read_udpt_database(write(tmp_path, data))
+    assert (report.torrents, report.truncated) == (tuple(items), False)
+    with pytest.raises(UdptDatabaseError, match=r"^the database: not a bzip2 file"):
+        parse_udpt_database(b"PK\x03\x04")
+
+
 def test_unfinished_stream_of_several_blocks_is_read_whole(tmp_path: Path) -> None:
     items = torrents(2_500)
     content = as_udpt_311_writes_it(json_lines(items), level=1)  # 100 kB blocks: 3 of them

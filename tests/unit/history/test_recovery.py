@@ -1,0 +1,71 @@
+"""Recovery: the newest snapshot that restores, then the tail; the snapshot child."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from udpt.events.log import EventLog
+from udpt.events.types import TorrentAdded, TorrentFlagged
+from udpt.history import recover, replay, take_snapshot
+from udpt.projections import TrackerState
+
+T0 = 1_700_000_000_000
+EVENTS = [TorrentAdded(T0 + i, bytes([i]) * 20, "ops") for i in range(1, 6)] + [
+    TorrentFlagged(T0 + 9, bytes([1]) * 20, "ops")
+]
+
+
+def full_replay(log: EventLog) -> bytes:
+    state, used = recover(log, use_snapshots=False)
+    assert used == 0
+    return state.snapshot()
+
+
+def test_a_replay_from_a_snapshot_names_the_snapshot_not_the_end(tmp_log: EventLog) -> None:
+    """It used to report the seq reached (6) whenever events followed the snapshot."""
+    tmp_log.append_events(EVENTS[:3])
+    take_snapshot(tmp_log)
+    tmp_log.append_events(EVENTS[3:])
+    run = replay(tmp_log)
+    assert (run.snapshot_seq, run.replayed, run.state.last_seq) == (3, 3, 6)
+    assert run.state.snapshot() == full_replay(tmp_log)
+
+
+def test_a_damaged_newest_snapshot_falls_back_to_the_older_one(tmp_log: EventLog) -> None:
+    tmp_log.append_events(EVENTS[:2])
+    take_snapshot(tmp_log)
+    tmp_log.append_events(EVENTS[2:4])
+    tmp_log.put_snapshot(4, b"not a snapshot")
+    tmp_log.append_events(EVENTS[4:])
+    state, used = recover(tmp_log)
+    assert used == 2
+    assert state.snapshot() == full_replay(tmp_log)
+
+
+def test_recover_stops_at_to_seq_and_uses_no_later_snapshot(tmp_log: EventLog) -> None:
+    tmp_log.append_events(EVENTS)
+    take_snapshot(tmp_log)
+    state, used = recover(tmp_log, 4)
+    expected = TrackerState()
+    expected.apply_all(enumerate(EVENTS[:4], 1))
+    assert (used, state.snapshot()) == (0, expected.snapshot())
+
+
+def test_the_snapshot_child_stores_a_snapshot_and_prints_its_seq(tmp_log: EventLog) -> None:
+    tmp_log.append_events(EVENTS)
+    path = tmp_log.path
+    tmp_log.close()
+    child = subprocess.run(
+        [sys.executable, "-m", "udpt.history.snapshot_child", str(path), "5"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert child.stdout == "5\n"
+    with EventLog(path) as log:
+        assert log.snapshot_seqs() == [5]
+        assert (
+            recover(log, 5)[0].snapshot()
+            == TrackerState.restore(log.get_snapshot(5) or b"").snapshot()
+        )

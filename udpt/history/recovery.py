@@ -1,0 +1,107 @@
+"""The state at a point of the log: the newest usable snapshot, then the events after it.
+
+Start-up, the replay tool and the snapshot child all rebuild state here. A
+snapshot is built by folding the log, never by reading live memory, so the
+daemon can take one in a child process (``snapshot_child.py``) without
+stalling its event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from udpt.events.log import EventLog
+from udpt.history.apply import ApplyFailures
+from udpt.history.folding import Progress, fold
+from udpt.projections import SnapshotError, TrackerState
+
+__all__ = ["Replay", "rebuild_snapshot", "recover", "replay", "restore_newest", "take_snapshot"]
+
+
+@dataclass(slots=True)
+class Replay:
+    """A state rebuilt from the log, and what it cost."""
+
+    state: TrackerState
+    snapshot_seq: int
+    """The snapshot the replay started from; 0 = from the first event."""
+    replayed: int
+    seconds: float
+    """Time spent folding the events after the snapshot."""
+
+    @property
+    def events_per_second(self) -> float:
+        return self.replayed / self.seconds if self.seconds > 0 else 0.0
+
+
+def restore_newest(log: EventLog, max_seq: int | None = None) -> TrackerState | None:
+    """The state of the newest snapshot at or before ``max_seq`` that restores, if any.
+
+    A snapshot that fails to restore, or whose contents name another sequence
+    number than its key, is passed over for the next older one: a damaged
+    snapshot slows a start, it never stops it.
+    """
+    for seq in reversed(log.snapshot_seqs()):
+        if max_seq is not None and seq > max_seq:
+            continue
+        try:
+            state = TrackerState.restore(log.get_snapshot(seq) or b"")
+        except SnapshotError:
+            continue
+        if state.last_seq == seq:
+            return state
+    return None
+
+
+def replay(
+    log: EventLog,
+    to_seq: int | None = None,
+    *,
+    use_snapshots: bool = True,
+    progress: Progress | None = None,
+    failures: ApplyFailures | None = None,
+) -> Replay:
+    """The state at ``to_seq`` (default: the end): newest usable snapshot + the events after it.
+
+    Raises ``CorruptRecord`` at the first record that cannot be decoded.
+    """
+    restored = restore_newest(log, to_seq) if use_snapshots else None
+    state = restored or TrackerState()
+    snapshot_seq = state.last_seq
+    started = time.perf_counter()
+    replayed = fold(log, state, to_seq, progress, failures)
+    return Replay(state, snapshot_seq, replayed, time.perf_counter() - started)
+
+
+def recover(
+    log: EventLog,
+    to_seq: int | None = None,
+    *,
+    use_snapshots: bool = True,
+    progress: Progress | None = None,
+    failures: ApplyFailures | None = None,
+) -> tuple[TrackerState, int]:
+    """The state at ``to_seq`` (default: the end), and the seq of the snapshot used (0: none)."""
+    run = replay(log, to_seq, use_snapshots=use_snapshots, progress=progress, failures=failures)
+    return run.state, run.snapshot_seq
+
+
+def take_snapshot(log: EventLog, to_seq: int | None = None) -> int:
+    """Fold the log up to ``to_seq`` (default: the end) and store the snapshot; returns its seq."""
+    state, _ = recover(log, to_seq)
+    if state.last_seq:
+        log.put_snapshot(state.last_seq, state.snapshot())
+    return state.last_seq
+
+
+def rebuild_snapshot(log: EventLog, progress: Progress | None = None) -> Replay:
+    """Fold the whole log from nothing and store the result as the newest snapshot.
+
+    For a lost or damaged snapshot: no stored snapshot is trusted. ``log`` must
+    be open for writing; the one write transaction is short.
+    """
+    run = replay(log, use_snapshots=False, progress=progress)
+    if run.state.last_seq:
+        log.put_snapshot(run.state.last_seq, run.state.snapshot())
+    return run

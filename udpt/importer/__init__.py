@@ -1,0 +1,1 @@
+"""Importing a UDPT database: reading its file (pure) apart from writing the log."""
