@@ -28,6 +28,7 @@ from tests.strategies import EVENT_STRATEGIES, tracker_histories
 from tests.support.bep15 import TrackerClient
 from tests.support.daemon import make_config, record, running_tracker
 from udpt.clock import ManualClock
+from udpt.events import log as event_log_module
 from udpt.events.log import EventLog
 from udpt.events.types import (
     EVENT_TYPES,
@@ -43,7 +44,6 @@ from udpt.events.types import (
     TorrentImported,
     TorrentUnflagged,
 )
-from udpt.history import folding
 from udpt.history.json_lines import event_from_json, event_to_json
 from udpt.history.points import seq_at_time
 from udpt.history.recovery import replay, take_snapshot
@@ -679,7 +679,7 @@ def test_long_scans_read_in_chunks_that_join_without_losing_or_repeating_an_even
 ) -> None:
     delete_record(history_log, 6)  # a gap that falls inside a chunk
     delete_record(history_log, 9)  # and one at the start of a chunk
-    monkeypatch.setattr(folding, "READ_CHUNK", 3)
+    monkeypatch.setattr(event_log_module, "READ_CHUNK_ENTRIES", 3)
     out = tmp_path / "events.jsonl"
 
     assert tool.main([str(history_log), "--export", str(out)]) == 0

@@ -169,12 +169,14 @@ class History:
     """The archive and the live log as one history: the archive up to where the log starts.
 
     The live log wins where both hold an event (they are equal: the archive is
-    a copy). ``first_seq`` is the archive's when there is one.
+    a copy). ``first_seq`` is the archive's when there is one. Reads as an
+    ``EventLog`` does (``LogReader``); snapshots and admin events are the log's.
     """
 
     def __init__(self, log: EventLog, archive: Archive | None) -> None:
         self.log = log
         self.archive = archive
+        self.path = log.path
 
     def first_seq(self) -> int:
         archived = self.archive.first_seq() if self.archive is not None else 0
@@ -182,6 +184,34 @@ class History:
 
     def last_seq(self) -> int:
         return self.log.last_seq()
+
+    def count(self) -> int:
+        live_first = self.log.first_seq()
+        first = self.first_seq()
+        return self.log.count() + (live_first - first if live_first and first else 0)
+
+    def size_on_disk(self) -> int:
+        return self.log.size_on_disk()
+
+    def replayable_from(self) -> int:
+        """0 when the archive holds every event before the log's first."""
+        if self.archive is not None and self.archive.first_seq() == 1:
+            return 0
+        return self.log.replayable_from()
+
+    def admin_events(
+        self, from_seq: int = 1, to_seq: int | None = None
+    ) -> Iterator[tuple[int, Event]]:
+        return self.log.admin_events(from_seq, to_seq)
+
+    def snapshot_seqs(self) -> list[int]:
+        return self.log.snapshot_seqs()
+
+    def get_snapshot(self, seq: int) -> bytes | None:
+        return self.log.get_snapshot(seq)
+
+    def put_snapshot(self, seq: int, data: bytes) -> None:
+        self.log.put_snapshot(seq, data)
 
     def event_batches(
         self, from_seq: int = 1, to_seq: int | None = None
@@ -193,6 +223,8 @@ class History:
                 yield from self.archive.event_batches(next_seq, first - 1)
             yield first, events
             next_seq = first + len(events)
+        if self.archive is not None and (to_seq is None or next_seq <= to_seq):
+            yield from self.archive.event_batches(next_seq, to_seq)  # all before the log
 
     def events(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[tuple[int, Event]]:
         for first, events in self.event_batches(from_seq, to_seq):

@@ -228,12 +228,14 @@ def _check_announce(a: AnnounceAccepted) -> None:
 
 def batch_count(value: bytes | memoryview) -> int:
     """How many events the batch ``value`` holds (reads the header only)."""
-    return _U32.unpack_from(value, 1)[0]
+    count: int = _U32.unpack_from(value, 1)[0]
+    return count
 
 
 def batch_last_ms(value: bytes) -> int:
     """The time of the batch's last event (reads the header only)."""
-    return _I64.unpack_from(value, 5)[0]
+    at_ms: int = _I64.unpack_from(value, 5)[0]
+    return at_ms
 
 
 class _Reader:
@@ -254,7 +256,8 @@ class _Reader:
         return self.data[start:end]
 
     def u32(self) -> int:
-        return _U32.unpack(self.take(4))[0]
+        value: int = _U32.unpack(self.take(4))[0]
+        return value
 
     def unshuffle(self, count: int, width: int) -> bytes:
         raw = self.take(count * width)

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import lmdb
 
@@ -45,7 +45,16 @@ from udpt.events.batch import BATCH_TAGS, batch_count, decode_batch, encode_batc
 from udpt.events.codec import DecodeError, decode_event, encode_event
 from udpt.events.types import AnnounceAccepted, AnnounceRefused, Event, PeersExpired
 
-__all__ = ["PRUNABLE", "SCHEMA_VERSION", "EventLog", "LogError", "decode_entry", "entry_count"]
+__all__ = [
+    "PRUNABLE",
+    "SCHEMA_VERSION",
+    "CorruptEntry",
+    "EventLog",
+    "LogError",
+    "LogReader",
+    "decode_entry",
+    "entry_count",
+]
 
 SCHEMA_VERSION = b"2"
 """2: batches and the hash dictionary. A log of schema 1 (one record per event) is
@@ -68,12 +77,46 @@ class LogError(RuntimeError):
     """The log cannot be opened or would be damaged by the requested write."""
 
 
+class CorruptEntry(DecodeError):
+    """A value of the log that cannot be decoded; ``seq`` is its first event."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(f"event {seq} cannot be decoded: {reason}")
+        self.seq = seq
+
+
+class LogReader(Protocol):
+    """What reading a history needs (and storing a rebuilt snapshot): the live log
+    (``EventLog``), or archive and log as one (``udpt.events.archive.History``)."""
+
+    path: Path
+
+    def first_seq(self) -> int: ...
+    def last_seq(self) -> int: ...
+    def count(self) -> int: ...
+    def size_on_disk(self) -> int: ...
+    def replayable_from(self) -> int: ...
+    def event_batches(
+        self, from_seq: int = 1, to_seq: int | None = None
+    ) -> Iterator[tuple[int, list[Event]]]: ...
+    def events(
+        self, from_seq: int = 1, to_seq: int | None = None
+    ) -> Iterator[tuple[int, Event]]: ...
+    def admin_events(
+        self, from_seq: int = 1, to_seq: int | None = None
+    ) -> Iterator[tuple[int, Event]]: ...
+    def snapshot_seqs(self) -> list[int]: ...
+    def get_snapshot(self, seq: int) -> bytes | None: ...
+    def put_snapshot(self, seq: int, data: bytes) -> None: ...
+
+
 def seq_key(seq: int) -> bytes:
     return _SEQ.pack(seq)
 
 
 def key_seq(key: bytes | memoryview) -> int:
-    return _SEQ.unpack(key)[0]
+    seq: int = _SEQ.unpack(key)[0]
+    return seq
 
 
 def entry_count(value: bytes | memoryview) -> int:
@@ -293,10 +336,13 @@ class EventLog:
         """(first seq, events) with from_seq <= seq <= to_seq, a batch at a time, in order.
 
         The fast way to read: a whole batch is decoded in one call. Raises
-        DecodeError for a value that cannot be decoded.
+        ``CorruptEntry`` for a value that cannot be decoded.
         """
         for first, value, hashes, low in self._values(from_seq, to_seq):
-            events = decode_entry(value, hashes)
+            try:
+                events = decode_entry(value, hashes)
+            except DecodeError as exc:
+                raise CorruptEntry(first, str(exc)) from exc
             last = first + len(events) - 1
             if first < low or (to_seq is not None and last > to_seq):
                 high = len(events) if to_seq is None else to_seq - first + 1
@@ -335,6 +381,19 @@ class EventLog:
         """The last sequence number pruning removed (0: none); live history starts after it."""
         value = self.get_meta(PRUNED_TO)
         return key_seq(value) if value else 0
+
+    def replayable_from(self) -> int:
+        """The first sequence number whose state can be rebuilt (0: any, nothing was pruned).
+
+        After pruning, the state at ``seq`` needs a snapshot taken at or after the
+        pruned events and at or before ``seq``: the oldest such snapshot is the
+        horizon of replays.
+        """
+        pruned = self.pruned_to()
+        if not pruned:
+            return 0
+        usable = [seq for seq in self.snapshot_seqs() if seq >= pruned]
+        return usable[0] if usable else self.last_seq() + 1
 
     def admin_events(
         self, from_seq: int = 1, to_seq: int | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from udpt.events.log import EventLog
+from udpt.events.log import LogReader
 from udpt.history.folding import CorruptRecord, Fold, Progress
 from udpt.history.points import format_time
 from udpt.projections import SnapshotError, TrackerState
@@ -39,7 +39,7 @@ def _missing(first: int, last: int) -> str:
 class _Checker:
     """The checks made between the events of one fold, in log order."""
 
-    def __init__(self, log: EventLog, run: Fold, result: Verification) -> None:
+    def __init__(self, log: LogReader, run: Fold, result: Verification) -> None:
         self.log = log
         self.run = run
         self.result = result
@@ -78,7 +78,7 @@ class _Checker:
                     )
 
 
-def verify(log: EventLog, progress: Progress | None = None) -> Verification:
+def verify(log: LogReader, progress: Progress | None = None) -> Verification:
     """Fold the log from nothing, checking each event and every stored snapshot.
 
     Sequence numbers must have no gaps and times must never go back; at each
