@@ -68,7 +68,7 @@ async def measure(args: argparse.Namespace, work: Path, loadgen: Path) -> None:
     )
     stop = asyncio.Event()
     ready: asyncio.Future[Running] = asyncio.get_running_loop().create_future()
-    daemon = asyncio.create_task(serve(config, stop=stop, ready=ready.set_result))
+    daemon = asyncio.create_task(serve(config, stop_event=stop, ready=ready.set_result))
     running = await ready
     stalls: list[float] = []
     prober = asyncio.create_task(probe(stalls))

@@ -625,11 +625,11 @@ class EventLog:
             _delete_snapshot(cursor, seq)
             prefix = seq_key(seq)
             for index, start in enumerate(range(0, max(len(data), 1), SNAPSHOT_CHUNK)):
-                txn.put(
-                    prefix + _CHUNK.pack(index),
-                    data[start : start + SNAPSHOT_CHUNK],
-                    db=self._snapshots,
-                )
+                key, chunk = prefix + _CHUNK.pack(index), data[start : start + SNAPSHOT_CHUNK]
+                # Appending fills each leaf page; a plain put splits pages in half, leaving
+                # one chunk per page. An older seq than one stored cannot append.
+                if not cursor.put(key, chunk, append=True):
+                    cursor.put(key, chunk)
             for old in _snapshot_seqs(txn, self._snapshots)[:-SNAPSHOTS_KEPT]:
                 _delete_snapshot(cursor, old)
 
