@@ -30,7 +30,7 @@ import make_log
 from udpt.events.log import EventLog
 from udpt.events.maintenance import LogMaintenance
 from udpt.events.types import AnnounceAccepted, AnnounceEvent, Event
-from udpt.events.writer import GroupCommitWriter
+from udpt.events.writer import Batch, GroupCommitWriter
 from udpt.projections import TrackerState
 
 ALPHANUMERIC = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -72,11 +72,19 @@ def loadgen_like(rng: Random, events: int, torrents: int, peers: int) -> list[Ev
     return out
 
 
+def _ignore_committed(first_seq: int, batch: Batch, seconds: float) -> None:
+    """Nothing to apply: only the log is measured."""
+
+
+def _raise_failed(batch: Batch, error: BaseException) -> None:
+    raise error
+
+
 async def write(db: Path, events: list[Event], batch: int, rate: int) -> None:
     """Commit ``batch`` events at a time; every ``rate`` events (a second of the daemon's
     life at that rate) run the log maintenance, as the daemon does every second."""
     with EventLog(db, sync=False) as log:
-        writer = GroupCommitWriter(log, lambda seq, event: None, linger_s=0)
+        writer = GroupCommitWriter(log, _ignore_committed, _raise_failed, linger_s=0)
         maintenance = LogMaintenance(log, retention_ms=0)
         for first in range(0, len(events), batch):
             for event in events[first : first + batch]:
