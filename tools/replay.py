@@ -435,6 +435,8 @@ def _verification_lines(result: Verification) -> list[str]:
         f"{result.events:,} events (to event {result.last_seq:,}) and "
         f"{result.snapshots_checked} snapshots"
     )
+    if result.from_snapshot:
+        checked += f" after the snapshot at {result.from_snapshot:,} (older events are pruned)"
     if result.ok:
         return [f"OK: {checked} verified"]
     problems = result.problems
@@ -460,6 +462,7 @@ def _verify(log: LogReader, args: argparse.Namespace) -> int:
                 "last_seq": result.last_seq,
                 "events": result.events,
                 "snapshots_checked": result.snapshots_checked,
+                "from_snapshot": result.from_snapshot,
                 "first_problem_seq": result.problems[0].seq if result.problems else None,
                 "problems": [{"seq": p.seq, "message": p.message} for p in result.problems],
             }

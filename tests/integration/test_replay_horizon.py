@@ -66,6 +66,8 @@ def test_the_summary_names_the_horizon_and_the_archive_restores_the_whole_histor
         k: v for k, v in live.items() if k in ("seeders", "leechers", "torrents")
     }
     assert run_json(tool, capsys, db, "--archive", archive, "--verify")["ok"] is True
+    alone = run_json(tool, capsys, db, "--verify")
+    assert (alone["ok"], alone["from_snapshot"]) == (True, 30)  # checks what it holds
 
 
 def test_a_point_before_the_horizon_is_a_one_line_error_unless_the_archive_is_read(

@@ -137,11 +137,17 @@ class LogMaintenance:
                 return  # wait until a full run has gathered
             try:
                 self._recut(run, size, limit, report)
-            except KeyError:
-                return  # a hash committed a moment ago is not numbered here yet: next run
             except LogError:
                 log.warning("the log changed under compaction at seq %d; skipped", run[0][0])
                 return
+
+    def _encode(self, events: list[Event]) -> bytes:
+        """A batch referring to the log's hash dictionary; one with its own table when a hash
+        has no number (records of a schema-1 log; a hash the writer numbered a moment ago)."""
+        try:
+            return encode_batch(events, self.log.hash_number)
+        except KeyError:
+            return encode_batch(events)
 
     def _recut(
         self, run: list[tuple[int, bytes]], size: int, limit: int, report: MaintenanceReport
@@ -149,7 +155,8 @@ class LogMaintenance:
         """Replace ``run`` by values of at most ``limit`` bytes, all but the last nearly full.
 
         The number of events per value is estimated from the bytes per event seen so
-        far, and cut by 5 % until the value fits: one or two encodings per page.
+        far, raised (at most twice) while the value is well under a page and cut by
+        5 % until it fits: one to three encodings per page.
         """
         first_seq = run[0][0]
         events = [event for _, value in run for event in self.log.decode(value)]
@@ -157,18 +164,24 @@ class LogMaintenance:
         values = []
         start = 0
         while (len(events) - start) * per_event > limit:
-            count = max(int(limit / per_event), 1)
-            value = encode_batch(events[start : start + count], self.log.hash_number)
-            while len(value) > limit and count > 1:
-                count = max(int(count * 0.95), 1)
-                value = encode_batch(events[start : start + count], self.log.hash_number)
+            remaining = len(events) - start
+            count, grow = int(limit / per_event), 2
+            while True:
+                count = max(min(count, remaining), 1)
+                value = self._encode(events[start : start + count])
+                if len(value) > limit and count > 1:
+                    count, grow = int(count * 0.95), 0  # shrink until it fits, then stop
+                elif grow and len(value) < limit * FULL and count < remaining:
+                    count, grow = int(count * limit * 0.97 / len(value)), grow - 1
+                else:
+                    break
             per_event = len(value) / count
             values.append((first_seq + start, value))
             start += count
         if start == 0:
             return
         if start < len(events):  # the rest starts the next run
-            values.append((first_seq + start, encode_batch(events[start:], self.log.hash_number)))
+            values.append((first_seq + start, self._encode(events[start:])))
         self.log.replace(run, values)
         self._compacted_to = first_seq + start - 1
         report.compacted += start

@@ -164,3 +164,23 @@ def test_an_event_in_both_archive_and_log_is_read_once_and_not_archived_twice(
         assert [(f.first_seq, f.last_seq) for f in archive.files()] == [(1, 25), (26, 90)]
         assert not list(archive.path.glob(".tmp-*"))
         assert list(History(log, archive).events()) == list(enumerate(events, 1))
+
+
+def test_an_old_format_log_is_compacted_and_pruned_keeping_its_admin_events(
+    tmp_path: Path,
+) -> None:
+    from tests.unit.events.test_log import write_old_format_log
+
+    events = history(3000)
+    write_old_format_log(tmp_path, events)
+    with EventLog(tmp_path) as log:
+        maintenance = LogMaintenance(log, retention_ms=0)
+        while maintenance.run(now_ms=0).compacted:
+            pass
+        assert len(entry_firsts(log)) < 100  # one value per event before
+        assert list(log.events()) == list(enumerate(events, 1))
+        assert list(log.admin_events()) == [(15, FLAG)]  # copied when its record was merged
+        log.put_snapshot(3000, b"state")
+        LogMaintenance(log, retention_ms=1).run(now_ms=10_000)
+        assert log.first_seq() > 2000
+        assert list(log.admin_events()) == [(15, FLAG)]
