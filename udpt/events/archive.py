@@ -8,10 +8,16 @@ file per pruning transaction, named by its sequence and time range::
 Layout (big-endian)::
 
     8s  magic b"UDPTARC1"
-    Q Q first and last seq;  q q first and last at_ms;  I number of batches
-    per batch:  Q first seq, I length, then a batch value (``udpt.events.batch``)
-                that stands alone (its own info-hash table: no dictionary needed)
+    Q Q first and last seq;  q q first and last at_ms;  I number of values
+    I   number of dictionary entries, then each: I number, 20s info hash
+    per value:  Q first seq, I length, then the value as the live log held it
+                (a batch, ``udpt.events.batch``, or a schema-1 record)
     I   CRC-32 of everything before it
+
+Values are copied as they are, with the entries of the log's hash dictionary
+they refer to, so a file stands alone. Copying rather than re-encoding keeps
+the archiving thread's share of the GIL small: decoding and encoding batches
+there stalled the daemon's event loop for tens of milliseconds.
 
 A file is written under a temporary name, fsynced, renamed into place and its
 directory fsynced, and only then may the live log let go of its events. So a
@@ -32,9 +38,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from udpt.events.batch import encode_batch
-from udpt.events.codec import DecodeError
-from udpt.events.log import EventLog, decode_entry
+from udpt.events.batch import BATCH_TAGS, batch_last_ms
+from udpt.events.codec import DecodeError, decode_event
+from udpt.events.log import EventLog, decode_entry, entry_count
 from udpt.events.types import Event
 
 __all__ = ["Archive", "ArchiveFile", "History"]
@@ -42,13 +48,10 @@ __all__ = ["Archive", "ArchiveFile", "History"]
 MAGIC = b"UDPTARC1"
 SUFFIX = ".udptarc"
 TEMPORARY_PREFIX = ".tmp-"
-BATCH_EVENTS = 4096
-"""Events per batch inside a file: larger batches compress a little better, but decoding
-one is a C loop that holds the GIL throughout (16,384 events stalled the event loop of
-the archiving daemon for tens of milliseconds)."""
 _HEADER = struct.Struct("!8sQQqqI")
-_BATCH = struct.Struct("!QI")
-_CRC = struct.Struct("!I")
+_HASH = struct.Struct("!I20s")
+_VALUE = struct.Struct("!QI")
+_U32 = struct.Struct("!I")
 _NAME = re.compile(r"^(\d{12,})-(\d{12,})_(-?\d+)-(-?\d+)\.udptarc$")
 
 
@@ -89,24 +92,31 @@ class Archive:
 
     # -- writing -----------------------------------------------------------
 
-    def write(self, events: Sequence[tuple[int, Event]]) -> ArchiveFile:
-        """Store consecutive (seq, event) pairs as one new file, durably, before returning."""
+    def write(
+        self,
+        values: Sequence[tuple[int, bytes]],
+        dictionary: Sequence[tuple[int, bytes]],
+        first_ms: int,
+    ) -> ArchiveFile:
+        """Store consecutive (first seq, value) of the log as one new file, durably.
+
+        ``dictionary`` holds the (number, info hash) entries the values refer to;
+        ``first_ms`` is the time of the first event.
+        """
         self.path.mkdir(parents=True, exist_ok=True)
         for stale in self.path.glob(TEMPORARY_PREFIX + "*"):
             stale.unlink()  # left by a writer killed before its rename
-        first_seq, last_seq = events[0][0], events[-1][0]
-        if last_seq - first_seq + 1 != len(events):
-            raise ValueError("archived events must be consecutive")
-        first_ms, last_ms = events[0][1].at_ms, events[-1][1].at_ms
-        parts = []
-        for start in range(0, len(events), BATCH_EVENTS):
-            chunk = events[start : start + BATCH_EVENTS]
-            value = encode_batch([event for _, event in chunk])
-            parts.append(_BATCH.pack(chunk[0][0], len(value)) + value)
-        body = _HEADER.pack(MAGIC, first_seq, last_seq, first_ms, last_ms, len(parts)) + b"".join(
-            parts
-        )
-        data = body + _CRC.pack(zlib.crc32(body))
+        first_seq = values[0][0]
+        last_seq = values[-1][0] + entry_count(values[-1][1]) - 1
+        last_ms = _last_ms(values[-1][1])
+        parts = [
+            _HEADER.pack(MAGIC, first_seq, last_seq, first_ms, last_ms, len(values)),
+            _U32.pack(len(dictionary)),
+            *(_HASH.pack(number, info_hash) for number, info_hash in dictionary),
+            *(_VALUE.pack(first, len(value)) + value for first, value in values),
+        ]
+        body = b"".join(parts)
+        data = body + _U32.pack(zlib.crc32(body))
         name = f"{first_seq:012d}-{last_seq:012d}_{first_ms}-{last_ms}{SUFFIX}"
         temporary = self.path / (TEMPORARY_PREFIX + name)
         with open(temporary, "wb") as out:
@@ -141,28 +151,47 @@ class Archive:
                     next_seq = first + high
 
 
+class _Dictionary(dict[int, bytes]):
+    """The hash numbers one file refers to. ``len`` bounds the numbers, as the length of
+    the log's dictionary does, for the range check of ``decode_batch``."""
+
+    def __len__(self) -> int:
+        return max(self, default=-1) + 1
+
+
 def read_file(path: Path) -> Iterator[tuple[int, list[Event]]]:
-    """The batches of one archive file; DecodeError if it is damaged."""
+    """The values of one archive file, decoded; DecodeError if it is damaged."""
     data = path.read_bytes()
-    if len(data) < _HEADER.size + _CRC.size or not data.startswith(MAGIC):
+    if len(data) < _HEADER.size + 2 * _U32.size or not data.startswith(MAGIC):
         raise DecodeError(f"{path}: not an archive file")
-    body, (crc,) = data[: -_CRC.size], _CRC.unpack(data[-_CRC.size :])
+    body, (crc,) = data[: -_U32.size], _U32.unpack(data[-_U32.size :])
     if zlib.crc32(body) != crc:
         raise DecodeError(f"{path}: checksum mismatch")
     _, first_seq, last_seq, _, _, count = _HEADER.unpack_from(body)
     offset = _HEADER.size
+    (entries,) = _U32.unpack_from(body, offset)
+    offset += _U32.size
+    dictionary = _Dictionary()
+    for _ in range(entries):
+        number, info_hash = _HASH.unpack_from(body, offset)
+        dictionary[number] = info_hash
+        offset += _HASH.size
     expected = first_seq
     for _ in range(count):
-        first, length = _BATCH.unpack_from(body, offset)
-        offset += _BATCH.size
-        events = decode_entry(body[offset : offset + length], ())
+        first, length = _VALUE.unpack_from(body, offset)
+        offset += _VALUE.size
+        events = decode_entry(body[offset : offset + length], dictionary)
         offset += length
         if first != expected:
-            raise DecodeError(f"{path}: batch at {first}, expected {expected}")
+            raise DecodeError(f"{path}: value at {first}, expected {expected}")
         expected = first + len(events)
         yield first, events
     if expected != last_seq + 1 or offset != len(body):
         raise DecodeError(f"{path}: does not hold what its header says")
+
+
+def _last_ms(value: bytes) -> int:
+    return batch_last_ms(value) if value[0] in BATCH_TAGS else decode_event(value).at_ms
 
 
 class History:

@@ -55,6 +55,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from functools import partial
 from itertools import accumulate, pairwise
+from typing import Protocol
 
 from udpt.events.codec import DecodeError, decode_event, encode_event
 from udpt.events.types import AnnounceAccepted, AnnounceEvent, Event
@@ -62,10 +63,12 @@ from udpt.events.types import AnnounceAccepted, AnnounceEvent, Event
 __all__ = [
     "BATCH_TAGS",
     "HashIntern",
+    "HashTable",
     "batch_count",
     "batch_last_ms",
     "decode_batch",
     "encode_batch",
+    "hash_numbers",
 ]
 
 TAG_BATCH_RAW = 0xB0
@@ -81,6 +84,14 @@ _WIDTHS = {ord("B"): 1, ord("H"): 2, ord("I"): 4, ord("Q"): 8, ord("q"): 8}
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 _ANNOUNCE_EVENTS = tuple(AnnounceEvent)
 _new_announce = partial(tuple.__new__, AnnounceAccepted)
+
+
+class HashTable(Protocol):
+    """The log's hash dictionary by number (a list), or the part of it an archive file holds."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, number: int, /) -> bytes: ...
+
 
 HashIntern = Callable[[bytes], int]
 """Gives an info hash its number in the log's dictionary (assigning one if new)."""
@@ -276,7 +287,7 @@ class _Reader:
         return struct.unpack(f"!{count}{chr(code)}", self.unshuffle(count, width))
 
 
-def decode_batch(value: bytes, hashes: Sequence[bytes] = ()) -> list[Event]:
+def decode_batch(value: bytes, hashes: HashTable = ()) -> list[Event]:
     """The events of the batch ``value``, in order; raises DecodeError if it cannot.
 
     ``hashes`` is the log's info-hash dictionary (by number), needed by batches
@@ -293,14 +304,41 @@ def decode_batch(value: bytes, hashes: Sequence[bytes] = ()) -> list[Event]:
             raise DecodeError(f"batch does not decompress: {exc}") from exc
     try:
         events = _decode_body(_Reader(payload), count, hashes)
-    except (struct.error, IndexError, ValueError) as exc:
+    except (struct.error, LookupError, ValueError) as exc:
         if isinstance(exc, DecodeError):
             raise
         raise DecodeError(f"batch is damaged: {exc}") from exc
     return events
 
 
-def _decode_body(body: _Reader, count: int, hashes: Sequence[bytes]) -> list[Event]:
+def hash_numbers(value: bytes) -> set[int]:
+    """The numbers of the log's hash dictionary that a batch refers to (none in mode 0).
+
+    Reads the body only up to the hash references: the archive copies batches
+    as they are, with just the dictionary entries they need.
+    """
+    _, count, _ = _HEADER.unpack_from(value)
+    body = _Reader(
+        zlib.decompress(value[_HEADER.size :])
+        if value[0] == TAG_BATCH_ZLIB
+        else value[_HEADER.size :]
+    )
+    n = body.u32()
+    if 0 < n < count:
+        body.take(count)
+    for _ in range(count - n):
+        body.take(body.u32())
+    if not n:
+        return set()
+    body.take(8)
+    body.column(n)
+    mode = body.take(1)[0]
+    body.take(20 * body.u32())
+    refs = body.column(n)
+    return set(refs) if mode == _GLOBAL else set()
+
+
+def _decode_body(body: _Reader, count: int, hashes: HashTable) -> list[Event]:
     n = body.u32()
     if n > count:
         raise DecodeError("batch says it holds more announces than events")
@@ -321,7 +359,7 @@ def _decode_body(body: _Reader, count: int, hashes: Sequence[bytes]) -> list[Eve
     return [next_other() if kind else next_announce() for kind in kinds]
 
 
-def _decode_announces(body: _Reader, n: int, hashes: Sequence[bytes]) -> list[Event]:
+def _decode_announces(body: _Reader, n: int, hashes: HashTable) -> list[Event]:
     first_ms = _I64.unpack(body.take(8))[0]
     code = body.data[body.offset] if body.offset < len(body.data) else 0
     times = body.column(n)
@@ -332,7 +370,7 @@ def _decode_announces(body: _Reader, n: int, hashes: Sequence[bytes]) -> list[Ev
     local = body.take(20 * body.u32())
     refs = body.column(n)
     if mode == _LOCAL:
-        table: Sequence[bytes] = [local[i : i + 20] for i in range(0, len(local), 20)]
+        table: HashTable = [local[i : i + 20] for i in range(0, len(local), 20)]
     elif mode == _GLOBAL and not local:
         table = hashes
     else:

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 
 import lmdb
 
-from udpt.events.batch import BATCH_TAGS, batch_count, decode_batch, encode_batch
+from udpt.events.batch import BATCH_TAGS, HashTable, batch_count, decode_batch, encode_batch
 from udpt.events.codec import DecodeError, decode_event, encode_event
 from udpt.events.types import AnnounceAccepted, AnnounceRefused, Event, PeersExpired
 
@@ -124,7 +124,7 @@ def entry_count(value: bytes | memoryview) -> int:
     return batch_count(value) if value[0] in BATCH_TAGS else 1
 
 
-def decode_entry(value: bytes, hashes: Sequence[bytes]) -> list[Event]:
+def decode_entry(value: bytes, hashes: HashTable) -> list[Event]:
     """The events of one value of the events database (a batch, or one old record)."""
     if value and value[0] in BATCH_TAGS:
         return decode_batch(value, hashes)
@@ -436,6 +436,10 @@ class EventLog:
             snapshots = txn.cursor(self._snapshots)
             snapshot_seq = key_seq(snapshots.key()[:8]) if snapshots.last() else 0
         return found, snapshot_seq
+
+    def dictionary(self, numbers: Sequence[int]) -> list[tuple[int, bytes]]:
+        """(number, info hash) of ``numbers``, from the dictionary ``entries`` loaded."""
+        return [(number, self._hashes[number]) for number in numbers]
 
     def hash_number(self, info_hash: bytes) -> int:
         """The dictionary number of a hash already in the log (KeyError if it has none yet)."""

@@ -31,7 +31,7 @@ import logging
 from dataclasses import dataclass
 
 from udpt.events.archive import Archive
-from udpt.events.batch import BATCH_TAGS, batch_last_ms, encode_batch
+from udpt.events.batch import BATCH_TAGS, batch_last_ms, encode_batch, hash_numbers
 from udpt.events.codec import decode_event
 from udpt.events.log import EventLog, LogError, entry_count
 from udpt.events.types import Event
@@ -103,18 +103,24 @@ class LogMaintenance:
             report.pruned += sum(entry_count(value) for _, value in eligible)
 
     def _archive(self, entries: list[tuple[int, bytes]]) -> int:
-        """Write what the archive lacks of ``entries`` to a new archive file."""
+        """Copy what the archive lacks of ``entries`` into a new archive file."""
         assert self.archive is not None
-        events: list[tuple[int, Event]] = [
-            (seq, event)
+        values = [
+            (first, value)
             for first, value in entries
-            for seq, event in enumerate(self.log.decode(value), first)
-            if seq > self._archived_to
+            if first + entry_count(value) - 1 > self._archived_to
         ]
-        if events:
-            self.archive.write(events)
-            self._archived_to = events[-1][0]
-        return len(events)
+        if not values:
+            return 0
+        numbers: set[int] = set()
+        for _, value in values:
+            if value[0] in BATCH_TAGS:
+                numbers |= hash_numbers(value)
+        first_ms = self.log.decode(values[0][1])[0].at_ms
+        file = self.archive.write(values, self.log.dictionary(sorted(numbers)), first_ms)
+        archived = file.last_seq - max(file.first_seq, self._archived_to + 1) + 1
+        self._archived_to = file.last_seq
+        return archived
 
     # -- compaction ------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from udpt.events.archive import Archive, History, read_file
+from udpt.events.codec import DecodeError
 from udpt.events.log import EventLog
 from udpt.events.maintenance import LogMaintenance, MaintenanceReport
 from udpt.events.types import (
@@ -157,11 +158,12 @@ def test_an_event_in_both_archive_and_log_is_read_once_and_not_archived_twice(
     with EventLog(tmp_path / "log") as log:
         write(log, events, 10)
         log.put_snapshot(100, b"state")
-        archive.write(list(enumerate(events[:25], 1)))  # archived, never pruned
+        head, _ = log.entries(0, 2)
+        LogMaintenance(log, retention_ms=1, archive=archive)._archive(head)  # never pruned
         (archive.path / ".tmp-torn").write_bytes(b"half a file")
         assert list(History(log, archive).events()) == list(enumerate(events, 1))
         LogMaintenance(log, retention_ms=1, archive=archive).run(now_ms=1000)
-        assert [(f.first_seq, f.last_seq) for f in archive.files()] == [(1, 25), (26, 90)]
+        assert [(f.first_seq, f.last_seq) for f in archive.files()] == [(1, 20), (21, 90)]
         assert not list(archive.path.glob(".tmp-*"))
         assert list(History(log, archive).events()) == list(enumerate(events, 1))
 
@@ -184,3 +186,17 @@ def test_an_old_format_log_is_compacted_and_pruned_keeping_its_admin_events(
         LogMaintenance(log, retention_ms=1).run(now_ms=10_000)
         assert log.first_seq() > 2000
         assert list(log.admin_events()) == [(15, FLAG)]
+
+
+def test_a_damaged_archive_file_is_a_decode_error(tmp_path: Path) -> None:
+    archive = Archive(tmp_path / "archive")
+    with EventLog(tmp_path / "log") as log:
+        write(log, history(100), 10)
+        log.put_snapshot(100, b"state")
+        LogMaintenance(log, retention_ms=1, archive=archive).run(now_ms=1000)
+    path = archive.files()[0].path
+    data = bytearray(path.read_bytes())
+    data[100] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(DecodeError, match="checksum"):
+        list(read_file(path))
