@@ -37,6 +37,7 @@ __all__ = [
     "LogConfig",
     "LogLevel",
     "Mode",
+    "QuotaConfig",
     "UdpConfig",
     "load_config",
 ]
@@ -177,6 +178,19 @@ def _parse_bind_address(raw: object) -> str:
     except ValueError as error:
         raise _Invalid(str(error)) from None
     return text
+
+
+def _whole_bytes_prefix(bits: int) -> Callable[[object], int]:
+    """A parser for a prefix length in whole bytes, from 8 to ``bits``."""
+
+    def parse(raw: object) -> int:
+        if type(raw) is not int:
+            raise _Invalid(f"expected an integer, got {_type_name(raw)}")
+        if not (8 <= raw <= bits and raw % 8 == 0):
+            raise _Invalid(f"must be a multiple of 8 from 8 to {bits}, got {raw}")
+        return raw
+
+    return parse
 
 
 def _parse_access_tokens(raw: object) -> Mapping[str, str]:
@@ -325,6 +339,67 @@ class UdpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class QuotaConfig:
+    """Per-source quotas (ours), so one host cannot shut others out; 0 turns a quota off."""
+
+    source_prefix_v4: int = field(
+        default=32,
+        metadata=_spec(
+            "Leading bits of an IPv4 address that name one source (a multiple of 8).",
+            parse=_whole_bytes_prefix(32),
+        ),
+    )
+    source_prefix_v6: int = field(
+        default=64,
+        metadata=_spec(
+            "Leading bits of an IPv6 address that name one source (a multiple of 8; a /64 "
+            "is usually one site).",
+            parse=_whole_bytes_prefix(128),
+        ),
+    )
+    announces_per_second: int = field(
+        default=50,
+        metadata=_spec(
+            "Announces per second one source may send, on average (a client sends one per "
+            "torrent per announce_interval).",
+            minimum=0,
+        ),
+    )
+    announce_burst: int = field(
+        default=10_000,
+        metadata=_spec(
+            "Announces one source may send at once (a client starting 10,000 torrents).",
+            minimum=1,
+        ),
+    )
+    new_torrents_per_minute: int = field(
+        default=1000,
+        metadata=_spec(
+            "Dynamic mode: torrents one source may create per minute, on average.",
+            minimum=0,
+        ),
+    )
+    new_torrent_burst: int = field(
+        default=1000,
+        metadata=_spec("Dynamic mode: torrents one source may create at once.", minimum=1),
+    )
+    error_replies_per_second: int = field(
+        default=1,
+        metadata=_spec(
+            "Error replies a source over quota gets per second; beyond them, silence.",
+            minimum=1,
+        ),
+    )
+    max_sources: int = field(
+        default=100_000,
+        metadata=_spec(
+            "Sources whose quotas are remembered; the one idle longest is forgotten first.",
+            minimum=1,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class HttpConfig:
     """The REST API (UDPT's): meant for trusted networks only."""
 
@@ -431,6 +506,9 @@ class Config:
         ),
     )
     log: LogConfig = field(default_factory=LogConfig, metadata=_spec(doc="The event log."))
+    quotas: QuotaConfig = field(
+        default_factory=QuotaConfig, metadata=_spec(doc="Quotas per source address.")
+    )
     warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
     """Unknown keys and doubtful settings found by ``load_config``, one line each, naming
     file and key; not part of the TOML (and not compared)."""

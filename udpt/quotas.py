@@ -1,0 +1,147 @@
+"""Per-source quotas: one host cannot take the tracker for itself.
+
+A source is an address prefix (``/32`` for IPv4 and ``/64`` for IPv6 by
+default: one host, or one IPv6 subnet, which a single machine usually holds
+whole). Each source has two token buckets: announces per second, and new
+torrents per minute (announces that would create a torrent in dynamic mode).
+A request over quota gets a BEP 15 error reply, at most ``error_replies_per_s``
+of them per source, and silence beyond that, so a flood cannot turn the tracker
+into a reflector either.
+
+Why these defaults no real client reaches: a client announces each torrent once
+per ``announce_interval`` (1800 s), plus its started / completed / stopped
+events. A seedbox with 10,000 torrents behind one address averages under 6
+announces/s and starts with a burst of at most one announce per torrent; the
+default allows 50/s with a burst of 10,000. New torrents are rarer still: a
+swarm is created once, by its first peer, so 1,000 a minute (burst 1,000) is
+far above any client and is what bounds a random-hash flood.
+
+Quota state is not part of the tracker's state: a refusal over quota records
+no event and changes no projection, so the log and its replay never depend on
+it. The table of sources is bounded (``max_sources``); the source idle longest
+goes first.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+__all__ = ["OVER_QUOTA", "QuotaPolicy", "SourceQuotas"]
+
+OVER_QUOTA = "rate limit exceeded."
+"""The error text a source over its announce quota gets (while it still gets replies)."""
+
+NEW_TORRENTS_OVER_QUOTA = "too many new torrents."
+"""The error text for an announce that would create a torrent past the source's quota."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaPolicy:
+    """Quotas per source; a rate of 0 turns that quota off."""
+
+    prefix_v4: int
+    prefix_v6: int
+    announces_per_s: float
+    announce_burst: int
+    new_torrents_per_min: float
+    new_torrent_burst: int
+    error_replies_per_s: float
+    max_sources: int
+
+
+class _Source:
+    """One source's buckets: tokens left and when each was last filled, in ms."""
+
+    __slots__ = ("announces", "announces_ms", "errors", "errors_ms", "new_ms", "new_torrents")
+
+    def __init__(self, policy: QuotaPolicy, now_ms: int) -> None:
+        self.announces = float(policy.announce_burst)
+        self.new_torrents = float(policy.new_torrent_burst)
+        self.errors = max(1.0, policy.error_replies_per_s)
+        self.announces_ms = self.new_ms = self.errors_ms = now_ms
+
+
+class SourceQuotas:
+    """Token buckets per source prefix, with counters of what they refused."""
+
+    def __init__(self, policy: QuotaPolicy) -> None:
+        self.policy = policy
+        self._sources: OrderedDict[bytes, _Source] = OrderedDict()
+        self._v4_bytes = policy.prefix_v4 // 8
+        self._v6_bytes = policy.prefix_v6 // 8
+        self.announces_refused = 0
+        self.new_torrents_refused = 0
+        self.silenced = 0
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    def source_of(self, ip: bytes) -> bytes:
+        """The prefix of packed address ``ip`` that names its source (whole bytes only)."""
+        return ip[: self._v4_bytes] if len(ip) == 4 else ip[: self._v6_bytes]
+
+    def _source(self, ip: bytes, now_ms: int) -> _Source:
+        key = self.source_of(ip)
+        sources = self._sources
+        source = sources.get(key)
+        if source is None:
+            if len(sources) >= self.policy.max_sources:
+                sources.popitem(last=False)
+                self.evicted += 1
+            source = sources[key] = _Source(self.policy, now_ms)
+        else:
+            sources.move_to_end(key)
+        return source
+
+    def take_announce(self, ip: bytes, now_ms: int) -> bool:
+        """Whether an announce from ``ip`` is within its source's quota (and count it)."""
+        rate = self.policy.announces_per_s
+        if not rate:
+            return True
+        source = self._source(ip, now_ms)
+        elapsed = now_ms - source.announces_ms
+        if elapsed > 0:
+            source.announces = min(
+                float(self.policy.announce_burst), source.announces + elapsed * rate / 1000
+            )
+            source.announces_ms = now_ms
+        if source.announces >= 1:
+            source.announces -= 1
+            return True
+        self.announces_refused += 1
+        return False
+
+    def take_new_torrent(self, ip: bytes, now_ms: int) -> bool:
+        """Whether ``ip``'s source may create one more torrent now (and count it)."""
+        rate = self.policy.new_torrents_per_min
+        if not rate:
+            return True
+        source = self._source(ip, now_ms)
+        elapsed = now_ms - source.new_ms
+        if elapsed > 0:
+            source.new_torrents = min(
+                float(self.policy.new_torrent_burst),
+                source.new_torrents + elapsed * rate / 60_000,
+            )
+            source.new_ms = now_ms
+        if source.new_torrents >= 1:
+            source.new_torrents -= 1
+            return True
+        self.new_torrents_refused += 1
+        return False
+
+    def may_reply_error(self, ip: bytes, now_ms: int) -> bool:
+        """Whether a refused source still gets an error reply now, or silence."""
+        rate = max(1.0, self.policy.error_replies_per_s)
+        source = self._source(ip, now_ms)
+        elapsed = now_ms - source.errors_ms
+        if elapsed > 0:
+            source.errors = min(rate, source.errors + elapsed * rate / 1000)
+            source.errors_ms = now_ms
+        if source.errors >= 1:
+            source.errors -= 1
+            return True
+        self.silenced += 1
+        return False
