@@ -390,6 +390,14 @@ class QuotaConfig:
             minimum=1,
         ),
     )
+    recorded_refusals_per_minute: int = field(
+        default=60,
+        metadata=_spec(
+            "Refused announces (flagged, not registered, over max_torrents) recorded as events "
+            "per source and minute; the rest are answered and counted, not logged. 0 = all.",
+            minimum=0,
+        ),
+    )
     max_sources: int = field(
         default=100_000,
         metadata=_spec(

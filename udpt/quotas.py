@@ -16,6 +16,12 @@ default allows 50/s with a burst of 10,000. New torrents are rarer still: a
 swarm is created once, by its first peer, so 1,000 a minute (burst 1,000) is
 far above any client and is what bounds a random-hash flood.
 
+Refusals (flagged, not registered, over ``max_torrents``) are recorded as
+events for audit, but at most ``recorded_refusals_per_min`` of them per source
+(burst the same); past that a refusal is answered at once and only counted, so
+one host cannot grow the log with refused announces: the audit trail keeps
+who tried what, first, and the counters keep how often.
+
 Quota state is not part of the tracker's state: a refusal over quota records
 no event and changes no projection, so the log and its replay never depend on
 it. The table of sources is bounded (``max_sources``); the source idle longest
@@ -47,19 +53,30 @@ class QuotaPolicy:
     new_torrents_per_min: float
     new_torrent_burst: int
     error_replies_per_s: float
+    recorded_refusals_per_min: float
     max_sources: int
 
 
 class _Source:
     """One source's buckets: tokens left and when each was last filled, in ms."""
 
-    __slots__ = ("announces", "announces_ms", "errors", "errors_ms", "new_ms", "new_torrents")
+    __slots__ = (
+        "announces",
+        "announces_ms",
+        "errors",
+        "errors_ms",
+        "new_ms",
+        "new_torrents",
+        "refusals",
+        "refusals_ms",
+    )
 
     def __init__(self, policy: QuotaPolicy, now_ms: int) -> None:
         self.announces = float(policy.announce_burst)
         self.new_torrents = float(policy.new_torrent_burst)
         self.errors = max(1.0, policy.error_replies_per_s)
-        self.announces_ms = self.new_ms = self.errors_ms = now_ms
+        self.refusals = policy.recorded_refusals_per_min
+        self.announces_ms = self.new_ms = self.errors_ms = self.refusals_ms = now_ms
 
 
 class SourceQuotas:
@@ -73,6 +90,7 @@ class SourceQuotas:
         self.announces_refused = 0
         self.new_torrents_refused = 0
         self.silenced = 0
+        self.refusals_unrecorded = 0
         self.evicted = 0
 
     def __len__(self) -> int:
@@ -144,4 +162,20 @@ class SourceQuotas:
             source.errors -= 1
             return True
         self.silenced += 1
+        return False
+
+    def take_refusal_record(self, ip: bytes, now_ms: int) -> bool:
+        """Whether a refusal for ``ip`` is recorded as an event, or only answered and counted."""
+        rate = self.policy.recorded_refusals_per_min
+        if not rate:
+            return True
+        source = self._source(ip, now_ms)
+        elapsed = now_ms - source.refusals_ms
+        if elapsed > 0:
+            source.refusals = min(rate, source.refusals + elapsed * rate / 60_000)
+            source.refusals_ms = now_ms
+        if source.refusals >= 1:
+            source.refusals -= 1
+            return True
+        self.refusals_unrecorded += 1
         return False

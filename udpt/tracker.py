@@ -148,6 +148,7 @@ class Policy:
                 new_torrents_per_min=quotas.new_torrents_per_minute,
                 new_torrent_burst=quotas.new_torrent_burst,
                 error_replies_per_s=quotas.error_replies_per_second,
+                recorded_refusals_per_min=quotas.recorded_refusals_per_minute,
                 max_sources=quotas.max_sources,
             ),
         )
@@ -215,10 +216,12 @@ class Tracker:
         if creates and not self.quotas.take_new_torrent(ip, now_ms):
             return self._over_quota(request.transaction_id, ip, now_ms, NEW_TORRENTS_OVER_QUOTA)
         if reason is not None:
+            reply = build_error_response(request.transaction_id, REFUSAL_MESSAGES[reason])
+            if not self.quotas.take_refusal_record(ip, now_ms):
+                return reply  # answered, counted, not logged: see udpt/quotas.py
             refused = AnnounceRefused(
                 now_ms, request.info_hash, ip, request.port, request.peer_id, reason
             )
-            reply = build_error_response(request.transaction_id, REFUSAL_MESSAGES[reason])
             return Commit(refused, _as_is, reply)
         accepted = AnnounceAccepted(
             now_ms,

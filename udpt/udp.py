@@ -53,6 +53,10 @@ _ACTIONS = {
 _REQUEST_KEYS = {kind: {4: (action, "4"), 16: (action, "6")} for kind, action in _ACTIONS.items()}
 _RESPONSE_KEYS = {kind: (action, "ok") for kind, action in _ACTIONS.items()}
 _RESPONSE_KEYS[InvalidRequest] = ("invalid", "error")
+# An error reply (action 3) to a valid request is a refusal: over a quota, or unrecorded.
+_REFUSED_KEYS = {kind: (action, "refused") for kind, action in _ACTIONS.items()}
+_REFUSED_KEYS[InvalidRequest] = ("invalid", "error")
+_ERROR_ACTION = 3
 _ANNOUNCE_OK = ("announce", "ok")
 _ANNOUNCE_REFUSED = ("announce", "refused")
 
@@ -231,7 +235,8 @@ class UdpEndpoint:
             if decision is None:
                 counters.dropped["bad_connection_id"] += 1
             elif isinstance(decision, bytes):
-                self._send(decision, addr, _RESPONSE_KEYS[kind])
+                keys = _REFUSED_KEYS if decision[3] == _ERROR_ACTION else _RESPONSE_KEYS
+                self._send(decision, addr, keys[kind])
             else:
                 result = (
                     _ANNOUNCE_REFUSED if type(decision.event) is AnnounceRefused else _ANNOUNCE_OK

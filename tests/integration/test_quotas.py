@@ -26,6 +26,8 @@ from tests.support.daemon import make_config, running_tracker
 from udpt.clock import ManualClock
 from udpt.config import LogConfig, QuotaConfig
 from udpt.daemon import Running
+from udpt.events.log import EventLog
+from udpt.events.types import AnnounceRefused
 
 FAST_LOG = LogConfig(fsync=False, commit_linger_ms=0)
 NO_QUOTAS = QuotaConfig(announces_per_second=0, new_torrents_per_minute=0)
@@ -156,3 +158,27 @@ async def test_max_torrents_holds_with_announces_still_waiting_for_their_commit(
         assert all(parse_announce_response(r).leechers == 1 for r in accepted)
         assert len(running.state.torrents) == 10
         assert running.tracker.creating == {}  # nothing is left counted once applied
+
+
+async def test_a_refusal_flood_costs_the_log_a_bounded_number_of_events(tmp_path: Path) -> None:
+    # Regression: every refused announce was an event, so one host grew the log by
+    # 2.6 MB/s with announces for torrents that do not exist.
+    quotas = QuotaConfig(recorded_refusals_per_minute=10)
+    config_db = tmp_path / "log"
+    async with (
+        tracker(tmp_path, ManualClock(), quotas, mode="static") as running,
+        clients(running, "127.0.0.2", "127.0.0.3") as (flooder, other),
+    ):
+        for n in range(100):
+            with pytest.raises(TrackerError, match=r"^torrent not registered\.$"):
+                await flooder.announce(info_hash(n))
+        with pytest.raises(TrackerError, match=r"^torrent not registered\.$"):
+            await other.announce(info_hash(7))  # another source's refusals are its own
+        assert running.tracker.quotas.refusals_unrecorded == 90
+        assert running.counters.responses[("announce", "refused")] == 101
+        assert running.counters.responses[("announce", "ok")] == 0
+    with EventLog(config_db, readonly=True) as log:
+        refused = [event for _, event in log.events() if type(event) is AnnounceRefused]
+    assert [event.info_hash for event in refused] == [info_hash(n) for n in range(10)] + [
+        info_hash(7)
+    ]

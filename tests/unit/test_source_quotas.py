@@ -14,6 +14,7 @@ def quotas(**changes: float) -> SourceQuotas:
         new_torrents_per_min=60,
         new_torrent_burst=1,
         error_replies_per_s=1,
+        recorded_refusals_per_min=2,
         max_sources=3,
     )
     policy.update(changes)
