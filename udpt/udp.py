@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import time
 from typing import Any, cast
@@ -31,7 +32,7 @@ from udpt.intake import Intake
 from udpt.tracker import Tracker
 from udpt.wire import AnnounceRequest, ConnectRequest, InvalidRequest, ScrapeRequest, parse_request
 
-__all__ = ["BoundedProtocol", "UdpEndpoint", "bind_udp_socket"]
+__all__ = ["BoundedProtocol", "UdpEndpoint", "bind_udp_socket", "kernel_drops"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,27 @@ def bind_udp_socket(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def kernel_drops(fd: int) -> int | None:
+    """Datagrams the kernel dropped for socket ``fd`` because its receive buffer was full.
+
+    Read from /proc/net/udp (and udp6), the row whose inode is the socket's: a
+    flood that outruns the loop shows here before udpt sees a byte of it. None
+    where /proc does not tell (not Linux, or the row is gone).
+    """
+    inode = str(os.fstat(fd).st_ino)
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as rows:
+                next(rows)  # the header
+                for row in rows:
+                    fields = row.split()
+                    if fields[9] == inode:
+                        return int(fields[12])
+        except (OSError, IndexError, ValueError, StopIteration):
+            continue
+    return None
 
 
 class BoundedProtocol(Protocol):
@@ -261,6 +283,11 @@ class UdpEndpoint:
             self.send_errors += 1
             return
         self.counters.responses[result] += 1
+
+    def kernel_drops(self) -> int | None:
+        """Datagrams the kernel dropped before this endpoint could read them (see above)."""
+        sock = self.stream.socket
+        return None if sock is None else kernel_drops(sock.fileno())
 
     def run(self) -> list[asyncio.Task[None]]:
         return [asyncio.create_task(self.receive_loop(), name="udp-receive")]
