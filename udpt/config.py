@@ -319,6 +319,14 @@ class UdpConfig:
             minimum=1,
         ),
     )
+    max_peers_per_torrent: int = field(
+        default=50_000,
+        metadata=_spec(
+            'Most peers one torrent holds; a new peer past it gets "torrent full." (peers '
+            "already in the swarm keep announcing), so one host cannot stuff a swarm.",
+            minimum=1,
+        ),
+    )
     max_pending: int = field(
         default=100_000,
         metadata=_spec(

@@ -67,6 +67,7 @@ REFUSAL_MESSAGES = {
     RefusalReason.NOT_REGISTERED: "torrent not registered.",
     RefusalReason.FLAGGED: "torrent flagged.",
     RefusalReason.TORRENT_LIMIT: "torrent not allowed.",
+    RefusalReason.SWARM_FULL: "torrent full.",
 }
 
 MAX_SWEEP_INTERVAL_S = 10
@@ -124,6 +125,7 @@ class Policy:
     torrent_retention_ms: int
     sweep_interval_ms: int
     max_torrents: int
+    max_peers_per_torrent: int
     quotas: QuotaPolicy
 
     @classmethod
@@ -140,6 +142,7 @@ class Policy:
             torrent_retention_ms=udp.torrent_retention * 1000,
             sweep_interval_ms=min(config.cleanup_interval, MAX_SWEEP_INTERVAL_S) * 1000,
             max_torrents=udp.max_torrents,
+            max_peers_per_torrent=udp.max_peers_per_torrent,
             quotas=QuotaPolicy(
                 prefix_v4=quotas.source_prefix_v4,
                 prefix_v6=quotas.source_prefix_v6,
@@ -207,6 +210,8 @@ class Tracker:
         info_hash = request.info_hash
         stopped = request.event == _STOPPED
         reason = self.refusal(info_hash, stopped)
+        if reason is None and not stopped and self._swarm_full(info_hash, ip, request.port):
+            reason = RefusalReason.SWARM_FULL
         creates = (
             reason is None
             and not stopped
@@ -258,6 +263,17 @@ class Tracker:
         elif torrent.flagged:
             return RefusalReason.FLAGGED
         return None
+
+    def _swarm_full(self, info_hash: bytes, ip: bytes, port: int) -> bool:
+        """Whether a peer new to the torrent would take it past ``max_peers_per_torrent``.
+
+        Peers already in the swarm keep announcing; only newcomers are refused, so a
+        host stuffing one swarm with ports cannot push the real peers out.
+        """
+        torrent = self.state.torrents.get(info_hash)
+        if torrent is None or len(torrent.swarm) < self.policy.max_peers_per_torrent:
+            return False
+        return torrent.swarm.find(ip + port.to_bytes(2, "big")) is None
 
     def settled(self, info_hash: bytes) -> None:
         """An announce that was to create ``info_hash`` is applied (or lost): stop counting it."""

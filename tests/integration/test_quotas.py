@@ -182,3 +182,21 @@ async def test_a_refusal_flood_costs_the_log_a_bounded_number_of_events(tmp_path
     assert [event.info_hash for event in refused] == [info_hash(n) for n in range(10)] + [
         info_hash(7)
     ]
+
+
+async def test_a_full_torrent_refuses_newcomers_and_keeps_its_peers(tmp_path: Path) -> None:
+    async with (
+        tracker(tmp_path, ManualClock(), NO_QUOTAS, max_peers_per_torrent=3) as running,
+        clients(running, "127.0.0.2", "127.0.0.3") as (stuffer, newcomer),
+    ):
+        for port in (7001, 7002, 7003):  # one host fills the swarm with its ports
+            await stuffer.announce(info_hash(1), port=port)
+        with pytest.raises(TrackerError, match=r"^torrent full\.$"):
+            await stuffer.announce(info_hash(1), port=7004)
+        with pytest.raises(TrackerError, match=r"^torrent full\.$"):
+            await newcomer.announce(info_hash(1))
+        # A peer already in it keeps announcing; once one leaves, a newcomer fits.
+        assert (await stuffer.announce(info_hash(1), port=7002)).leechers == 3
+        await stuffer.announce(info_hash(1), port=7003, event=3)
+        assert (await newcomer.announce(info_hash(1))).leechers == 3
+        assert len(running.state.torrents[info_hash(1)].swarm) == 3
