@@ -174,6 +174,8 @@ def udpt_starter(
             f'db_path = "{db / "log"}"\nlog_level = "warn"\n[udp]\n'
             f'bind_address = "127.0.0.1:{port}"\n[log]\n'
             f"fsync = {'true' if fsync else 'false'}\n"
+            # One load generator is one source far beyond any client's rate: no quotas.
+            "[quotas]\nannounces_per_second = 0\nnew_torrents_per_minute = 0\n"
         )
         return subprocess.Popen(
             ["taskset", "-c", TRACKER_CPU, sys.executable, "-m", "udpt", "-c", str(config)],
