@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
@@ -12,7 +11,6 @@ from tests.integration.test_replay_tool import (
     HASH_A,
     HISTORY,
     IP1,
-    TOOL,
     TRANSMISSION,
     announce,
     at,
@@ -28,15 +26,6 @@ TAIL: list[Event] = [
     announce(20 + n, HASH_A, IP1, 7000 + n, TRANSMISSION, AnnounceEvent.NONE, n) for n in range(30)
 ]
 EVENTS = HISTORY + TAIL  # the flag by alice is event 9
-
-
-@pytest.fixture(scope="module")
-def tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("replay_tool", TOOL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ a running daemon, and for the exit status of a failed verification.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -99,16 +98,6 @@ HISTORY: list[Event] = [
     TorrentDropped(at(13), HASH_B, "carol"),  # 12
     announce(14, HASH_A, IP2, 51413, QBITTORRENT, AnnounceEvent.STARTED, 0),  # 13
 ]
-
-
-@pytest.fixture(scope="module")
-def tool() -> ModuleType:
-    """``tools/replay.py`` loaded as a module, so ``main(argv)`` runs in-process."""
-    spec = importlib.util.spec_from_file_location("replay_tool", TOOL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_log(path: Path, events: Sequence[Event], snapshots: Sequence[int] = ()) -> Path:

@@ -10,7 +10,6 @@ from types import ModuleType
 
 import pytest
 
-from tests.integration.test_replay_horizon import tool  # noqa: F401 (a fixture)
 from tests.integration.test_replay_tool import HASH_A, HASH_B, START, run_json
 from tests.support.bep15 import TrackerClient
 from tests.support.daemon import make_config, record, running_tracker
@@ -29,7 +28,7 @@ def retention_config(db: Path, archive: Path) -> Config:
 
 async def test_a_daemon_prunes_into_its_archive_and_keeps_flags_and_swarms_across_a_restart(
     tmp_path: Path,
-    tool: ModuleType,  # noqa: F811
+    tool: ModuleType,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     db, archive = tmp_path / "db", tmp_path / "archive"
