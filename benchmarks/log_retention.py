@@ -65,6 +65,10 @@ async def measure(args: argparse.Namespace, work: Path, loadgen: Path) -> None:
             snapshot_interval=args.snapshot_interval,
             archive_dir="" if args.no_archive else str(archive),
         ),
+        # One load generator is one source far beyond any client's rate: no quotas.
+        quotas=dataclasses.replace(
+            defaults.quotas, announces_per_second=0, new_torrents_per_minute=0
+        ),
     )
     stop = asyncio.Event()
     ready: asyncio.Future[Running] = asyncio.get_running_loop().create_future()
