@@ -38,6 +38,7 @@ __all__ = [
     "LogFormat",
     "LogLevel",
     "Mode",
+    "QuotaConfig",
     "UdpConfig",
     "load_config",
 ]
@@ -197,6 +198,19 @@ def _parse_bind_address(raw: object) -> str:
     return text
 
 
+def _whole_bytes_prefix(bits: int) -> Callable[[object], int]:
+    """A parser for a prefix length in whole bytes, from 8 to ``bits``."""
+
+    def parse(raw: object) -> int:
+        if type(raw) is not int:
+            raise _Invalid(f"expected an integer, got {_type_name(raw)}")
+        if not (8 <= raw <= bits and raw % 8 == 0):
+            raise _Invalid(f"must be a multiple of 8 from 8 to {bits}, got {raw}")
+        return raw
+
+    return parse
+
+
 def _parse_access_tokens(raw: object) -> Mapping[str, str]:
     if not isinstance(raw, dict):
         raise _Invalid(f"expected a table of label = token, got {_type_name(raw)}")
@@ -323,6 +337,14 @@ class UdpConfig:
             minimum=1,
         ),
     )
+    max_peers_per_torrent: int = field(
+        default=50_000,
+        metadata=_spec(
+            'Most peers one torrent holds; a new peer past it gets "torrent full." (peers '
+            "already in the swarm keep announcing), so one host cannot stuff a swarm.",
+            minimum=1,
+        ),
+    )
     max_pending: int = field(
         default=100_000,
         metadata=_spec(
@@ -338,6 +360,75 @@ class UdpConfig:
             "scrape hashes can be cut).",
             minimum=2048,
             maximum=65536,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaConfig:
+    """Per-source quotas (ours), so one host cannot shut others out; 0 turns a quota off."""
+
+    source_prefix_v4: int = field(
+        default=32,
+        metadata=_spec(
+            "Leading bits of an IPv4 address that name one source (a multiple of 8).",
+            parse=_whole_bytes_prefix(32),
+        ),
+    )
+    source_prefix_v6: int = field(
+        default=64,
+        metadata=_spec(
+            "Leading bits of an IPv6 address that name one source (a multiple of 8; a /64 "
+            "is usually one site).",
+            parse=_whole_bytes_prefix(128),
+        ),
+    )
+    announces_per_second: int = field(
+        default=50,
+        metadata=_spec(
+            "Announces per second one source may send, on average (a client sends one per "
+            "torrent per announce_interval).",
+            minimum=0,
+        ),
+    )
+    announce_burst: int = field(
+        default=10_000,
+        metadata=_spec(
+            "Announces one source may send at once (a client starting 10,000 torrents).",
+            minimum=1,
+        ),
+    )
+    new_torrents_per_minute: int = field(
+        default=1000,
+        metadata=_spec(
+            "Dynamic mode: torrents one source may create per minute, on average.",
+            minimum=0,
+        ),
+    )
+    new_torrent_burst: int = field(
+        default=1000,
+        metadata=_spec("Dynamic mode: torrents one source may create at once.", minimum=1),
+    )
+    error_replies_per_second: int = field(
+        default=1,
+        metadata=_spec(
+            "Error replies a source over quota gets per second; beyond them, silence.",
+            minimum=1,
+        ),
+    )
+    recorded_refusals_per_minute: int = field(
+        default=60,
+        metadata=_spec(
+            "Refused announces (flagged, not registered, over max_torrents) recorded as events "
+            "per source and minute; the rest are answered and counted, not logged. 0 = all.",
+            minimum=0,
+        ),
+    )
+    max_sources: int = field(
+        default=100_000,
+        metadata=_spec(
+            "Sources whose quotas are remembered; the one idle longest is forgotten first.",
+            minimum=1,
         ),
     )
 
@@ -391,6 +482,23 @@ class LogConfig:
             "rest); 0 = only at shutdown.",
             minimum=0,
             maximum=_MAX_SECONDS,
+        ),
+    )
+    retention: int = field(
+        default=604800,
+        metadata=_spec(
+            "Seconds of announces and expiries the log keeps; older ones are pruned once a "
+            "snapshot covers them (admin events are kept forever); 0 = keep everything.",
+            minimum=0,
+            maximum=_MAX_SECONDS,
+        ),
+    )
+    archive_dir: str = field(
+        default="",
+        metadata=_spec(
+            "Directory where pruned events are first written, as immutable compressed files "
+            '(`tools/replay.py --archive DIR` reads them with the log); "" = no archive.',
+            parse=_expect_string,
         ),
     )
     map_size_mib: int = field(
@@ -457,6 +565,9 @@ class Config:
         ),
     )
     log: LogConfig = field(default_factory=LogConfig, metadata=_spec(doc="The event log."))
+    quotas: QuotaConfig = field(
+        default_factory=QuotaConfig, metadata=_spec(doc="Quotas per source address.")
+    )
     warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
     """Unknown keys and doubtful settings found by ``load_config``, one line each, naming
     file and key; not part of the TOML (and not compared)."""

@@ -17,6 +17,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,9 @@ from udpt.clock import EventClock
 from udpt.config import Config
 from udpt.connection_ids import ConnectionIds, new_secret
 from udpt.counters import Counters
+from udpt.events.archive import Archive
 from udpt.events.log import EventLog, LogError
+from udpt.events.maintenance import LogMaintenance
 from udpt.events.writer import GroupCommitWriter
 from udpt.history.recovery import recover
 from udpt.intake import Intake
@@ -53,6 +56,7 @@ log = logging.getLogger("udpt")
 
 SECRET_KEY = b"connection_id_secret"
 GC_THRESHOLDS = (50_000, 20, 100)
+MAINTENANCE_INTERVAL_S = 1.0
 
 
 class StartupError(RuntimeError):
@@ -183,6 +187,7 @@ async def _serve_sockets(
     running.tasks.append(
         asyncio.create_task(_expire_periodically(running.intake, clock), name="expiry")
     )
+    running.tasks.append(asyncio.create_task(_maintain_log(running, clock), name="log"))
     if config.log.snapshot_interval:
         running.tasks.append(asyncio.create_task(_snapshot_periodically(running), name="snapshots"))
 
@@ -365,6 +370,30 @@ async def _snapshot_periodically(running: Running) -> None:
             log.debug("snapshot taken at seq %d", seq)
         else:
             log.warning("taking a snapshot at seq %d failed (exit %d)", seq, status)
+
+
+async def _maintain_log(running: Running, clock: EventClock) -> None:
+    """Every second, compact, prune and archive the log (udpt.events.maintenance).
+
+    On a thread of its own: the work decodes and encodes batches. A run cut short
+    by shutdown is let finish (its transactions are short) before the log closes.
+    """
+    config = running.config.log
+    archive = Archive(config.archive_dir) if config.archive_dir else None
+    maintenance = LogMaintenance(running.event_log, config.retention * 1000, archive)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-maintenance")
+    try:
+        while True:
+            await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+            job = pool.submit(maintenance.run, clock.now_ms())
+            try:
+                report = await asyncio.shield(asyncio.wrap_future(job))
+            except Exception:  # a full disk, a bug: the log stays as it was; try again
+                log.exception("log maintenance failed; trying again in a second")
+            else:
+                log.debug("log maintenance: %s", report)
+    finally:
+        pool.shutdown(wait=True)
 
 
 def run(config: Config, config_path: Path | None = None) -> int:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from udpt.counters import Counters
-from udpt.events.types import PeersExpired
+from udpt.events.types import AnnounceAccepted, PeersExpired
 from udpt.events.writer import Batch, GroupCommitWriter
 from udpt.history.apply import ApplyFailures, apply_committed, apply_failed
 from udpt.projections import TrackerState
@@ -151,6 +151,7 @@ class Intake:
     def _fold(self) -> None:
         """Fold what is committed; pause (and come back) when a sweep takes long."""
         state, failures = self.state, self.apply_failures
+        creating = self.tracker.creating
         unapplied = self._unapplied
         deadline = time.perf_counter() + APPLY_SLICE_S
         while unapplied:
@@ -167,6 +168,8 @@ class Intake:
                         return
                 else:
                     apply_committed(state, seq, event, failures)
+                    if creating and type(event) is AnnounceAccepted:
+                        self.tracker.settled(event.info_hash)
                 if payload is not None:
                     self._answer(seq, payload)
             unapplied.popleft()
@@ -198,7 +201,9 @@ class Intake:
     def failed(self, batch: Batch, error: BaseException) -> None:
         """Nothing in ``batch`` was recorded: tell each caller so, acknowledge nothing."""
         lost = NotRecorded("commit_failed", f"the event log failed to commit: {error}")
-        for _, _, payload in batch:
+        for event, _, payload in batch:
+            if type(event) is AnnounceAccepted:
+                self.tracker.settled(event.info_hash)
             if payload is None:
                 continue
             self.counters.dropped[lost.reason] += 1

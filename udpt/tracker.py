@@ -39,6 +39,7 @@ from udpt.events.types import (
 )
 from udpt.projections import TrackerState
 from udpt.projections.swarms import select_peers
+from udpt.quotas import NEW_TORRENTS_OVER_QUOTA, OVER_QUOTA, QuotaPolicy, SourceQuotas
 from udpt.wire import (
     AnnounceRequest,
     ConnectRequest,
@@ -66,6 +67,7 @@ REFUSAL_MESSAGES = {
     RefusalReason.NOT_REGISTERED: "torrent not registered.",
     RefusalReason.FLAGGED: "torrent flagged.",
     RefusalReason.TORRENT_LIMIT: "torrent not allowed.",
+    RefusalReason.SWARM_FULL: "torrent full.",
 }
 
 MAX_SWEEP_INTERVAL_S = 10
@@ -123,10 +125,12 @@ class Policy:
     torrent_retention_ms: int
     sweep_interval_ms: int
     max_torrents: int
+    max_peers_per_torrent: int
+    quotas: QuotaPolicy
 
     @classmethod
     def from_config(cls, config: Config) -> Policy:
-        udp = config.udp
+        udp, quotas = config.udp, config.quotas
         return cls(
             dynamic=config.mode is Mode.DYNAMIC,
             interval=udp.announce_interval,
@@ -138,11 +142,30 @@ class Policy:
             torrent_retention_ms=udp.torrent_retention * 1000,
             sweep_interval_ms=min(config.cleanup_interval, MAX_SWEEP_INTERVAL_S) * 1000,
             max_torrents=udp.max_torrents,
+            max_peers_per_torrent=udp.max_peers_per_torrent,
+            quotas=QuotaPolicy(
+                prefix_v4=quotas.source_prefix_v4,
+                prefix_v6=quotas.source_prefix_v6,
+                announces_per_s=quotas.announces_per_second,
+                announce_burst=quotas.announce_burst,
+                new_torrents_per_min=quotas.new_torrents_per_minute,
+                new_torrent_burst=quotas.new_torrent_burst,
+                error_replies_per_s=quotas.error_replies_per_second,
+                recorded_refusals_per_min=quotas.recorded_refusals_per_minute,
+                max_sources=quotas.max_sources,
+            ),
         )
 
 
 class Tracker:
-    """Decides what each request gets, from one tracker state."""
+    """Decides what each request gets, from one tracker state.
+
+    Besides the projections it keeps two things that are not state (no event
+    records them, no replay needs them): the per-source quotas, and
+    ``creating``, the torrents that accepted announces will create once they are
+    applied, so that ``max_torrents`` also counts creations still on their way
+    to the log (the intake calls ``settled`` as each one is applied or lost).
+    """
 
     def __init__(
         self,
@@ -155,6 +178,8 @@ class Tracker:
         self.connection_ids = connection_ids
         self.policy = policy
         self._rng = rng or Random()
+        self.quotas = SourceQuotas(policy.quotas)
+        self.creating: dict[bytes, int] = {}
 
     # -- the datagram path -------------------------------------------------
 
@@ -168,18 +193,40 @@ class Tracker:
         if not self.connection_ids.is_valid(request.connection_id, ip, now):
             return None
         if isinstance(request, AnnounceRequest):
+            if not self.quotas.take_announce(ip, now_ms):
+                return self._over_quota(request.transaction_id, ip, now_ms, OVER_QUOTA)
             return self._announce(request, ip, now_ms)
         if isinstance(request, ScrapeRequest):
             return build_scrape_response(request.transaction_id, self.scrape(request.info_hashes))
         return build_error_response(request.transaction_id, request.message)
 
-    def _announce(self, request: AnnounceRequest, ip: bytes, now_ms: int) -> Commit:
-        reason = self.refusal(request.info_hash, request.event == _STOPPED)
+    def _over_quota(self, transaction_id: bytes, ip: bytes, now_ms: int, message: str) -> Decision:
+        """An error reply for a source over quota, while it may still get one; then silence."""
+        if self.quotas.may_reply_error(ip, now_ms):
+            return build_error_response(transaction_id, message)
+        return None
+
+    def _announce(self, request: AnnounceRequest, ip: bytes, now_ms: int) -> Decision:
+        info_hash = request.info_hash
+        stopped = request.event == _STOPPED
+        reason = self.refusal(info_hash, stopped)
+        if reason is None and not stopped and self._swarm_full(info_hash, ip, request.port):
+            reason = RefusalReason.SWARM_FULL
+        creates = (
+            reason is None
+            and not stopped
+            and info_hash not in self.state.torrents
+            and info_hash not in self.creating
+        )
+        if creates and not self.quotas.take_new_torrent(ip, now_ms):
+            return self._over_quota(request.transaction_id, ip, now_ms, NEW_TORRENTS_OVER_QUOTA)
         if reason is not None:
+            reply = build_error_response(request.transaction_id, REFUSAL_MESSAGES[reason])
+            if not self.quotas.take_refusal_record(ip, now_ms):
+                return reply  # answered, counted, not logged: see udpt/quotas.py
             refused = AnnounceRefused(
                 now_ms, request.info_hash, ip, request.port, request.peer_id, reason
             )
-            reply = build_error_response(request.transaction_id, REFUSAL_MESSAGES[reason])
             return Commit(refused, _as_is, reply)
         accepted = AnnounceAccepted(
             now_ms,
@@ -193,6 +240,8 @@ class Tracker:
             request.downloaded,
             request.left,
         )
+        if creates:
+            self.creating[info_hash] = self.creating.get(info_hash, 0) + 1
         return Commit(accepted, self.announce_reply, (request, ip))
 
     def refusal(self, info_hash: bytes, stopped: bool = False) -> RefusalReason | None:
@@ -200,15 +249,39 @@ class Tracker:
 
         A ``stopped`` announce never creates a torrent, so the torrent limit spares it.
         """
-        torrent = self.state.torrents.get(info_hash)
+        torrents = self.state.torrents
+        torrent = torrents.get(info_hash)
         if not self.policy.dynamic and (torrent is None or not torrent.registered):
             return RefusalReason.NOT_REGISTERED
         if torrent is None:
-            if not stopped and len(self.state.torrents) >= self.policy.max_torrents:
+            if (
+                not stopped
+                and info_hash not in self.creating
+                and len(torrents) + len(self.creating) >= self.policy.max_torrents
+            ):
                 return RefusalReason.TORRENT_LIMIT
         elif torrent.flagged:
             return RefusalReason.FLAGGED
         return None
+
+    def _swarm_full(self, info_hash: bytes, ip: bytes, port: int) -> bool:
+        """Whether a peer new to the torrent would take it past ``max_peers_per_torrent``.
+
+        Peers already in the swarm keep announcing; only newcomers are refused, so a
+        host stuffing one swarm with ports cannot push the real peers out.
+        """
+        torrent = self.state.torrents.get(info_hash)
+        if torrent is None or len(torrent.swarm) < self.policy.max_peers_per_torrent:
+            return False
+        return torrent.swarm.find(ip + port.to_bytes(2, "big")) is None
+
+    def settled(self, info_hash: bytes) -> None:
+        """An announce that was to create ``info_hash`` is applied (or lost): stop counting it."""
+        left = self.creating.get(info_hash, 0) - 1
+        if left > 0:
+            self.creating[info_hash] = left
+        else:
+            self.creating.pop(info_hash, None)
 
     # -- admin changes -----------------------------------------------------
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import time
 from typing import Any, cast
@@ -31,7 +32,7 @@ from udpt.intake import Intake
 from udpt.tracker import Tracker
 from udpt.wire import AnnounceRequest, ConnectRequest, InvalidRequest, ScrapeRequest, parse_request
 
-__all__ = ["BoundedProtocol", "UdpEndpoint", "bind_udp_socket"]
+__all__ = ["BoundedProtocol", "UdpEndpoint", "bind_udp_socket", "kernel_drops"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,10 @@ _ACTIONS = {
 _REQUEST_KEYS = {kind: {4: (action, "4"), 16: (action, "6")} for kind, action in _ACTIONS.items()}
 _RESPONSE_KEYS = {kind: (action, "ok") for kind, action in _ACTIONS.items()}
 _RESPONSE_KEYS[InvalidRequest] = ("invalid", "error")
+# An error reply (action 3) to a valid request is a refusal: over a quota, or unrecorded.
+_REFUSED_KEYS = {kind: (action, "refused") for kind, action in _ACTIONS.items()}
+_REFUSED_KEYS[InvalidRequest] = ("invalid", "error")
+_ERROR_ACTION = 3
 _ANNOUNCE_OK = ("announce", "ok")
 _ANNOUNCE_REFUSED = ("announce", "refused")
 
@@ -79,6 +84,27 @@ def bind_udp_socket(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def kernel_drops(fd: int) -> int | None:
+    """Datagrams the kernel dropped for socket ``fd`` because its receive buffer was full.
+
+    Read from /proc/net/udp (and udp6), the row whose inode is the socket's: a
+    flood that outruns the loop shows here before udpt sees a byte of it. None
+    where /proc does not tell (not Linux, or the row is gone).
+    """
+    inode = str(os.fstat(fd).st_ino)
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as rows:
+                next(rows)  # the header
+                for row in rows:
+                    fields = row.split()
+                    if fields[9] == inode:
+                        return int(fields[12])
+        except (OSError, IndexError, ValueError, StopIteration):
+            continue
+    return None
 
 
 class BoundedProtocol(Protocol):
@@ -231,7 +257,8 @@ class UdpEndpoint:
             if decision is None:
                 counters.dropped["bad_connection_id"] += 1
             elif isinstance(decision, bytes):
-                self._send(decision, addr, _RESPONSE_KEYS[kind])
+                keys = _REFUSED_KEYS if decision[3] == _ERROR_ACTION else _RESPONSE_KEYS
+                self._send(decision, addr, keys[kind])
             else:
                 result = (
                     _ANNOUNCE_REFUSED if type(decision.event) is AnnounceRefused else _ANNOUNCE_OK
@@ -256,6 +283,11 @@ class UdpEndpoint:
             self.send_errors += 1
             return
         self.counters.responses[result] += 1
+
+    def kernel_drops(self) -> int | None:
+        """Datagrams the kernel dropped before this endpoint could read them (see above)."""
+        sock = self.stream.socket
+        return None if sock is None else kernel_drops(sock.fileno())
 
     def run(self) -> list[asyncio.Task[None]]:
         return [asyncio.create_task(self.receive_loop(), name="udp-receive")]

@@ -29,11 +29,13 @@ __all__ = ["make_config", "record", "running_tracker"]
 def make_config(
     db_path: Path, *, mode: str = "dynamic", tokens: Mapping[str, str] | None = None, **udp: Any
 ) -> Config:
-    """Defaults with the log in ``db_path``; ``tokens`` turns the API on; ``udp`` sets [udp]."""
+    """Defaults with the log in ``db_path``; ``tokens`` turns the API on; ``udp`` sets [udp]
+    (and ``cleanup_interval``, ``log`` and ``quotas``, which replace theirs)."""
     config = load_config(None)
     http = None if tokens is None else HttpConfig("127.0.0.1:0", dict(tokens))
     cleanup = udp.pop("cleanup_interval", config.cleanup_interval)
     log = udp.pop("log", config.log)
+    quotas = udp.pop("quotas", config.quotas)
     return dataclasses.replace(
         config,
         db_path=db_path,
@@ -41,6 +43,7 @@ def make_config(
         http=http,
         cleanup_interval=cleanup,
         log=log,
+        quotas=quotas,
         udp=dataclasses.replace(config.udp, **udp),
     )
 

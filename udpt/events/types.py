@@ -51,6 +51,7 @@ class RefusalReason(IntEnum):
     NOT_REGISTERED = 1
     FLAGGED = 2
     TORRENT_LIMIT = 3
+    SWARM_FULL = 4
 
 
 class AnnounceAccepted(NamedTuple):

@@ -92,7 +92,8 @@ class PeerView(NamedTuple):
 
 
 def _last_seen_of(record: bytes) -> int:
-    return _LAST_SEEN.unpack_from(record, _LAST_SEEN_OFFSET)[0]
+    last_seen: int = _LAST_SEEN.unpack_from(record, _LAST_SEEN_OFFSET)[0]
+    return last_seen
 
 
 class Swarm:
