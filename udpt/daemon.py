@@ -392,6 +392,9 @@ async def _maintain_log(running: Running, clock: EventClock) -> None:
                 log.exception("log maintenance failed; trying again in a second")
             else:
                 log.debug("log maintenance: %s", report)
+                if report.pruned:  # the log's horizon moved: read it on the same thread
+                    first = await asyncio.wrap_future(pool.submit(running.event_log.first_seq))
+                    running.observer.log_pruned(first)
     finally:
         pool.shutdown(wait=True)
 

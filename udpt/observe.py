@@ -182,6 +182,10 @@ class Observer:
         """A snapshot at ``seq`` was stored just now (the daemon's periodic snapshots)."""
         self._snapshot = (seq, self._now_ms())
 
+    def log_pruned(self, first_seq: int) -> None:
+        """Log maintenance pruned events: the oldest one kept is now ``first_seq``."""
+        self._first_seq = first_seq
+
     def log_facts(self) -> LogFacts:
         """A stat of the log's files and what is known in memory; no LMDB transaction."""
         snapshot_seq, age = 0, None
