@@ -54,6 +54,8 @@ def main() -> int:
             f'[udp]\nbind_address = "127.0.0.1:{udp_port}"\n'
             f'[http]\nbind_address = "127.0.0.1:{http_port}"\n'
             f'[http.access_tokens]\nbench = "{TOKEN}"\n'
+            # One load generator is one source far beyond any client's rate: no quotas.
+            "[quotas]\nannounces_per_second = 0\nnew_torrents_per_minute = 0\n"
         )
         server = subprocess.Popen(
             ["taskset", "-c", TRACKER_CPU, sys.executable, "-m", "udpt", "-c", str(config)],
