@@ -384,7 +384,7 @@ class QuotaConfig:
         ),
     )
     announces_per_second: int = field(
-        default=50,
+        default=200,
         metadata=_spec(
             "Announces per second one source may send, on average (a client sends one per "
             "torrent per announce_interval).",
@@ -392,9 +392,9 @@ class QuotaConfig:
         ),
     )
     announce_burst: int = field(
-        default=10_000,
+        default=20_000,
         metadata=_spec(
-            "Announces one source may send at once (a client starting 10,000 torrents).",
+            "Announces one source may send at once (clients behind one address starting up).",
             minimum=1,
         ),
     )

@@ -11,8 +11,11 @@ into a reflector either.
 Why these defaults no real client reaches: a client announces each torrent once
 per ``announce_interval`` (1800 s), plus its started / completed / stopped
 events. A seedbox with 10,000 torrents behind one address averages under 6
-announces/s and starts with a burst of at most one announce per torrent; the
-default allows 50/s with a burst of 10,000. New torrents are rarer still: a
+announces/s and starts with a burst of at most one announce per torrent; a
+carrier-grade NAT puts many users behind one IPv4 address, say 2,000 users with
+100 torrents each, about 110 announces/s. The default allows 200/s with a burst
+of 20,000: about 1 % of what udpt answers on one core, so no source takes much
+more than its share. New torrents are rarer still: a
 swarm is created once, by its first peer, so 1,000 a minute (burst 1,000) is
 far above any client and is what bounds a random-hash flood.
 
