@@ -629,7 +629,15 @@ async def test_openapi_document_is_served_without_a_token(api: Api) -> None:
     assert response.headers["content-type"] == "application/json"
     document = response.json()
     assert document["openapi"].startswith("3.")
-    assert set(document["paths"]) == {"/t", "/t/{info_hash}", "/openapi.json"}
+    assert set(document["paths"]) == {
+        "/t",
+        "/t/{info_hash}",
+        "/openapi.json",
+        "/",
+        "/health",
+        "/status",
+        "/metrics",
+    }
 
 
 # -- tokens stay secret -----------------------------------------------------------------

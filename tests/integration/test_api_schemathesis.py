@@ -194,8 +194,8 @@ WITHOUT_A_VALID_TOKEN = (
 )
 def test_replies_match_the_document(case: schemathesis.Case) -> None:
     response = case.call_and_validate(timeout=10, excluded_checks=(ignored_auth,))
-    if response.status_code >= 300 or case.operation.path == "/openapi.json":
-        return
+    if response.status_code >= 300 or case.operation.definition.raw.get("security") == []:
+        return  # refused anyway, or open to all (the document, /, /health, /status)
     for query_token, authorization in WITHOUT_A_VALID_TOKEN:
         replay = case.partial_deepcopy()
         replay.query = {k: v for k, v in (case.query or {}).items() if k != "token"}
