@@ -158,6 +158,7 @@ async def _open(
     await writer.drain()
     await intake.drain()
     observer = Observer(counters, state, writer, event_log, clock.now_ms)
+    observer.quotas = tracker.quotas
     return Running(
         config, event_log, state, tracker, intake, writer, counters, snapshot_seq, observer
     )
@@ -174,6 +175,7 @@ async def _serve_sockets(
         udp_socket, running.tracker, running.intake, clock, config.udp.receive_buffer
     )
     running.endpoints.append(endpoint)
+    running.observer.kernel_drops = lambda: _kernel_drops(running.endpoints)
     if config.http is not None:
         running.tokens = TokenChecker(config.http.access_tokens)
         routes = TorrentRoutes(
@@ -190,6 +192,13 @@ async def _serve_sockets(
     running.tasks.append(asyncio.create_task(_maintain_log(running, clock), name="log"))
     if config.log.snapshot_interval:
         running.tasks.append(asyncio.create_task(_snapshot_periodically(running), name="snapshots"))
+
+
+def _kernel_drops(endpoints: list[UdpEndpoint]) -> int | None:
+    """Datagrams the kernel dropped on every endpoint's socket (None: it does not say)."""
+    counts = [endpoint.kernel_drops() for endpoint in endpoints]
+    known = [count for count in counts if count is not None]
+    return sum(known) if known else None
 
 
 def _log_started(running: Running, seconds: float) -> None:

@@ -68,6 +68,30 @@ class TrackerCollector(Collector):
             dropped.add_metric([reason], count)
         yield dropped
 
+        quotas = observer.quotas
+        if quotas is not None:
+            refused = CounterMetricFamily(
+                "udpt_quota_refusals",
+                "Requests over a per-source quota: announces, new torrents, refusals answered "
+                "but not recorded, and replies withheld (silence).",
+                labels=["kind"],
+            )
+            refused.add_metric(["announces"], quotas.announces_refused)
+            refused.add_metric(["new_torrents"], quotas.new_torrents_refused)
+            refused.add_metric(["unrecorded_refusals"], quotas.refusals_unrecorded)
+            refused.add_metric(["silenced"], quotas.silenced)
+            yield refused
+            yield GaugeMetricFamily(
+                "udpt_quota_sources", "Sources whose quotas are remembered.", value=len(quotas)
+            )
+        kernel_drops = observer.kernel_drops()
+        if kernel_drops is not None:
+            yield CounterMetricFamily(
+                "udpt_kernel_receive_drops",
+                "Datagrams the kernel dropped because a socket's receive buffer was full.",
+                value=kernel_drops,
+            )
+
         state = observer.state
         yield GaugeMetricFamily("udpt_torrents", "Torrents tracked.", value=len(state.torrents))
         peers = GaugeMetricFamily(

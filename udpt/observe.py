@@ -26,6 +26,7 @@ from udpt.health import CommitWatch, Health, LoopLagProbe, assess
 from udpt.history.folding import PROGRESS_EVERY
 from udpt.projections import TrackerState
 from udpt.projections.torrents import TorrentTable
+from udpt.quotas import SourceQuotas
 
 __all__ = [
     "ACTIONS",
@@ -153,6 +154,10 @@ class Observer:
         self.commits = CommitWatch(writer)
         self.census = PeerCensus(state.torrents)
         self.samples: deque[Sample] = deque(maxlen=SAMPLES_KEPT)
+        # Set by the daemon once it has them: the quotas' counts and the UDP endpoints,
+        # whose sockets tell the datagrams the kernel dropped before udpt read them.
+        self.quotas: SourceQuotas | None = None
+        self.kernel_drops: Callable[[], int | None] = _unknown
         # What only LMDB knows is read here, once, before the writer commits anything: while
         # serving, a read transaction on this thread could overlap the writer thread growing
         # the map (mdb_env_set_mapsize), which LMDB forbids while the process has one open.
@@ -289,3 +294,7 @@ def describe_horizon(event_log: EventLog) -> str:
     horizon = f"events {first}..{last}" if last else "no events yet"
     snapshot = f", newest snapshot at {snapshots[-1]}" if snapshots else ", no snapshot"
     return f"{event_log.path.resolve()}: {horizon}{snapshot}"
+
+
+def _unknown() -> int | None:
+    return None

@@ -112,6 +112,9 @@ async def test_metrics_parse_and_move_with_udp_traffic(tmp_path: Path) -> None:
             "udpt_log_last_seq",
             "udpt_writer_healthy",
             "udpt_event_loop_lag_seconds",
+            "udpt_quota_refusals",
+            "udpt_quota_sources",
+            "udpt_kernel_receive_drops",
             "process_cpu_seconds_total",
         ):
             assert name in before, name
