@@ -759,7 +759,7 @@ class Bench:
         scale = self.scale
         daemon = Daemon(self.work / "sigkill", free_port(), free_port(socket.SOCK_STREAM))
         half = Scale(**{**scale.__dict__, "legit_rate": scale.legit_rate // 2})
-        legits, verifies, restarts, samples, probes = [], [], [], [], []
+        legits, verifies, restarts, samples, probes, loads = [], [], [], [], [], []
         try:
             for _cycle in range(scale.kill_cycles):
                 restarts.append(daemon.start())
@@ -771,15 +771,18 @@ class Bench:
                 background = start_loadgen(
                     self.loadgen, daemon.port, half, scale.kill_load_s + 2, 0, seed=2
                 )
+                loads += [measured, background]
                 legits.append(finish_loadgen(measured, timeout=60))
                 samples.append(daemon.sample())
-                daemon.stop(signal.SIGKILL)
+                probe.halt()  # its announces would wait 1 s on a dead daemon
+                daemon.stop(signal.SIGKILL)  # the background load is still sending
                 stop(background, signal.SIGKILL, 5)
-                probe.halt()
                 verifies.append(verify(daemon.db))
         finally:
             for probe in probes:
                 probe.halt()
+            for load in loads:
+                stop(load, signal.SIGKILL, 5)
             daemon.stop(signal.SIGKILL)
         legit = Legit(
             sum(x.sent for x in legits), sum(x.ok for x in legits), max(x.p99_ms for x in legits)
