@@ -379,7 +379,10 @@ int main(int argc, char **argv)
         die("--sources is 1..254, --port 1..65535");
     if (o.duration <= 0 || o.duration > 600 || o.count < 0 || o.count > 100000000)
         die("--duration is (0, 600], --count at most 1e8");
-    rng_state ^= o.seed * 0xD1B54A32D192ED03ull;
+    /* The source address is part of the seed: two floods from different sources never
+     * send the same "random" hashes (a second one would re-announce the first's torrents,
+     * which exist, and look like it beat its new-torrent quota). */
+    rng_state ^= (o.seed + ntohl(loopback(o.src).s_addr)) * 0xD1B54A32D192ED03ull;
     struct sockaddr_in target = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o.port)};
     target.sin_addr = loopback(o.host);
     alarm((unsigned)(strcmp(o.mode, "garbage") == 0 ? 120 : o.duration + 10));
