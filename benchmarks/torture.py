@@ -972,6 +972,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     scale = Scale.quick() if args.quick else Scale()
     began = time.monotonic()
+    load_before = os.getloadavg()[0]
     results = []
     with tempfile.TemporaryDirectory(prefix="udpt-torture-") as tmp:
         work = Path(tmp)
@@ -990,7 +991,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()}: "
         f"{os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}, "
         f"{platform.platform()}. udpt (default quotas, fsync per batch) pinned to CPU "
-        f"{TRACKER_CPU}; loadgen, floods on CPU {LOAD_CPU}; the machine is shared. "
+        f"{TRACKER_CPU}; loadgen, floods on CPU {LOAD_CPU}; the machine is shared (1-minute "
+        f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after). "
         f"Took {time.monotonic() - began:.0f} s.\n\n{table(results)}\n\n"
         f"{glossary(scale)}"
         f"\nCommand:\n\n```\n{command}\nlegit load: loadgen {legit}\n```\n"
