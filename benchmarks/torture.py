@@ -139,6 +139,7 @@ class Sample:
     rss_kib: int
     data_bytes: int
     kernel_drops: int
+    cpu_s: float
 
 
 @dataclass
@@ -184,6 +185,7 @@ class Daemon:
             rss_kib(self.process.pid),
             dir_bytes(self.db),
             udp_drops(self.port),
+            cpu_seconds(self.process.pid),
         )
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -212,6 +214,12 @@ def rss_kib(pid: int) -> int:
     """VmRSS of ``pid`` in KiB (the daemon is a child of taskset's exec: the same pid)."""
     match = re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
     return int(match.group(1)) if match else 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def dir_bytes(path: Path) -> int:
@@ -464,6 +472,7 @@ class Result:
     rss_growth_kib: int
     data_growth: int
     kernel_drops: int
+    cpu_s: float
     window_ms: tuple[int, int] = (0, 0)  # wall-clock ms of the two samples
     probe_attack: PhaseTally | None = None  # the probe during and after the attack
     extra: dict[str, str] = field(default_factory=dict)
@@ -479,6 +488,7 @@ class Result:
             b.rss_kib - a.rss_kib,
             b.data_bytes - a.data_bytes,
             b.kernel_drops - a.kernel_drops,
+            b.cpu_s - a.cpu_s,
             (a.wall_ms, b.wall_ms),
         )
 
@@ -796,6 +806,7 @@ class Bench:
             samples[-1].rss_kib - samples[0].rss_kib,
             samples[-1].data_bytes - samples[0].data_bytes,
             sum(b.kernel_drops - a.kernel_drops for a, b in loaded),
+            sum(b.cpu_s - a.cpu_s for a, b in loaded),
         )
         ok = sum(code == 0 for code, _ in verifies)
         result.extra["attack"] = (
@@ -896,6 +907,7 @@ def rows(result: Result) -> list[tuple[str, str, str]]:
             "",
         ),
         ("kernel receive drops", f"{result.kernel_drops:,}", ""),
+        ("daemon CPU (of one core)", f"{result.cpu_s / result.seconds:.0%}", ""),
         ("longest probe answer (loop stall bound)", stall, ""),
     ]
     out += [(f"attack: {k}" if k != "attack" else "attack", v, "") for k, v in result.extra.items()]
@@ -925,6 +937,8 @@ What each figure is:
 - kernel receive drops: the drops column of /proc/net/udp for the daemon's 127.0.0.1:PORT
   socket (datagrams the kernel threw away because udpt's receive buffer was full), same
   interval (no /metrics on main yet).
+- daemon CPU: user + system seconds of the daemon (/proc/PID/stat) over the same interval,
+  divided by its length; CPU 0 is shared with other work on this machine.
 - longest probe answer: a probe thread announces a fresh info hash at {probe:g}/s, one at a
   time, from 127.0.0.101..; its slowest reply bounds the longest event-loop stall (plus one
   commit with fsync). Its announces are also the "legit announces for new torrents".
