@@ -264,6 +264,13 @@ def table(rows: list[tuple[str, str, str]]) -> str:
     return "\n".join(lines)
 
 
+def later_sections(path: Path) -> str:
+    """The ``## `` sections other runners wrote into ``path`` (benchmarks/torture.py's), kept."""
+    old = path.read_text() if path.exists() else ""
+    start = old.find("\n## ")
+    return "" if start < 0 else old[start:]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny loads: a smoke run")
@@ -324,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(report)
     if not args.quick:
-        args.output.write_text(report)
+        args.output.write_text(report + later_sections(args.output))
     return 0
 
 
