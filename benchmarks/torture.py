@@ -38,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -477,6 +478,7 @@ class Result:
     probe_attack: PhaseTally | None = None  # the probe during and after the attack
     extra: dict[str, str] = field(default_factory=dict)
     checks: list[tuple[str, str, str]] = field(default_factory=list)
+    error: str = ""  # the scenario failed: this says how, and there are no figures
 
     @classmethod
     def between(cls, name: str, legit: Legit, probe: PhaseTally, a: Sample, b: Sample) -> Result:
@@ -890,6 +892,8 @@ def verify(db: Path) -> tuple[int, float]:
 
 def rows(result: Result) -> list[tuple[str, str, str]]:
     """The figures every scenario prints, then its own checks against targets."""
+    if result.error:
+        return [("FAILED", result.error, "")]
     legit, probe = result.legit, result.probe
     stall = f"{probe.max_ms:.0f} ms" if probe.sent else "n/a"
     if probe.lost:
@@ -979,6 +983,16 @@ def scenarios(bench: Bench) -> list[Callable[[], Result]]:
     ]
 
 
+def run_scenario(number: int, scenario: Callable[[], Result]) -> Result:
+    """Run one scenario; a failure is reported in its row and the next one still runs."""
+    try:
+        return scenario()
+    except Exception as error:  # one broken scenario must not cost the others' figures
+        traceback.print_exc()
+        empty = Legit(0, 0, 0.0)
+        return Result(f"{number}.", empty, PhaseTally(), 0, 0, 0, 0, 0, error=repr(error)[:300])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
@@ -994,8 +1008,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         loadgen, flood = build(work)
         bench = Bench(loadgen, flood, work, scale)
-        for scenario in scenarios(bench):
-            result = scenario()
+        for number, scenario in enumerate(scenarios(bench)):
+            result = run_scenario(number, scenario)
             print(f"{result.name}: done at {time.monotonic() - began:.0f} s", file=sys.stderr)
             results.append(result)
     command = "python benchmarks/torture.py" + (" --quick" if args.quick else "")
@@ -1016,7 +1030,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report)
     if not args.quick:
         write_markdown(args.output, report)
-    return 0
+    return 1 if any(result.error for result in results) else 0
 
 
 if __name__ == "__main__":
