@@ -14,8 +14,9 @@ the system compiler, then:
   announce event, and the longest event-loop stall while a snapshot is taken
   (``benchmarks/figures.py``).
 
-The table is printed and written to BENCHMARKS.md with the machine and the
-exact commands. ``--quick`` shrinks everything to a smoke run of a few seconds.
+The table is printed and written to the top of BENCHMARKS.md with the machine
+and the exact commands (the file's ``## `` sections, written by the other
+benchmarks, are kept). ``--quick`` shrinks everything to a smoke run of a few seconds.
 Loopback only; every run is bounded in time.
 """
 
@@ -264,13 +265,6 @@ def table(rows: list[tuple[str, str, str]]) -> str:
     return "\n".join(lines)
 
 
-def later_sections(path: Path) -> str:
-    """The ``## `` sections other runners wrote into ``path`` (benchmarks/torture.py's), kept."""
-    old = path.read_text() if path.exists() else ""
-    start = old.find("\n## ")
-    return "" if start < 0 else old[start:]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny loads: a smoke run")
@@ -331,8 +325,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(report)
     if not args.quick:
-        args.output.write_text(report + later_sections(args.output))
+        args.output.write_text(report + _later_sections(args.output))
     return 0
+
+
+def _later_sections(path: Path) -> str:
+    """The ``## `` sections after the side-by-side table, which other benchmarks write."""
+    if not path.exists():
+        return ""
+    _, heading, rest = path.read_text().partition("\n## ")
+    return f"\n## {rest}" if heading else ""
 
 
 if __name__ == "__main__":

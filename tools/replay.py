@@ -21,7 +21,8 @@ import orjson
 
 from udpt.addresses import format_peer_address
 from udpt.clients import client_name
-from udpt.events.log import EventLog, LogError
+from udpt.events.archive import Archive, History
+from udpt.events.log import EventLog, LogError, LogReader
 from udpt.events.types import (
     AnnounceAccepted,
     AnnounceEvent,
@@ -36,7 +37,7 @@ from udpt.events.types import (
 from udpt.history.export import export_events
 from udpt.history.folding import CorruptRecord, Progress
 from udpt.history.json_lines import FIELD_NAMES, event_to_json
-from udpt.history.points import Until, format_time, parse_until
+from udpt.history.points import Until, event_time, format_time, parse_until
 from udpt.history.recovery import rebuild_snapshot, replay
 from udpt.history.summary import summarize
 from udpt.history.torrent_history import HistoryEntry, TorrentHistory, peers_of, torrent_history
@@ -147,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(e.g. --json | jq .leechers)",
     )
     parser.add_argument(
+        "--archive",
+        type=Path,
+        metavar="DIR",
+        help="read the archive of pruned events ([log] archive_dir) and the log as one "
+        "history: every mode then starts at the archive's first event (e.g. --archive "
+        "/var/lib/udpt-archive)",
+    )
+    parser.add_argument(
         "--no-snapshot",
         action="store_true",
         help="replay from the first event instead of the newest stored snapshot: slower, "
@@ -240,8 +249,25 @@ def _time_asked(until: Until | None) -> str:
 # -- modes ---------------------------------------------------------------------------
 
 
-def _summary(log: EventLog, args: argparse.Namespace) -> int:
-    to_seq = args.until.to_seq(log) if args.until else None
+def _to_seq(log: LogReader, until: Until | None) -> int | None:
+    """The seq ``--until`` names; LogError (one line) if it lies before the log's horizon."""
+    if until is None:
+        return None
+    seq = until.to_seq(log)
+    horizon = log.replayable_from()
+    if horizon and seq < horizon:
+        first = log.first_seq()
+        asked = f"event {seq:,}" if until.at_ms is None else format_time(until.at_ms)
+        raise LogError(
+            f"{asked} is before the log's horizon: its history starts at event {first:,} "
+            f"({format_time(event_time(log, first) or 0)}) and states can be rebuilt from "
+            f"event {horizon:,}; older events were pruned (--archive DIR reads them back)"
+        )
+    return seq
+
+
+def _summary(log: LogReader, args: argparse.Namespace) -> int:
+    to_seq = _to_seq(log, args.until)
     with _progress("replaying", to_seq or log.last_seq()) as progress:
         run = replay(log, to_seq, use_snapshots=not args.no_snapshot, progress=progress)
     summary = summarize(log, run)
@@ -393,8 +419,8 @@ def _torrent_json(history: TorrentHistory) -> dict[str, Any]:
     }
 
 
-def _torrent(log: EventLog, args: argparse.Namespace) -> int:
-    to_seq = args.until.to_seq(log) if args.until else None
+def _torrent(log: LogReader, args: argparse.Namespace) -> int:
+    to_seq = _to_seq(log, args.until)
     with _progress("reading", to_seq or log.last_seq()) as progress:
         history = torrent_history(log, args.torrent, to_seq, progress)
     if args.json:
@@ -409,6 +435,8 @@ def _verification_lines(result: Verification) -> list[str]:
         f"{result.events:,} events (to event {result.last_seq:,}) and "
         f"{result.snapshots_checked} snapshots"
     )
+    if result.from_snapshot:
+        checked += f" after the snapshot at {result.from_snapshot:,} (older events are pruned)"
     if result.ok:
         return [f"OK: {checked} verified"]
     problems = result.problems
@@ -424,7 +452,7 @@ def _verification_lines(result: Verification) -> list[str]:
     return lines
 
 
-def _verify(log: EventLog, args: argparse.Namespace) -> int:
+def _verify(log: LogReader, args: argparse.Namespace) -> int:
     with _progress("verifying", log.last_seq()) as progress:
         result = verify(log, progress)
     if args.json:
@@ -434,6 +462,7 @@ def _verify(log: EventLog, args: argparse.Namespace) -> int:
                 "last_seq": result.last_seq,
                 "events": result.events,
                 "snapshots_checked": result.snapshots_checked,
+                "from_snapshot": result.from_snapshot,
                 "first_problem_seq": result.problems[0].seq if result.problems else None,
                 "problems": [{"seq": p.seq, "message": p.message} for p in result.problems],
             }
@@ -443,9 +472,9 @@ def _verify(log: EventLog, args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
-def _write_lines(log: EventLog, args: argparse.Namespace, out: BinaryIO) -> int:
+def _write_lines(log: LogReader, args: argparse.Namespace, out: BinaryIO) -> int:
     """Write the JSON lines in batches; returns how many."""
-    to_seq = args.until.to_seq(log) if args.until else None
+    to_seq = _to_seq(log, args.until)
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     batch: list[bytes] = []
     written = 0
@@ -462,7 +491,7 @@ def _write_lines(log: EventLog, args: argparse.Namespace, out: BinaryIO) -> int:
     return written + len(batch)
 
 
-def _export(log: EventLog, args: argparse.Namespace) -> int:
+def _export(log: LogReader, args: argparse.Namespace) -> int:
     if args.export == "-":
         try:
             _write_lines(log, args, sys.stdout.buffer)
@@ -477,7 +506,12 @@ def _export(log: EventLog, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _rebuild(log: EventLog, args: argparse.Namespace) -> int:
+def _rebuild(log: LogReader, args: argparse.Namespace) -> int:
+    if log.replayable_from():
+        raise LogError(
+            f"events before {log.first_seq():,} were pruned: a rebuild from nothing needs "
+            "them all (--archive DIR)"
+        )
     with _progress("replaying", log.last_seq()) as progress:
         run = rebuild_snapshot(log, progress)
     seq = run.state.last_seq
@@ -520,7 +554,11 @@ def main(argv: list[str] | None = None) -> int:
         mode = _summary
     try:
         with _open_log(args.db_path, write=args.rebuild) as log:
-            return mode(log, args)
+            if args.archive is None:
+                return mode(log, args)
+            if not args.archive.is_dir():
+                raise LogError(f"{args.archive}: no archive here (not a directory)")
+            return mode(History(log, Archive(args.archive)), args)
     except (LogError, lmdb.Error) as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -5,8 +5,8 @@ defaults). ``udpt import-udpt FILE --db DIR`` converts a UDPT database into a ne
 ``--config``, ``--print-config`` and ``--version`` are ours.
 
 Exit codes: 0 success; 2 a bad command line or configuration (argparse's code for usage
-errors; UDPT exits 0 on a bad file, which hides the failure from service managers); anything
-else is what the daemon or the importer returns.
+errors; UDPT exits 0 on a bad file, which hides the failure from service managers), or a
+data directory another daemon holds; anything else is what the daemon or the importer returns.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from typing import NoReturn
 from udpt import __version__
 from udpt.config import ConfigError, load_config
 
-__all__ = ["EXIT_USAGE", "build_parser", "main", "run"]
+__all__ = ["EXIT_IN_USE", "EXIT_USAGE", "build_parser", "main", "run"]
 
 EXIT_USAGE = 2
+EXIT_IN_USE = 2
+"""The data directory is locked by a running daemon: a setup error, as a bad configuration."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,8 +94,13 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 0
 
     from udpt.daemon import run as run_daemon
+    from udpt.lock import DataDirInUse
 
-    return run_daemon(config)
+    try:
+        return run_daemon(config, Path(args.config) if args.config else None)
+    except DataDirInUse as error:
+        print(f"udpt: {error}", file=sys.stderr)
+        return EXIT_IN_USE
 
 
 def main() -> NoReturn:

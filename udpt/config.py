@@ -35,6 +35,7 @@ __all__ = [
     "ConfigError",
     "HttpConfig",
     "LogConfig",
+    "LogFormat",
     "LogLevel",
     "Mode",
     "QuotaConfig",
@@ -109,6 +110,15 @@ _LOGGING_LEVELS = {
 }
 
 
+class LogFormat(enum.StrEnum):
+    """How log lines are written (``log_format``, ours)."""
+
+    TEXT = "text"
+    """One line per record for people: ISO-8601 time with zone, level, logger, message."""
+    JSON = "json"
+    """One JSON object per line for log shippers (time, level, logger, message, exception)."""
+
+
 class _Invalid(Exception):
     """A value's problem; ``subkey`` names the entry of a table value that has it."""
 
@@ -162,6 +172,14 @@ def _parse_log_level(raw: object) -> LogLevel:
     except ValueError:
         choices = ", ".join(f'"{level}"' for level in LogLevel)
         raise _Invalid(f'must be one of {choices} (or "warning"), got "{text}"') from None
+
+
+def _parse_log_format(raw: object) -> LogFormat:
+    text = _expect_string(raw)
+    try:
+        return LogFormat(text)
+    except ValueError:
+        raise _Invalid(f'must be "text" or "json", got "{text}"') from None
 
 
 def _parse_path(raw: object) -> Path:
@@ -466,6 +484,23 @@ class LogConfig:
             maximum=_MAX_SECONDS,
         ),
     )
+    retention: int = field(
+        default=604800,
+        metadata=_spec(
+            "Seconds of announces and expiries the log keeps; older ones are pruned once a "
+            "snapshot covers them (admin events are kept forever); 0 = keep everything.",
+            minimum=0,
+            maximum=_MAX_SECONDS,
+        ),
+    )
+    archive_dir: str = field(
+        default="",
+        metadata=_spec(
+            "Directory where pruned events are first written, as immutable compressed files "
+            '(`tools/replay.py --archive DIR` reads them with the log); "" = no archive.',
+            parse=_expect_string,
+        ),
+    )
     map_size_mib: int = field(
         default=65536,
         metadata=_spec(
@@ -494,6 +529,14 @@ class Config:
         metadata=_spec(
             '"off", "trace", "debug", "info", "warn" (or "warning") or "error".',
             parse=_parse_log_level,
+        ),
+    )
+    log_format: LogFormat = field(
+        default=LogFormat.TEXT,
+        metadata=_spec(
+            '"text" (lines for people) or "json" (one JSON object per line, for log shippers). '
+            "Ours; log_level and log_format can change without a restart (SIGHUP).",
+            parse=_parse_log_format,
         ),
     )
     db_path: Path = field(

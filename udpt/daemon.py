@@ -17,8 +17,10 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from random import Random
 from typing import Any
 
@@ -27,17 +29,24 @@ import uvloop
 from udpt.addresses import parse_bind_address
 from udpt.api import ApiServer
 from udpt.api.auth import TokenChecker
+from udpt.api.operator import OperatorRoutes
 from udpt.api.routes import TorrentRoutes
 from udpt.api.server import bind_http_socket
 from udpt.clock import EventClock
 from udpt.config import Config
 from udpt.connection_ids import ConnectionIds, new_secret
 from udpt.counters import Counters
+from udpt.events.archive import Archive
 from udpt.events.log import EventLog, LogError
+from udpt.events.maintenance import LogMaintenance
 from udpt.events.writer import GroupCommitWriter
 from udpt.history.recovery import recover
 from udpt.intake import Intake
+from udpt.lock import DataDirLock
+from udpt.logs import configure_logging, log_admin_changes
+from udpt.observe import Observer, StartupProgress, describe_horizon
 from udpt.projections import TrackerState
+from udpt.reload import reload_on_sighup
 from udpt.tracker import Policy, Tracker
 from udpt.udp import UdpEndpoint, bind_udp_socket
 
@@ -47,6 +56,7 @@ log = logging.getLogger("udpt")
 
 SECRET_KEY = b"connection_id_secret"
 GC_THRESHOLDS = (50_000, 20, 100)
+MAINTENANCE_INTERVAL_S = 1.0
 
 
 class StartupError(RuntimeError):
@@ -65,8 +75,10 @@ class Running:
     writer: GroupCommitWriter
     counters: Counters
     snapshot_seq: int
+    observer: Observer
     endpoints: list[UdpEndpoint] = field(default_factory=list)
     api: ApiServer | None = None
+    tokens: TokenChecker | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @property
@@ -117,7 +129,8 @@ async def _open(
     config: Config, event_log: EventLog, clock: EventClock, rng: Random | None
 ) -> Running:
     # 1. Recover: newest snapshot + the tail of the log.
-    state, snapshot_seq = recover(event_log)
+    log.info("udpt starting on %s", describe_horizon(event_log))
+    state, snapshot_seq = recover(event_log, progress=StartupProgress(event_log.last_seq()))
     # The recovered state lives as long as the process: keep the cyclic GC from walking
     # it again and again, and let it run less often on the hot path, where every
     # datagram makes short-lived tuples.
@@ -133,7 +146,7 @@ async def _open(
     intake = Intake(state, tracker, counters)
     writer = GroupCommitWriter(
         event_log,
-        intake.committed,
+        log_admin_changes(intake.committed),
         intake.failed,
         linger_s=config.log.commit_linger_ms / 1000,
         max_pending=config.udp.max_pending,
@@ -144,7 +157,10 @@ async def _open(
     intake.sweep(clock.now_ms())
     await writer.drain()
     await intake.drain()
-    return Running(config, event_log, state, tracker, intake, writer, counters, snapshot_seq)
+    observer = Observer(counters, state, writer, event_log, clock.now_ms)
+    return Running(
+        config, event_log, state, tracker, intake, writer, counters, snapshot_seq, observer
+    )
 
 
 async def _serve_sockets(
@@ -159,19 +175,19 @@ async def _serve_sockets(
     )
     running.endpoints.append(endpoint)
     if config.http is not None:
+        running.tokens = TokenChecker(config.http.access_tokens)
         routes = TorrentRoutes(
-            running.state,
-            running.tracker,
-            running.intake,
-            clock,
-            TokenChecker(config.http.access_tokens),
+            running.state, running.tracker, running.intake, clock, running.tokens
         )
-        running.api = await ApiServer.start(config.http, routes, http_socket)
+        operator = OperatorRoutes(running.observer, running.tokens)
+        running.api = await ApiServer.start(config.http, routes, http_socket, operator=operator)
+    running.tasks.extend(running.observer.start())
     for ep in running.endpoints:
         running.tasks.extend(ep.run())
     running.tasks.append(
         asyncio.create_task(_expire_periodically(running.intake, clock), name="expiry")
     )
+    running.tasks.append(asyncio.create_task(_maintain_log(running, clock), name="log"))
     if config.log.snapshot_interval:
         running.tasks.append(asyncio.create_task(_snapshot_periodically(running), name="snapshots"))
 
@@ -244,31 +260,40 @@ async def serve(
     rng: Random | None = None,
     stop_event: asyncio.Event | None = None,
     ready: Callable[[Running], None] | None = None,
+    config_path: Path | None = None,
 ) -> int:
     """Run the tracker until ``stop_event`` is set (or SIGINT/SIGTERM when it is None).
 
-    Tests pass pre-bound sockets on port 0, a manual clock and a seeded RNG.
+    Tests pass pre-bound sockets on port 0, a manual clock and a seeded RNG. With
+    signals, SIGHUP re-reads ``config_path`` (udpt/reload.py).
     """
-    # Bind first: a busy port fails fast, before any log is opened or created.
-    if udp_socket is None:
-        udp_socket = _bind_or_explain(
-            "udp.bind_address",
-            config.udp.bind_address,
-            lambda: bind_udp_socket(*parse_bind_address(config.udp.bind_address)),
-        )
-    if config.http is not None and http_socket is None:
-        http_address = config.http.bind_address
-        http_socket = _bind_or_explain(
-            "http.bind_address", http_address, lambda: bind_http_socket(http_address)
-        )
-    running = await start(config, udp_socket, http_socket, clock or EventClock(), rng)
-    try:
-        with _signals_set(stop_event) as stopping:
-            if ready is not None:
-                ready(running)
-            await stopping.wait()
-    finally:
-        await stop(running)
+    # One daemon per log: a second one stops here, before it binds or opens anything.
+    with DataDirLock(config.db_path):
+        # Bind first: a busy port fails fast, before any log is opened or created.
+        if udp_socket is None:
+            udp_socket = _bind_or_explain(
+                "udp.bind_address",
+                config.udp.bind_address,
+                lambda: bind_udp_socket(*parse_bind_address(config.udp.bind_address)),
+            )
+        if config.http is not None and http_socket is None:
+            http_address = config.http.bind_address
+            http_socket = _bind_or_explain(
+                "http.bind_address", http_address, lambda: bind_http_socket(http_address)
+            )
+        running = await start(config, udp_socket, http_socket, clock or EventClock(), rng)
+        try:
+            reload_path = config_path if stop_event is None else None
+            set_tokens = running.tokens.update if running.tokens is not None else None
+            with (
+                _signals_set(stop_event) as stopping,
+                reload_on_sighup(reload_path, config, set_tokens),
+            ):
+                if ready is not None:
+                    ready(running)
+                await stopping.wait()
+        finally:
+            await stop(running)
     return 0
 
 
@@ -341,20 +366,44 @@ async def _snapshot_periodically(running: Running) -> None:
             raise
         if status == 0:
             last_seq = seq
+            running.observer.snapshot_taken(seq)
             log.debug("snapshot taken at seq %d", seq)
         else:
             log.warning("taking a snapshot at seq %d failed (exit %d)", seq, status)
 
 
-def run(config: Config) -> int:
-    """The daemon's entry point (``udpt [-c FILE]``): serve on uvloop until a signal."""
-    logging.basicConfig(
-        level=config.log_level.logging_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+async def _maintain_log(running: Running, clock: EventClock) -> None:
+    """Every second, compact, prune and archive the log (udpt.events.maintenance).
+
+    On a thread of its own: the work decodes and encodes batches. A run cut short
+    by shutdown is let finish (its transactions are short) before the log closes.
+    """
+    config = running.config.log
+    archive = Archive(config.archive_dir) if config.archive_dir else None
+    maintenance = LogMaintenance(running.event_log, config.retention * 1000, archive)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-maintenance")
     try:
-        return uvloop.run(serve(config))
+        while True:
+            await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+            job = pool.submit(maintenance.run, clock.now_ms())
+            try:
+                report = await asyncio.shield(asyncio.wrap_future(job))
+            except Exception:  # a full disk, a bug: the log stays as it was; try again
+                log.exception("log maintenance failed; trying again in a second")
+            else:
+                log.debug("log maintenance: %s", report)
+                if report.pruned:  # the log's horizon moved: read it on the same thread
+                    first = await asyncio.wrap_future(pool.submit(running.event_log.first_seq))
+                    running.observer.log_pruned(first)
+    finally:
+        pool.shutdown(wait=True)
+
+
+def run(config: Config, config_path: Path | None = None) -> int:
+    """The daemon's entry point (``udpt [-c FILE]``): serve on uvloop until a signal."""
+    configure_logging(config.log_level, config.log_format)
+    try:
+        return uvloop.run(serve(config, config_path=config_path))
     except (LogError, StartupError) as exc:
         print(f"udpt: {exc}", file=sys.stderr)
         return 1

@@ -57,26 +57,43 @@ class QuotaPolicy:
     max_sources: int
 
 
-class _Source:
-    """One source's buckets: tokens left and when each was last filled, in ms."""
+class _Bucket:
+    """A token bucket: ``burst`` tokens, refilled at ``per_ms`` tokens a millisecond."""
 
-    __slots__ = (
-        "announces",
-        "announces_ms",
-        "errors",
-        "errors_ms",
-        "new_ms",
-        "new_torrents",
-        "refusals",
-        "refusals_ms",
-    )
+    __slots__ = ("burst", "filled_ms", "per_ms", "tokens")
+
+    def __init__(self, burst: float, per_ms: float, now_ms: int) -> None:
+        self.burst = burst
+        self.per_ms = per_ms
+        self.tokens = burst
+        self.filled_ms = now_ms
+
+    def take(self, now_ms: int) -> bool:
+        """Take one token if there is one (after refilling for the time since the last)."""
+        elapsed = now_ms - self.filled_ms
+        if elapsed > 0:
+            self.tokens = min(self.burst, self.tokens + elapsed * self.per_ms)
+            self.filled_ms = now_ms
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class _Source:
+    """One source's buckets (those whose quota is on)."""
+
+    __slots__ = ("announces", "errors", "new_torrents", "refusals")
 
     def __init__(self, policy: QuotaPolicy, now_ms: int) -> None:
-        self.announces = float(policy.announce_burst)
-        self.new_torrents = float(policy.new_torrent_burst)
-        self.errors = max(1.0, policy.error_replies_per_s)
-        self.refusals = policy.recorded_refusals_per_min
-        self.announces_ms = self.new_ms = self.errors_ms = self.refusals_ms = now_ms
+        self.announces = _Bucket(policy.announce_burst, policy.announces_per_s / 1000, now_ms)
+        self.new_torrents = _Bucket(
+            policy.new_torrent_burst, policy.new_torrents_per_min / 60_000, now_ms
+        )
+        errors = max(1.0, policy.error_replies_per_s)
+        self.errors = _Bucket(errors, errors / 1000, now_ms)
+        refusals = policy.recorded_refusals_per_min
+        self.refusals = _Bucket(refusals, refusals / 60_000, now_ms)
 
 
 class SourceQuotas:
@@ -115,67 +132,30 @@ class SourceQuotas:
 
     def take_announce(self, ip: bytes, now_ms: int) -> bool:
         """Whether an announce from ``ip`` is within its source's quota (and count it)."""
-        rate = self.policy.announces_per_s
-        if not rate:
-            return True
-        source = self._source(ip, now_ms)
-        elapsed = now_ms - source.announces_ms
-        if elapsed > 0:
-            source.announces = min(
-                float(self.policy.announce_burst), source.announces + elapsed * rate / 1000
-            )
-            source.announces_ms = now_ms
-        if source.announces >= 1:
-            source.announces -= 1
+        if not self.policy.announces_per_s or self._source(ip, now_ms).announces.take(now_ms):
             return True
         self.announces_refused += 1
         return False
 
     def take_new_torrent(self, ip: bytes, now_ms: int) -> bool:
         """Whether ``ip``'s source may create one more torrent now (and count it)."""
-        rate = self.policy.new_torrents_per_min
-        if not rate:
-            return True
-        source = self._source(ip, now_ms)
-        elapsed = now_ms - source.new_ms
-        if elapsed > 0:
-            source.new_torrents = min(
-                float(self.policy.new_torrent_burst),
-                source.new_torrents + elapsed * rate / 60_000,
-            )
-            source.new_ms = now_ms
-        if source.new_torrents >= 1:
-            source.new_torrents -= 1
+        policy = self.policy
+        if not policy.new_torrents_per_min or self._source(ip, now_ms).new_torrents.take(now_ms):
             return True
         self.new_torrents_refused += 1
         return False
 
     def may_reply_error(self, ip: bytes, now_ms: int) -> bool:
         """Whether a refused source still gets an error reply now, or silence."""
-        rate = max(1.0, self.policy.error_replies_per_s)
-        source = self._source(ip, now_ms)
-        elapsed = now_ms - source.errors_ms
-        if elapsed > 0:
-            source.errors = min(rate, source.errors + elapsed * rate / 1000)
-            source.errors_ms = now_ms
-        if source.errors >= 1:
-            source.errors -= 1
+        if self._source(ip, now_ms).errors.take(now_ms):
             return True
         self.silenced += 1
         return False
 
     def take_refusal_record(self, ip: bytes, now_ms: int) -> bool:
         """Whether a refusal for ``ip`` is recorded as an event, or only answered and counted."""
-        rate = self.policy.recorded_refusals_per_min
-        if not rate:
-            return True
-        source = self._source(ip, now_ms)
-        elapsed = now_ms - source.refusals_ms
-        if elapsed > 0:
-            source.refusals = min(rate, source.refusals + elapsed * rate / 60_000)
-            source.refusals_ms = now_ms
-        if source.refusals >= 1:
-            source.refusals -= 1
+        policy = self.policy
+        if not policy.recorded_refusals_per_min or self._source(ip, now_ms).refusals.take(now_ms):
             return True
         self.refusals_unrecorded += 1
         return False

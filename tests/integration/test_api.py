@@ -572,7 +572,7 @@ async def test_bad_offset_or_limit_is_400(api: Api, parameters: str) -> None:
     assert parameters.split("=")[0] in reason
 
 
-@pytest.mark.parametrize("path", ["/", "/x", "/t/x/y", f"/t/{HASH}/peers", "/tt"])
+@pytest.mark.parametrize("path", ["/x", "/t/x/y", f"/t/{HASH}/peers", "/tt"])
 async def test_unknown_route_is_404(api: Api, path: str) -> None:
     assert_error(await api.call("GET", path), 404)
 

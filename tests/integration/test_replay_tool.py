@@ -8,7 +8,6 @@ a running daemon, and for the exit status of a failed verification.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -28,6 +27,7 @@ from tests.strategies import EVENT_STRATEGIES, tracker_histories
 from tests.support.bep15 import TrackerClient
 from tests.support.daemon import make_config, record, running_tracker
 from udpt.clock import ManualClock
+from udpt.events import log as event_log_module
 from udpt.events.log import EventLog
 from udpt.events.types import (
     EVENT_TYPES,
@@ -43,7 +43,6 @@ from udpt.events.types import (
     TorrentImported,
     TorrentUnflagged,
 )
-from udpt.history import folding
 from udpt.history.json_lines import event_from_json, event_to_json
 from udpt.history.points import seq_at_time
 from udpt.history.recovery import replay, take_snapshot
@@ -101,20 +100,14 @@ HISTORY: list[Event] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tool() -> ModuleType:
-    """``tools/replay.py`` loaded as a module, so ``main(argv)`` runs in-process."""
-    spec = importlib.util.spec_from_file_location("replay_tool", TOOL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def write_log(path: Path, events: Sequence[Event], snapshots: Sequence[int] = ()) -> Path:
-    """A log holding ``events``, with snapshots taken at the given sequence numbers."""
+    """A log holding ``events``, with snapshots taken at the given sequence numbers.
+
+    One batch per event, so that damage tests can remove or overwrite one event's value.
+    """
     with EventLog(path, sync=False) as log:
-        log.append_events(events)
+        for event in events:
+            log.append_events([event])
         for seq in snapshots:
             take_snapshot(log, seq)
     return path
@@ -675,7 +668,7 @@ def test_long_scans_read_in_chunks_that_join_without_losing_or_repeating_an_even
 ) -> None:
     delete_record(history_log, 6)  # a gap that falls inside a chunk
     delete_record(history_log, 9)  # and one at the start of a chunk
-    monkeypatch.setattr(folding, "READ_CHUNK", 3)
+    monkeypatch.setattr(event_log_module, "READ_CHUNK_ENTRIES", 3)
     out = tmp_path / "events.jsonl"
 
     assert tool.main([str(history_log), "--export", str(out)]) == 0

@@ -29,6 +29,10 @@ class TokenChecker:
     """
 
     def __init__(self, tokens_by_label: Mapping[str, str]) -> None:
+        self.update(tokens_by_label)
+
+    def update(self, tokens_by_label: Mapping[str, str]) -> None:
+        """Check against these tokens from now on (a reload on SIGHUP)."""
         self._digests = [(label, _digest(token)) for label, token in tokens_by_label.items()]
 
     def actor(self, request: Request) -> str:

@@ -21,10 +21,11 @@ from sanic.server import AsyncioServer
 
 from udpt.addresses import parse_bind_address
 from udpt.api.errors import TokenRedactor, error_reply
+from udpt.api.operator import OperatorRoutes
 from udpt.api.routes import TorrentRoutes
 from udpt.config import HttpConfig
 
-__all__ = ["MAX_BODY_BYTES", "ApiServer", "bind_http_socket", "build_app"]
+__all__ = ["MAX_BODY_BYTES", "ApiServer", "add_operator_routes", "bind_http_socket", "build_app"]
 
 MAX_BODY_BYTES = 4096
 """Largest request body accepted (UDPT's limit); larger ones get 413."""
@@ -94,6 +95,18 @@ def build_app(routes: TorrentRoutes, openapi_document: bytes) -> Sanic[Any, Any]
     return app
 
 
+def add_operator_routes(app: Sanic[Any, Any], operator: OperatorRoutes) -> None:
+    """``/``, ``/health``, ``/status`` and ``/metrics`` (udpt/api/operator.py)."""
+    for handler, path in (
+        (operator.index, "/"),
+        (operator.health, "/health"),
+        (operator.status, "/status"),
+        (operator.metrics, "/metrics"),
+    ):
+        name = path.strip("/") or "index"
+        app.add_route(handler, path, methods=["GET"], name=name, ignore_body=True)
+
+
 def _install_redactor() -> None:
     for name in _SANIC_LOGGERS:
         logger = logging.getLogger(name)
@@ -112,13 +125,19 @@ class ApiServer:
 
     @classmethod
     async def start(
-        cls, http: HttpConfig, routes: TorrentRoutes, http_socket: socket.socket | None = None
+        cls,
+        http: HttpConfig,
+        routes: TorrentRoutes,
+        http_socket: socket.socket | None = None,
+        *,
+        operator: OperatorRoutes,
     ) -> ApiServer:
-        """Serve ``routes`` on ``http_socket`` (bound here from ``http`` when None)."""
+        """Serve ``routes`` and ``operator`` on ``http_socket`` (bound from ``http`` if None)."""
         _install_redactor()
         sock = http_socket or bind_http_socket(http.bind_address)
         document = resources.files("udpt").joinpath("openapi.json").read_bytes()
         app = build_app(routes, document)
+        add_operator_routes(app, operator)
         try:
             server = await app.create_server(
                 sock=sock, access_log=False, asyncio_server_kwargs={"start_serving": False}

@@ -106,8 +106,7 @@ def _check_sizes(info_hash: bytes, peer_id: bytes = bytes(20)) -> None:
 
 
 def _encode(event: Event) -> bytes:
-    kind = type(event)
-    if kind is AnnounceAccepted:
+    if isinstance(event, AnnounceAccepted):
         _check_sizes(event.info_hash, event.peer_id)
         if not 0 <= event.event <= 3:
             raise ValueError(f"announce event {event.event} is not 0..3")
@@ -132,7 +131,7 @@ def _encode(event: Event) -> bytes:
             event.downloaded,
             event.left,
         )
-    if kind is AnnounceRefused:
+    if isinstance(event, AnnounceRefused):
         _check_sizes(event.info_hash, event.peer_id)
         if len(event.ip) not in (4, 16):
             raise ValueError("ip must be 4 or 16 bytes")
@@ -148,11 +147,12 @@ def _encode(event: Event) -> bytes:
             )
             + event.ip
         )
-    if kind in _ADMIN_TYPES:
+    if isinstance(event, TorrentAdded | TorrentFlagged | TorrentUnflagged | TorrentDropped):
         _check_sizes(event.info_hash)
         actor = _actor_bytes(event.actor)
-        return _ADMIN.pack(_ADMIN_TYPES[kind], event.at_ms, event.info_hash, len(actor)) + actor
-    if kind is TorrentImported:
+        tag = _ADMIN_TYPES[type(event)]
+        return _ADMIN.pack(tag, event.at_ms, event.info_hash, len(actor)) + actor
+    if isinstance(event, TorrentImported):
         _check_sizes(event.info_hash)
         actor = _actor_bytes(event.actor)
         return (
@@ -166,7 +166,7 @@ def _encode(event: Event) -> bytes:
             )
             + actor
         )
-    if kind is PeersExpired:
+    if isinstance(event, PeersExpired):
         return _EXPIRED.pack(
             TAG_EXPIRED, event.at_ms, event.peer_cutoff_ms, event.torrent_cutoff_ms
         )
@@ -230,7 +230,8 @@ def _admin_decoder(kind: type) -> Callable[[bytes], Event]:
     def decode(data: bytes) -> Event:
         _check_length(data, _ADMIN, kind.__name__)
         _, at_ms, info_hash, actor_len = _ADMIN.unpack_from(data)
-        return kind(at_ms, info_hash, _read_actor(data, _ADMIN.size, actor_len))
+        event: Event = kind(at_ms, info_hash, _read_actor(data, _ADMIN.size, actor_len))
+        return event
 
     return decode
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from udpt.events.log import EventLog
-from udpt.history.folding import decode_record, read_in_chunks
+from udpt.events.log import LogReader
 from udpt.history.json_lines import event_to_json
 
 __all__ = ["export_events"]
 
 
 def export_events(
-    log: EventLog,
+    log: LogReader,
     to_seq: int | None = None,
     info_hash: bytes | None = None,
 ) -> Iterator[dict[str, Any]]:
@@ -21,9 +20,7 @@ def export_events(
 
     Raises ``CorruptRecord`` at a record that cannot be decoded.
     """
-    for seq, record in read_in_chunks(log, 1, to_seq):
-        if info_hash is not None and info_hash not in record:
-            continue
-        event = decode_record(seq, record)
-        if info_hash is None or getattr(event, "info_hash", None) == info_hash:
-            yield event_to_json(seq, event)
+    for first, events in log.event_batches(1, to_seq):
+        for seq, event in enumerate(events, first):
+            if info_hash is None or getattr(event, "info_hash", None) == info_hash:
+                yield event_to_json(seq, event)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from udpt.events.log import EventLog
-from udpt.history.folding import decode_record
+from udpt.events.log import LogReader
+from udpt.events.types import Event
 
 __all__ = ["Until", "event_time", "format_time", "parse_time", "parse_until", "seq_at_time"]
 
@@ -49,7 +49,7 @@ class Until:
     seq: int | None = None
     at_ms: int | None = None
 
-    def to_seq(self, log: EventLog) -> int:
+    def to_seq(self, log: LogReader) -> int:
         """The last sequence number at or before this point."""
         if self.seq is not None:
             return self.seq
@@ -67,14 +67,14 @@ def parse_until(text: str) -> Until:
         raise ValueError(f"{text!r} is neither a sequence number nor an ISO time") from None
 
 
-def _first_at_or_after(log: EventLog, seq: int) -> tuple[int, bytes] | None:
+def _first_at_or_after(log: LogReader, seq: int) -> tuple[int, Event] | None:
     """Returning from the loop drops the reader, which ends its read transaction."""
-    for found in log.records(seq):
+    for found in log.events(seq):
         return found
     return None
 
 
-def seq_at_time(log: EventLog, at_ms: int) -> int:
+def seq_at_time(log: LogReader, at_ms: int) -> int:
     """The last event at or before ``at_ms`` (0 if none), by binary search over seqs.
 
     Gaps in the sequence are allowed.
@@ -84,7 +84,7 @@ def seq_at_time(log: EventLog, at_ms: int) -> int:
     while low and low <= high:
         middle = (low + high) // 2
         record = _first_at_or_after(log, middle)
-        if record is None or record[0] > high or decode_record(*record).at_ms > at_ms:
+        if record is None or record[0] > high or record[1].at_ms > at_ms:
             high = middle - 1
         else:
             found = record[0]
@@ -92,8 +92,8 @@ def seq_at_time(log: EventLog, at_ms: int) -> int:
     return found
 
 
-def event_time(log: EventLog, seq: int) -> int | None:
+def event_time(log: LogReader, seq: int) -> int | None:
     """The time of event ``seq``; None if the log does not hold it."""
-    for _, record in log.records(seq, seq):
-        return decode_record(seq, record).at_ms
+    for _, event in log.events(seq, seq):
+        return event.at_ms
     return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from udpt.events.log import EventLog
+from udpt.events.log import LogReader
 from udpt.history.apply import ApplyFailures
 from udpt.history.folding import Progress, fold
 from udpt.projections import SnapshotError, TrackerState
@@ -35,7 +35,7 @@ class Replay:
         return self.replayed / self.seconds if self.seconds > 0 else 0.0
 
 
-def restore_newest(log: EventLog, max_seq: int | None = None) -> TrackerState | None:
+def restore_newest(log: LogReader, max_seq: int | None = None) -> TrackerState | None:
     """The state of the newest snapshot at or before ``max_seq`` that restores, if any.
 
     A snapshot that fails to restore, or whose contents name another sequence
@@ -55,7 +55,7 @@ def restore_newest(log: EventLog, max_seq: int | None = None) -> TrackerState | 
 
 
 def replay(
-    log: EventLog,
+    log: LogReader,
     to_seq: int | None = None,
     *,
     use_snapshots: bool = True,
@@ -75,7 +75,7 @@ def replay(
 
 
 def recover(
-    log: EventLog,
+    log: LogReader,
     to_seq: int | None = None,
     *,
     use_snapshots: bool = True,
@@ -87,7 +87,7 @@ def recover(
     return run.state, run.snapshot_seq
 
 
-def take_snapshot(log: EventLog, to_seq: int | None = None) -> int:
+def take_snapshot(log: LogReader, to_seq: int | None = None) -> int:
     """Fold the log up to ``to_seq`` (default: the end) and store the snapshot; returns its seq."""
     state, _ = recover(log, to_seq)
     if state.last_seq:
@@ -95,7 +95,7 @@ def take_snapshot(log: EventLog, to_seq: int | None = None) -> int:
     return state.last_seq
 
 
-def rebuild_snapshot(log: EventLog, progress: Progress | None = None) -> Replay:
+def rebuild_snapshot(log: LogReader, progress: Progress | None = None) -> Replay:
     """Fold the whole log from nothing and store the result as the newest snapshot.
 
     For a lost or damaged snapshot: no stored snapshot is trusted. ``log`` must

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from udpt.events.log import EventLog
+from udpt.events.log import LogReader
 from udpt.history.points import event_time, format_time
 from udpt.history.recovery import Replay
 
 __all__ = ["summarize"]
 
 
-def summarize(log: EventLog, run: Replay) -> dict[str, Any]:
+def summarize(log: LogReader, run: Replay) -> dict[str, Any]:
     """The log's extent, the state's counts, and what the replay cost."""
     state = run.state
     seeders, leechers, completed = state.totals()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from udpt.events.codec import TAG_EXPIRED
-from udpt.events.log import EventLog
+from udpt.events.log import LogReader
 from udpt.events.types import Event, PeersExpired
 from udpt.history.folding import Fold, Progress
 from udpt.history.recovery import replay
@@ -43,25 +42,31 @@ def peers_of(torrent: Torrent) -> list[PeerView]:
 
 
 def torrent_history(
-    log: EventLog, info_hash: bytes, to_seq: int | None = None, progress: Progress | None = None
+    log: LogReader, info_hash: bytes, to_seq: int | None = None, progress: Progress | None = None
 ) -> TorrentHistory:
     """Every event about ``info_hash`` up to ``to_seq``, and the torrent's state there.
 
     Torrents never affect one another in the fold, so folding only this
     torrent's events and the expiries gives its exact state without building
-    everybody else's. The fold looks for the hash's bytes in each record
-    before decoding, which skips almost every record cheaply. If events are
-    missing (a damaged or pruned log), the state comes from a full replay.
+    everybody else's. If events are missing (a damaged or pruned log), the
+    state comes from a replay (snapshot + tail) instead; admin events are kept
+    when their batches are pruned, so those before the log's first event still
+    say who changed what.
     """
     state = TrackerState()
     run = Fold(
         log,
         state,
         to_seq,
-        wanted=lambda record: record[0] == TAG_EXPIRED or info_hash in record,
+        wanted=lambda event: isinstance(event, PeersExpired) or event.info_hash == info_hash,
         progress=progress,
     )
-    entries = []
+    first = log.first_seq()
+    entries = [
+        HistoryEntry(seq, event)
+        for seq, event in log.admin_events(1, first - 1 if first else None)
+        if getattr(event, "info_hash", None) == info_hash
+    ]
     known, peers = False, 0  # the torrent as the previous event left it
     for seq, event in run:
         after = state.torrents.get(info_hash)

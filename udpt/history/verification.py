@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from udpt.events.log import EventLog
+from udpt.events.log import LogReader
 from udpt.history.folding import CorruptRecord, Fold, Progress
 from udpt.history.points import format_time
 from udpt.projections import SnapshotError, TrackerState
@@ -26,6 +26,8 @@ class Verification:
     events: int = 0
     snapshots_checked: int = 0
     problems: list[Problem] = field(default_factory=list)
+    from_snapshot: int = 0
+    """On a pruned log: the snapshot the check started from (the horizon); 0: from nothing."""
 
     @property
     def ok(self) -> bool:
@@ -39,7 +41,7 @@ def _missing(first: int, last: int) -> str:
 class _Checker:
     """The checks made between the events of one fold, in log order."""
 
-    def __init__(self, log: EventLog, run: Fold, result: Verification) -> None:
+    def __init__(self, log: LogReader, run: Fold, result: Verification) -> None:
         self.log = log
         self.run = run
         self.result = result
@@ -78,8 +80,11 @@ class _Checker:
                     )
 
 
-def verify(log: EventLog, progress: Progress | None = None) -> Verification:
+def verify(log: LogReader, progress: Progress | None = None) -> Verification:
     """Fold the log from nothing, checking each event and every stored snapshot.
+
+    On a pruned log (without its archive) the fold starts from the oldest
+    snapshot taken after the pruned events: what came before is not there to check.
 
     Sequence numbers must have no gaps and times must never go back; at each
     stored snapshot the rebuilt state's canonical bytes must equal the stored
@@ -90,9 +95,20 @@ def verify(log: EventLog, progress: Progress | None = None) -> Verification:
     result = Verification(last_seq=log.last_seq())
     problems = result.problems
     state = TrackerState()
+    horizon = log.replayable_from()
+    if horizon:  # pruned: what can be checked starts at the oldest snapshot past the pruning
+        try:
+            state = TrackerState.restore(log.get_snapshot(horizon) or b"")
+        except SnapshotError as exc:
+            problems.append(
+                Problem(horizon, f"snapshot at seq {horizon} cannot be restored ({exc})")
+            )
+            return result
+        result.from_snapshot = horizon
     run = Fold(log, state, result.last_seq, progress=progress)
     checker = _Checker(log, run, result)
-    previous, previous_ms = 0, None
+    checker.pending = deque(seq for seq in checker.pending if seq > state.last_seq)
+    previous, previous_ms = state.last_seq, None
     try:
         for seq, event in run:
             checker.before(seq)

@@ -185,7 +185,11 @@ class TrackerState:
             oldest = torrent.swarm.oldest_ms()
             by_oldest.file(info_hash, oldest)
             if oldest is None and not torrent.flagged and not torrent.registered:
-                self._idle.file(info_hash, torrent.last_announce_ms)
+                if e.torrent_cutoff_ms and torrent.is_forgettable(e.torrent_cutoff_ms):
+                    del torrents[info_hash]  # as the idle pass below would, without filing it
+                    self._idle.file(info_hash, None)
+                else:
+                    self._idle.file(info_hash, torrent.last_announce_ms)
             if visited % SWEEP_STEP == 0:
                 yield
         self.stats.peers_expired += removed
