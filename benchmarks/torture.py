@@ -459,6 +459,59 @@ class Probe(threading.Thread):
             tally.errors[reply[8:].decode("ascii", "replace")] += 1
 
 
+class Scraper(threading.Thread):
+    """Reads udpt's /metrics every 2 s: the worst event-loop lag, udpt's own drop counts.
+
+    ``udpt_event_loop_lag_seconds`` is the worst of the last 5 s, so scraping every
+    2 s sees every stall; the drops are the difference between the first and last scrape.
+    """
+
+    LINE = re.compile(
+        r'^(udpt_event_loop_lag_seconds|udpt_datagrams_dropped_total)(?:\{reason="(\w+)"\})? (\S+)$'
+    )
+
+    def __init__(self, api_port: int) -> None:
+        super().__init__(daemon=True, name="scraper")
+        self.url = f"http://127.0.0.1:{api_port}/metrics?token={TOKEN}"
+        self.lag_max_s: float | None = None
+        self.first: dict[str, float] | None = None
+        self.last: dict[str, float] = {}
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                with urllib.request.urlopen(self.url, timeout=2) as reply:
+                    self._read(reply.read().decode())
+            except (OSError, ValueError):
+                pass
+            self._halt.wait(2)
+
+    def _read(self, text: str) -> None:
+        dropped: dict[str, float] = {}
+        for line in text.splitlines():
+            match = self.LINE.match(line)
+            if match is None:
+                continue
+            name, reason, value = match.groups()
+            if name == "udpt_event_loop_lag_seconds":
+                self.lag_max_s = max(self.lag_max_s or 0.0, float(value))
+            else:
+                dropped[reason] = float(value)
+        if self.first is None:
+            self.first = dropped
+        self.last = dropped
+
+    def halt(self) -> None:
+        self._halt.set()
+        self.join(5)
+
+    def dropped(self) -> str:
+        first = self.first or {}
+        grown = {k: int(v - first.get(k, 0)) for k, v in self.last.items() if v > first.get(k, 0)}
+        return json.dumps(grown) if self.first is not None else "n/a"
+
+
 # --------------------------------------------------------------------------- figures
 
 
@@ -478,6 +531,7 @@ class Result:
     probe_attack: PhaseTally | None = None  # the probe during and after the attack
     extra: dict[str, str] = field(default_factory=dict)
     checks: list[tuple[str, str, str]] = field(default_factory=list)
+    metrics: dict[str, str] = field(default_factory=dict)  # read from udpt's /metrics
     error: str = ""  # the scenario failed: this says how, and there are no figures
 
     @classmethod
@@ -581,9 +635,11 @@ class Bench:
         after_s = scale.after_s if after_s is None else after_s
         window = pre_s + attack_s + after_s
         probe = Probe(daemon.port, scale.probe_sources, scale.probe_rate)
+        scraper = Scraper(daemon.api_port)
         load = None
         try:
             probe.start()
+            scraper.start()
             load = start_loadgen(self.loadgen, daemon.port, scale, window, scale.warmup_s)
             time.sleep(scale.warmup_s + pre_s)
             before = daemon.sample()
@@ -597,10 +653,16 @@ class Bench:
         finally:
             stop(load, signal.SIGKILL, 5)
             probe.halt()
+            scraper.halt()
         result = Result.between(
             name, legit, probe.tally("before", "during", "after"), before, after
         )
         result.probe_attack = probe.tally("during", "after")
+        lag = scraper.lag_max_s
+        result.metrics = {
+            "udpt_event_loop_lag_seconds, worst": "n/a" if lag is None else f"{lag * 1000:.1f} ms",
+            "udpt_datagrams_dropped_total, grown": scraper.dropped(),
+        }
         return result
 
     def excess(self, result: Result) -> str:
@@ -913,6 +975,7 @@ def rows(result: Result) -> list[tuple[str, str, str]]:
         ("kernel receive drops", f"{result.kernel_drops:,}", ""),
         ("daemon CPU (of one core)", f"{result.cpu_s / result.seconds:.0%}", ""),
         ("longest probe answer (loop stall bound)", stall, ""),
+        *((f"/metrics: {k}", v, "") for k, v in result.metrics.items()),
     ]
     out += [(f"attack: {k}" if k != "attack" else "attack", v, "") for k, v in result.extra.items()]
     return out + result.checks
@@ -946,6 +1009,9 @@ What each figure is:
 - longest probe answer: a probe thread announces a fresh info hash at {probe:g}/s, one at a
   time, from 127.0.0.101..; its slowest reply bounds the longest event-loop stall (plus one
   commit with fsync). Its announces are also the "legit announces for new torrents".
+- /metrics: udpt_event_loop_lag_seconds (how late the loop woke a 0.25 s sleeper, worst of
+  5 s), the worst of scrapes every 2 s over the whole run of the scenario; and what
+  udpt_datagrams_dropped_total grew by from the scenario's start, per reason (udpt's own drops).
 - new torrents the flood created, flood events recorded: read back from the log
   (tools/replay.py --export) by the flood's source addresses, once the daemon stopped.
 """
