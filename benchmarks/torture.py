@@ -1003,7 +1003,7 @@ What each figure is:
   0's rate, since the legitimate load's own announces grow the log too.
 - kernel receive drops: the drops column of /proc/net/udp for the daemon's 127.0.0.1:PORT
   socket (datagrams the kernel threw away because udpt's receive buffer was full), same
-  interval (no /metrics on main yet).
+  interval (udpt's /metrics does not export them).
 - daemon CPU: user + system seconds of the daemon (/proc/PID/stat) over the same interval,
   divided by its length; CPU 0 is shared with other work on this machine.
 - longest probe answer: a probe thread announces a fresh info hash at {probe:g}/s, one at a
