@@ -45,7 +45,8 @@ class Counters:
     (action, result): result is ``ok``, ``refused`` (flagged, not registered,
     over a limit) or ``error`` (a malformed request answered with an error).
     ``dropped`` by reason, for datagrams that got no reply: ``malformed``,
-    ``bad_connection_id``, ``source_port_0``, ``queue_full`` (the receive queue),
+    ``bad_connection_id``, ``over_quota`` (a source over a quota, past its error
+    replies: silence), ``source_port_0``, ``queue_full`` (the receive queue),
     ``writer_full``, ``writer_closed``, ``commit_failed``, ``send_buffer_full``.
     """
 

@@ -253,9 +253,12 @@ class UdpEndpoint:
             ip = canonical_ip(addr[0])
             kind = type(request)
             counters.requests[_REQUEST_KEYS[kind][len(ip)]] += 1
+            quotas = self.tracker.quotas
+            silenced = quotas.silenced
             decision = self.tracker.decide(request, ip, now_ms)
-            if decision is None:
-                counters.dropped["bad_connection_id"] += 1
+            if decision is None:  # a bad id, or a source over quota past its error replies
+                over = quotas.silenced != silenced
+                counters.dropped["over_quota" if over else "bad_connection_id"] += 1
             elif isinstance(decision, bytes):
                 keys = _REFUSED_KEYS if decision[3] == _ERROR_ACTION else _RESPONSE_KEYS
                 self._send(decision, addr, keys[kind])

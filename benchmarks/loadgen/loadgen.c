@@ -130,6 +130,7 @@ struct config {
     const char *dump_path;
     bool json;
     double reconnect_s;
+    uint32_t src_ips;     /* sockets bound round-robin to 127.0.0.1 .. 127.0.0.N; 0 = no bind */
 };
 
 static void config_defaults(struct config *c)
@@ -497,6 +498,8 @@ static void usage(FILE *out)
         "  --window N           requests in flight per socket, 1..256 (default 8)\n"
         "  --rate R             total requests/s; 0 = closed loop (default 0)\n"
         "  --reconnect SEC      connect again when the id is this old (default 60)\n"
+        "  --src-ips N          bind socket i to 127.0.0.(1 + i % N), 1..254: N sources\n"
+        "                       for per-source quotas (IPv4 only; default: no bind)\n"
         "workload\n"
         "  --torrents N         random 20-byte info hashes from --seed (default 1000)\n"
         "  --peer-torrents K    each peer announces only its own K torrents; 0 = any\n"
@@ -572,7 +575,7 @@ static void parse_weights(const char *name, const char *s, uint32_t *out, int n)
 enum {
     O_HOST = 256, O_PORT, O_DURATION, O_WARMUP, O_TIMEOUT, O_SOCKETS, O_PEERS, O_WINDOW,
     O_RATE, O_TORRENTS, O_PEER_TORRENTS, O_MIX, O_SCRAPE_HASHES, O_EVENTS, O_SEEDERS,
-    O_NUM_WANT, O_SEED, O_DUMP, O_JSON, O_RECONNECT, O_HELP
+    O_NUM_WANT, O_SEED, O_DUMP, O_JSON, O_RECONNECT, O_SRC_IPS, O_HELP
 };
 
 static void parse_args(struct config *c, int argc, char **argv)
@@ -598,6 +601,7 @@ static void parse_args(struct config *c, int argc, char **argv)
         {"dump-hashes", required_argument, 0, O_DUMP},
         {"json", no_argument, 0, O_JSON},
         {"reconnect", required_argument, 0, O_RECONNECT},
+        {"src-ips", required_argument, 0, O_SRC_IPS},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
@@ -632,6 +636,7 @@ static void parse_args(struct config *c, int argc, char **argv)
         case O_DUMP: c->dump_path = optarg; break;
         case O_JSON: c->json = true; break;
         case O_RECONNECT: c->reconnect_s = parse_double("--reconnect", optarg, 0.001, 1e6); break;
+        case O_SRC_IPS: c->src_ips = (uint32_t)parse_int("--src-ips", optarg, 1, 254); break;
         case O_HELP: usage(stdout); exit(0);
         default: fprintf(stderr, "(try --help)\n"); exit(2);
         }
@@ -755,6 +760,14 @@ static void raise_fd_limit(uint32_t needed)
     setrlimit(RLIMIT_NOFILE, &rl);
 }
 
+/* Bind fd to 127.0.0.(1 + k), any port: each such address is its own source to the tracker. */
+static int bind_source(int fd, uint32_t k)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl((127u << 24) | (1 + k));
+    return bind(fd, (struct sockaddr *)&a, sizeof a);
+}
+
 static int open_clients(struct run *r)
 {
     uint32_t n = r->cfg.sockets;
@@ -774,6 +787,11 @@ static int open_clients(struct run *r)
         c->fd = socket(r->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (c->fd < 0) {
             fprintf(stderr, "loadgen: socket %u of %u: %s\n", i + 1, n, strerror(errno));
+            return -1;
+        }
+        if (r->cfg.src_ips && bind_source(c->fd, i % r->cfg.src_ips) != 0) {
+            fprintf(stderr, "loadgen: bind to 127.0.0.%u: %s\n", 1 + i % r->cfg.src_ips,
+                    strerror(errno));
             return -1;
         }
         if (connect(c->fd, (struct sockaddr *)&r->addr, r->addr_len) != 0) {
@@ -1586,6 +1604,8 @@ int main(int argc, char **argv)
     config_defaults(&r->cfg);
     parse_args(&r->cfg, argc, argv);
     resolve_target(r);
+    if (r->cfg.src_ips && r->family != AF_INET)
+        usage_error("--src-ips needs an IPv4 target");
     make_hashes(r);
     if (r->cfg.dump_path)
         return dump_hashes(r, r->cfg.dump_path);

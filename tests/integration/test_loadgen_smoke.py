@@ -76,21 +76,28 @@ class Responder(asyncio.DatagramProtocol):
     def __init__(self, answer: Answer) -> None:
         self._answer = answer
         self._transport: asyncio.DatagramTransport | None = None
+        self.sources: set[str] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # The selector loop's datagram transport does not subclass DatagramTransport on 3.11.
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sources.add(addr[0])
         reply = self._answer(data)
         if reply is not None and self._transport is not None:
             self._transport.sendto(reply, addr)
 
 
-async def run_against(loadgen: Path, answer: Answer) -> dict[str, Any]:
-    """Serve `answer` on 127.0.0.1:<free port>, run loadgen for 1 s, return its JSON report."""
+async def run_against(
+    loadgen: Path, answer: Answer, *extra: str, sources: set[str] | None = None
+) -> dict[str, Any]:
+    """Serve `answer` on 127.0.0.1:<free port>, run loadgen for 1 s, return its JSON report.
+
+    ``extra`` are more loadgen options; ``sources`` gets the addresses the load came from.
+    """
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(
+    transport, responder = await loop.create_datagram_endpoint(
         lambda: Responder(answer), local_addr=("127.0.0.1", 0)
     )
     try:
@@ -98,6 +105,7 @@ async def run_against(loadgen: Path, answer: Answer) -> dict[str, Any]:
         process = await asyncio.create_subprocess_exec(
             str(loadgen),
             *("--port", str(port), "--duration", "1", "--sockets", "4", "--window", "2"),
+            *extra,
             "--json",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -105,6 +113,8 @@ async def run_against(loadgen: Path, answer: Answer) -> dict[str, Any]:
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=10)
     finally:
         transport.close()
+    if sources is not None:
+        sources.update(responder.sources)
     assert process.returncode == 0, stderr.decode()
     report: dict[str, Any] = json.loads(stdout)
     return report
@@ -120,6 +130,17 @@ async def test_valid_responder_gets_only_ok_replies(loadgen: Path) -> None:
     assert report["violations"] == {}
     assert report["lost"] == 0
     assert report["responses_per_s"] > 0
+
+
+async def test_src_ips_spreads_the_sockets_over_that_many_loopback_sources(loadgen: Path) -> None:
+    sources: set[str] = set()
+    report = await run_against(
+        loadgen, valid_reply, "--sockets", "6", "--src-ips", "3", sources=sources
+    )
+
+    assert sources == {"127.0.0.1", "127.0.0.2", "127.0.0.3"}
+    assert report["violations"] == {}  # self_in_peers knows each socket's own address
+    assert report["lost"] == 0
 
 
 async def test_wrong_length_announce_replies_are_reported_malformed(loadgen: Path) -> None:

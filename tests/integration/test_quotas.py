@@ -129,6 +129,9 @@ async def test_a_source_over_its_announce_rate_is_told_once_then_ignored(tmp_pat
         )
         await client.send(connect_request(b"prob"))
         assert (await client.recv())[4:8] == b"prob"
+        # Counted as silence over quota, not as a bad connection id (it was a good one).
+        assert running.counters.dropped["over_quota"] == 1
+        assert running.counters.dropped["bad_connection_id"] == 0
         # Tokens come back with time.
         clock.advance(1)
         assert (await client.announce(info_hash(1), port=7005)).leechers == 4
