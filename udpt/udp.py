@@ -30,7 +30,14 @@ from udpt.counters import Counters
 from udpt.events.types import AnnounceRefused
 from udpt.intake import Intake
 from udpt.tracker import Tracker
-from udpt.wire import AnnounceRequest, ConnectRequest, InvalidRequest, ScrapeRequest, parse_request
+from udpt.wire import (
+    AnnounceRequest,
+    ConnectRequest,
+    InvalidRequest,
+    ScrapeRequest,
+    may_be_request,
+    parse_request,
+)
 
 __all__ = ["BoundedProtocol", "UdpEndpoint", "bind_udp_socket", "kernel_drops"]
 
@@ -120,10 +127,15 @@ class BoundedProtocol(Protocol):
     ) -> None:
         super().__init__(recvq, excq, drained)
         self._queue = recvq
+        self.rejected = 0
         self.max_queued = max_queued
         self._counters = counters
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if not may_be_request(data):  # before the queue: garbage must cost little
+            self.rejected += 1
+            self._counters.dropped["malformed"] += 1
+            return
         if self._queue.qsize() >= self.max_queued:
             self._counters.dropped["queue_full"] += 1
             return
@@ -176,7 +188,7 @@ class UdpEndpoint:
         self.clock = clock
         self.receive_buffer = receive_buffer
         self._errors = _ErrorLog()
-        self.received = 0
+        self._handled = 0
         self.send_errors = 0
         self.receive_errors = 0
 
@@ -211,6 +223,11 @@ class UdpEndpoint:
         )
 
     @property
+    def received(self) -> int:
+        """Datagrams read and dealt with: rejected before the queue, or handled after it."""
+        return self.protocol.rejected + self._handled
+
+    @property
     def address(self) -> Address:
         return tuple(self.stream.sockname)
 
@@ -238,7 +255,7 @@ class UdpEndpoint:
 
     def _handle(self, data: bytes, addr: Any, now_ms: int) -> None:
         """Parse, decide, and reply now or hand the record to the intake."""
-        self.received += 1
+        self._handled += 1
         counters = self.counters
         if addr[1] == 0:  # R1: no reply can reach source port 0
             counters.dropped["source_port_0"] += 1

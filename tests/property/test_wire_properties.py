@@ -27,6 +27,7 @@ from udpt.wire import (
     build_connect_response,
     build_error_response,
     build_scrape_response,
+    may_be_request,
     parse_request,
 )
 
@@ -222,6 +223,7 @@ def test_every_action_at_every_length_parses_without_raising() -> None:
                     datagram = full[:length]
                     result = parse_request(datagram)
                     assert result is None or isinstance(result, REQUEST_TYPES)
+                    assert result is None or may_be_request(datagram)  # the edge's pre-filter
                     assert isinstance(result, ConnectRequest) == is_valid_connect(datagram)
 
 
@@ -238,6 +240,7 @@ def test_any_request_shaped_datagram_parses_without_raising(
     datagram = connection_id + action.to_bytes(4, "big") + b"TXID" + tail
     result = parse_request(datagram, cap)
     assert result is None or isinstance(result, REQUEST_TYPES)
+    assert result is None or may_be_request(datagram)  # the edge's pre-filter
     assert isinstance(result, ConnectRequest) == is_valid_connect(datagram)
 
 
@@ -246,6 +249,7 @@ def test_any_request_shaped_datagram_parses_without_raising(
 def test_a11_random_bytes_only_ever_parse_as_valid_connects(datagram: bytes) -> None:
     result = parse_request(datagram)
     assert result is None or isinstance(result, REQUEST_TYPES)
+    assert result is None or may_be_request(datagram)  # the edge's pre-filter
     assert isinstance(result, ConnectRequest) == is_valid_connect(datagram)
 
 
@@ -255,6 +259,7 @@ def test_a11_ten_thousand_seeded_random_datagrams() -> None:
         datagram = rng.randbytes(rng.randint(0, 2048))
         result = parse_request(datagram)
         assert result is None or isinstance(result, REQUEST_TYPES)
+        assert result is None or may_be_request(datagram)  # the edge's pre-filter
         assert isinstance(result, ConnectRequest) == is_valid_connect(datagram)
 
 
