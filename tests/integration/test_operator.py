@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -29,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.bep15 import TrackerClient, announce_request
 from tests.support.daemon import make_config, running_tracker
+from tests.support.disks import small_tmpfs
 from udpt.config import LogConfig
 from udpt.daemon import Running
 
@@ -218,18 +218,9 @@ async def test_health_and_index_answer_without_a_token(tmp_path: Path) -> None:
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 2 MiB filesystem (tmpfs), to fill up; needs root, as CI has."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+    """A real 2 MiB filesystem (tmpfs), to fill up."""
+    with small_tmpfs(tmp_path, "2m") as mount_point:
+        yield mount_point
 
 
 async def test_health_is_503_while_the_log_cannot_commit_and_200_once_space_is_freed(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.disks import small_tmpfs
 from udpt.config import load_config
 from udpt.connection_ids import ConnectionIds
 from udpt.counters import Counters
@@ -240,18 +240,9 @@ async def test_a_failing_callback_does_not_stop_the_others(
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 1 MiB filesystem (tmpfs), to fill up; needs root, as CI has."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+    """A real 1 MiB filesystem (tmpfs), to fill up."""
+    with small_tmpfs(tmp_path, "1m") as mount_point:
+        yield mount_point
 
 
 async def test_a_full_disk_refuses_events_until_space_is_freed(small_disk: Path) -> None:
