@@ -345,6 +345,15 @@ class UdpConfig:
             minimum=1,
         ),
     )
+    max_ports_per_ip_per_torrent: int = field(
+        default=64,
+        metadata=_spec(
+            "Most peers of one torrent from one source (an address, or the quotas' prefix); a "
+            'new one past it gets "too many peers from your address." (ours; UDPT has no such '
+            "limit), so one host cannot take a swarm's places with its ports.",
+            minimum=1,
+        ),
+    )
     max_pending: int = field(
         default=100_000,
         metadata=_spec(
@@ -399,14 +408,16 @@ class QuotaConfig:
         ),
     )
     new_torrents_per_minute: int = field(
-        default=1000,
+        default=500,
         metadata=_spec(
-            "Dynamic mode: torrents one source may create per minute, on average.",
+            "Dynamic mode: torrents one source may create per minute, on average (with the "
+            "burst, at most 1,000 in a minute; a client that starts with more new torrents "
+            "creates the rest as it retries).",
             minimum=0,
         ),
     )
     new_torrent_burst: int = field(
-        default=1000,
+        default=500,
         metadata=_spec("Dynamic mode: torrents one source may create at once.", minimum=1),
     )
     error_replies_per_second: int = field(

@@ -68,6 +68,7 @@ REFUSAL_MESSAGES = {
     RefusalReason.FLAGGED: "torrent flagged.",
     RefusalReason.TORRENT_LIMIT: "torrent not allowed.",
     RefusalReason.SWARM_FULL: "torrent full.",
+    RefusalReason.SOURCE_FULL: "too many peers from your address.",
 }
 
 MAX_SWEEP_INTERVAL_S = 10
@@ -126,6 +127,7 @@ class Policy:
     sweep_interval_ms: int
     max_torrents: int
     max_peers_per_torrent: int
+    max_ports_per_source: int
     quotas: QuotaPolicy
 
     @classmethod
@@ -143,6 +145,7 @@ class Policy:
             sweep_interval_ms=min(config.cleanup_interval, MAX_SWEEP_INTERVAL_S) * 1000,
             max_torrents=udp.max_torrents,
             max_peers_per_torrent=udp.max_peers_per_torrent,
+            max_ports_per_source=udp.max_ports_per_ip_per_torrent,
             quotas=QuotaPolicy(
                 prefix_v4=quotas.source_prefix_v4,
                 prefix_v6=quotas.source_prefix_v6,
@@ -210,8 +213,8 @@ class Tracker:
         info_hash = request.info_hash
         stopped = request.event == _STOPPED
         reason = self.refusal(info_hash, stopped)
-        if reason is None and not stopped and self._swarm_full(info_hash, ip, request.port):
-            reason = RefusalReason.SWARM_FULL
+        if reason is None and not stopped:
+            reason = self._no_room(info_hash, ip, request.port)
         creates = (
             reason is None
             and not stopped
@@ -264,16 +267,30 @@ class Tracker:
             return RefusalReason.FLAGGED
         return None
 
-    def _swarm_full(self, info_hash: bytes, ip: bytes, port: int) -> bool:
-        """Whether a peer new to the torrent would take it past ``max_peers_per_torrent``.
+    def _no_room(self, info_hash: bytes, ip: bytes, port: int) -> RefusalReason | None:
+        """Why a peer new to the torrent has no place in its swarm, if it has none.
 
-        Peers already in the swarm keep announcing; only newcomers are refused, so a
-        host stuffing one swarm with ports cannot push the real peers out.
+        Peers already in the swarm keep announcing; only newcomers are refused,
+        so a host stuffing one swarm with ports cannot push the real peers out.
+        Both limits count committed peers: newcomers still on their way to the
+        log can pass them by at most what one source has in flight (its
+        announce quota over one commit).
         """
         torrent = self.state.torrents.get(info_hash)
-        if torrent is None or len(torrent.swarm) < self.policy.max_peers_per_torrent:
-            return False
-        return torrent.swarm.find(ip + port.to_bytes(2, "big")) is None
+        if torrent is None:
+            return None
+        swarm, policy = torrent.swarm, self.policy
+        peers = len(swarm)
+        full = peers >= policy.max_peers_per_torrent
+        if not full and peers < policy.max_ports_per_source:
+            return None
+        if ip + port.to_bytes(2, "big") in swarm:
+            return None
+        if full:
+            return RefusalReason.SWARM_FULL
+        quotas = policy.quotas
+        from_source = swarm.peers_from(ip, quotas.prefix_v4 // 8, quotas.prefix_v6 // 8)
+        return RefusalReason.SOURCE_FULL if from_source >= policy.max_ports_per_source else None
 
     def settled(self, info_hash: bytes) -> None:
         """An announce that was to create ``info_hash`` is applied (or lost): stop counting it."""

@@ -203,3 +203,24 @@ async def test_a_full_torrent_refuses_newcomers_and_keeps_its_peers(tmp_path: Pa
         await stuffer.announce(info_hash(1), port=7003, event=3)
         assert (await newcomer.announce(info_hash(1))).leechers == 3
         assert len(running.state.torrents[info_hash(1)].swarm) == 3
+
+
+async def test_one_host_takes_no_more_places_in_a_swarm_than_its_limit(tmp_path: Path) -> None:
+    async with (
+        tracker(tmp_path, ManualClock(), NO_QUOTAS, max_ports_per_ip_per_torrent=3) as running,
+        clients(running, "127.0.0.2", "127.0.0.3", "127.0.0.4") as (stuffer, *others),
+    ):
+        for port in (7001, 7002, 7003):
+            await stuffer.announce(info_hash(1), port=port)
+        with pytest.raises(TrackerError, match=r"^too many peers from your address\.$"):
+            await stuffer.announce(info_hash(1), port=7004)
+        # Other hosts still join, the stuffer's peers keep announcing, and the limit
+        # is per torrent: the same host starts another swarm.
+        for other in others:
+            await other.announce(info_hash(1))
+        assert (await stuffer.announce(info_hash(1), port=7003)).leechers == 5
+        await stuffer.announce(info_hash(2), port=7004)
+        # Once one of its peers leaves, the host has a place again.
+        await stuffer.announce(info_hash(1), port=7001, event=3)
+        assert (await stuffer.announce(info_hash(1), port=7004)).leechers == 5
+        assert len(running.state.torrents[info_hash(1)].swarm) == 5

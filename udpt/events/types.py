@@ -52,6 +52,7 @@ class RefusalReason(IntEnum):
     FLAGGED = 2
     TORRENT_LIMIT = 3
     SWARM_FULL = 4
+    SOURCE_FULL = 5
 
 
 class AnnounceAccepted(NamedTuple):

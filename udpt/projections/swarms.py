@@ -11,6 +11,12 @@ Each family keeps seeders and leechers in separate dicts: seeders are given
 only leechers (§6.5), and counts are dict lengths. A peer that announces is
 moved to the end of its dict, so every dict is ordered by last-seen time
 (event times in the log never go backwards) and expiry pops from the front.
+
+How many entries come from one source (an address prefix) is asked of every
+newcomer to a swarm, so one host cannot stuff it with ports. A small swarm is
+scanned; a big one keeps a count per source, built on the first question and
+kept by every change after it, so that only swarms where the question is
+costly pay the memory. The count is derived from the tables, never stored.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import NamedTuple
 from udpt.events.types import AnnounceAccepted, AnnounceEvent
 
 __all__ = [
+    "INDEXED_SWARM",
     "RECORD_SIZE",
     "PeerStatus",
     "PeerView",
@@ -44,6 +51,13 @@ _COMPLETED = AnnounceEvent.COMPLETED
 
 RECORD_SIZE = _RECORD.size
 """Bytes per peer record; snapshots store records as they are, one after its key."""
+
+INDEXED_SWARM = 64
+"""Swarms of at least this many peers count their entries per source; smaller ones are scanned.
+
+A scan of 64 keys costs a few microseconds; below half of it the count is
+dropped again, so a swarm around the threshold does not rebuild it each time.
+"""
 
 
 class PeerStatus(Enum):
@@ -99,13 +113,15 @@ def _last_seen_of(record: bytes) -> int:
 class Swarm:
     """The live peers of one torrent, per address family (4 and 6), seeders and leechers apart."""
 
-    __slots__ = ("leechers4", "leechers6", "seeders4", "seeders6")
+    __slots__ = ("_per_source", "_prefixes", "leechers4", "leechers6", "seeders4", "seeders6")
 
     def __init__(self) -> None:
         self.seeders4: dict[bytes, bytes] = {}
         self.leechers4: dict[bytes, bytes] = {}
         self.seeders6: dict[bytes, bytes] = {}
         self.leechers6: dict[bytes, bytes] = {}
+        self._per_source: tuple[dict[bytes, int], dict[bytes, int]] | None = None
+        self._prefixes = (4, 8)
 
     def tables(self) -> tuple[dict[bytes, bytes], ...]:
         """The four tables in canonical order: seeders4, leechers4, seeders6, leechers6."""
@@ -127,6 +143,10 @@ class Swarm:
 
     def __len__(self) -> int:
         return self.seeders + self.leechers
+
+    def __contains__(self, peer: bytes) -> bool:
+        seeders, leechers = self.family(peer[:-2])
+        return peer in seeders or peer in leechers
 
     def find(self, peer: bytes) -> PeerView | None:
         """The peer whose compact entry is ``peer``, if it is in the swarm."""
@@ -154,6 +174,8 @@ class Swarm:
         else:
             seeders, leechers = self.seeders6, self.leechers6
         old = seeders.pop(peer, None) or leechers.pop(peer, None)
+        if old is None and self._per_source is not None:
+            self._count(peer, 1)
         counted = old is not None and old[_FLAG_OFFSET] == 1
         completes = not counted and left == 0 and event == _COMPLETED
         (leechers if left else seeders)[peer] = _pack(
@@ -164,11 +186,54 @@ class Swarm:
     def remove(self, peer: bytes) -> bool:
         """Take ``peer`` out of the swarm; whether it was there."""
         seeders, leechers = self.family(peer[:-2])
-        return seeders.pop(peer, None) is not None or leechers.pop(peer, None) is not None
+        if seeders.pop(peer, None) is None and leechers.pop(peer, None) is None:
+            return False
+        if self._per_source is not None:
+            self._count(peer, -1)
+            self._forget_small()
+        return True
 
     def clear(self) -> None:
         for table in self.tables():
             table.clear()
+        self._per_source = None
+
+    def peers_from(self, ip: bytes, v4_bytes: int, v6_bytes: int) -> int:
+        """Entries whose IP shares its first ``v4_bytes`` (IPv4) or ``v6_bytes`` (IPv6) with ``ip``.
+
+        The prefix lengths are the quotas' notion of one source; the count per
+        source is built for them, and built again if they change (a reload).
+        """
+        prefixes = (v4_bytes, v6_bytes)
+        v6 = len(ip) != 4
+        source = ip[: prefixes[v6]]
+        if self._per_source is not None and self._prefixes == prefixes:
+            return self._per_source[v6].get(source, 0)
+        if len(self) < INDEXED_SWARM:
+            self._per_source = None
+            return sum(1 for table in self.family(ip) for peer in table if peer.startswith(source))
+        self._prefixes = prefixes
+        self._per_source = ({}, {})
+        for table in self.tables():
+            for peer in table:
+                self._count(peer, 1)
+        return self._per_source[v6].get(source, 0)
+
+    def _count(self, peer: bytes, change: int) -> None:
+        """Add ``change`` to the count of ``peer``'s source (IPv4 and IPv6 sources kept apart)."""
+        assert self._per_source is not None
+        v6 = len(peer) != 6
+        per_source = self._per_source[v6]
+        source = peer[: self._prefixes[v6]]
+        left = per_source.get(source, 0) + change
+        if left > 0:
+            per_source[source] = left
+        else:
+            del per_source[source]
+
+    def _forget_small(self) -> None:
+        if len(self) < INDEXED_SWARM // 2:
+            self._per_source = None
 
     def oldest_ms(self) -> int | None:
         """When the longest-silent peer last announced (None for an empty swarm)."""
@@ -193,7 +258,12 @@ class Swarm:
                 stale.append(peer)
             for peer in stale:
                 del table[peer]
+            if self._per_source is not None:
+                for peer in stale:
+                    self._count(peer, -1)
             removed += len(stale)
+        if removed and self._per_source is not None:
+            self._forget_small()
         return removed
 
 

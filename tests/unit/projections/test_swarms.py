@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from udpt.events.types import AnnounceAccepted, AnnounceEvent
 from udpt.projections import TrackerState
-from udpt.projections.swarms import PeerStatus, PeerView, Swarm, peer_status, peer_views
+from udpt.projections.swarms import (
+    INDEXED_SWARM,
+    PeerStatus,
+    PeerView,
+    Swarm,
+    peer_status,
+    peer_views,
+)
 
 NONE, COMPLETED, STARTED, STOPPED = AnnounceEvent
 IH = bytes(range(20))
@@ -78,3 +87,62 @@ def test_peer_views_name_every_field_in_table_order() -> None:
         (v6[:16], 81, True),
     ]
     assert views[0] == PeerView(v4, False, PEER_ID, 3, 3, 4, 5, 9, NONE, False)
+
+
+# A few sources, each with up to 40 ports, in both families (so a swarm grows past
+# INDEXED_SWARM); two of the IPv6 ones share their first 8 bytes.
+SOURCES = (
+    [bytes([10, 0, 0, n]) for n in range(3)]
+    + [bytes([0x20, 1, 0xD, 0xB8] + [0] * 4) + bytes([0] * 7 + [n]) for n in range(2)]
+    + [bytes([0x20, 1, 0xD, 0xB8, 0, 0, 0, 1] + [0] * 8)]
+)
+CHANGES = st.lists(
+    st.tuples(
+        st.sampled_from(["announce"] * 8 + ["remove", "expire"]),
+        st.sampled_from(SOURCES),
+        st.integers(1, 40),
+    ),
+    min_size=100,
+    max_size=300,
+)
+
+
+def _counted(swarm: Swarm, ip: bytes, prefix: int) -> int:
+    return sum(
+        1
+        for view in peer_views(swarm)
+        if len(view.ip) == len(ip) and view.ip[:prefix] == ip[:prefix]
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(CHANGES, st.sampled_from([(4, 8), (3, 16)]))
+def test_peers_from_a_source_agree_with_a_count_of_the_swarm(
+    changes: list[tuple[str, bytes, int]], prefixes: tuple[int, int]
+) -> None:
+    """Small swarms are scanned, big ones keep counts per source: both must give the truth."""
+    swarm = Swarm()
+    for now, (change, ip, port) in enumerate(changes, start=1):
+        peer = ip + port.to_bytes(2, "big")
+        if change == "announce":
+            swarm.announce(peer, AnnounceAccepted(now, IH, ip, port, PEER_ID, 0, NONE, 0, 0, 1))
+        elif change == "remove":
+            swarm.remove(peer)
+        elif change == "expire":
+            swarm.expire(now - 5 * port)
+        prefix = prefixes[len(ip) != 4]
+        assert swarm.peers_from(ip, *prefixes) == _counted(swarm, ip, prefix)
+
+
+def test_a_big_swarm_counts_its_sources_without_scanning_them() -> None:
+    swarm = Swarm()
+    ip = bytes([10, 0, 0, 1])
+    for port in range(1, INDEXED_SWARM + 1):
+        swarm.announce(
+            ip + port.to_bytes(2, "big"),
+            AnnounceAccepted(port, IH, ip, port, PEER_ID, 0, NONE, 0, 0, 1),
+        )
+    assert swarm.peers_from(ip, 4, 8) == INDEXED_SWARM
+    swarm.leechers4.clear()  # behind the fold's back: a count that scanned would see 0
+    assert swarm.peers_from(ip, 4, 8) == INDEXED_SWARM
+    assert swarm.peers_from(ip, 3, 8) == 0  # other prefixes: counted again, from the tables
