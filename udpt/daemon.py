@@ -48,7 +48,7 @@ from udpt.observe import Observer, StartupProgress, describe_horizon
 from udpt.projections import TrackerState
 from udpt.reload import reload_on_sighup
 from udpt.tracker import Policy, Tracker
-from udpt.udp import UdpEndpoint, bind_udp_socket
+from udpt.udp import UdpEndpoint, bind_udp_socket, open_endpoint
 
 __all__ = ["Running", "StartupError", "run", "serve", "start", "stop"]
 
@@ -171,7 +171,7 @@ async def _serve_sockets(
     clock: EventClock,
 ) -> None:
     config = running.config
-    endpoint = await UdpEndpoint.open(
+    endpoint = await open_endpoint(
         udp_socket, running.tracker, running.intake, clock, config.udp.receive_buffer
     )
     running.endpoints.append(endpoint)

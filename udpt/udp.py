@@ -7,9 +7,15 @@ commit. Replies go straight to the transport: a datagram send never blocks, and
 the transport's buffer is bounded here, so there is no outbox to drain. No
 exception from a bad datagram, a failed send or an ICMP error leaves the loop.
 
-asyncio-dgram's receive queue is unbounded; ``BoundedProtocol`` sheds
-datagrams beyond ``max_queued`` so a flood costs a counter, not memory. The
-loop takes every datagram already queued in one go, reading the clock once.
+Two endpoints read the socket; everything after the read is shared.
+``DgramEndpoint`` is the reference: asyncio-dgram, whose receive queue is
+unbounded, so ``BoundedProtocol`` sheds datagrams beyond ``max_queued`` and
+drops garbage before queueing it; the loop takes every datagram already queued
+in one go, reading the clock once. ``BatchEndpoint`` runs with the compiled
+core: it waits for the socket to be readable and has ``udpt._receive`` read up
+to ``BATCH_LIMIT`` datagrams with recvmmsg, garbage dropped in C, so a flood of
+it costs a fraction of a microsecond a datagram instead of several (measured in
+BENCHMARKS.md, "Torture"). Same datagrams, same handling, same counters.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import logging
 import os
 import socket
 import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, cast
 from typing import Protocol as TypingProtocol
 
@@ -39,7 +47,15 @@ from udpt.wire import (
     parse_request,
 )
 
-__all__ = ["BoundedProtocol", "UdpEndpoint", "bind_udp_socket", "kernel_drops"]
+__all__ = [
+    "BatchEndpoint",
+    "BoundedProtocol",
+    "DgramEndpoint",
+    "UdpEndpoint",
+    "bind_udp_socket",
+    "kernel_drops",
+    "open_endpoint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +63,9 @@ Address = tuple[Any, ...]  # (host, port) or (host, port, flowinfo, scope_id)
 
 MAX_SEND_BUFFER = 4 << 20
 """Bytes of replies the transport may hold unsent before further replies are dropped."""
+
+BATCH_LIMIT = 256
+"""Datagrams ``BatchEndpoint`` reads per wake-up, so that commits and the API get their turn."""
 
 ERROR_LOG_INTERVAL_S = 10.0
 """Unexpected errors are logged at most once in this many seconds (with a count)."""
@@ -127,14 +146,14 @@ class BoundedProtocol(Protocol):
     ) -> None:
         super().__init__(recvq, excq, drained)
         self._queue = recvq
-        self.rejected = 0
         self.max_queued = max_queued
         self._counters = counters
+        self.reject: Callable[[int], None] = lambda count: None
+        """Told of each datagram rejected before the queue (the endpoint counts them)."""
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if not may_be_request(data):  # before the queue: garbage must cost little
-            self.rejected += 1
-            self._counters.dropped["malformed"] += 1
+            self.reject(1)
             return
         if self._queue.qsize() >= self.max_queued:
             self._counters.dropped["queue_full"] += 1
@@ -164,24 +183,18 @@ class _ErrorLog:
         log.exception("unexpected error handling a datagram from %s%s", source, more)
 
 
-class UdpEndpoint:
-    """One bound socket and its receive loop."""
+class UdpEndpoint(ABC):
+    """One bound socket: what each datagram gets, whichever endpoint read it."""
 
     def __init__(
         self,
-        stream: DatagramServer,
-        transport: _Transport,
-        protocol: BoundedProtocol,
-        recvq: asyncio.Queue[Any],
+        sock: socket.socket,
         tracker: Tracker,
         intake: Intake,
         clock: EventClock,
         receive_buffer: int = 8192,
     ) -> None:
-        self.stream = stream
-        self._transport = transport
-        self.protocol = protocol
-        self._recvq = recvq
+        self.socket = sock
         self.tracker = tracker
         self.intake = intake
         self.counters = intake.counters
@@ -189,71 +202,20 @@ class UdpEndpoint:
         self.receive_buffer = receive_buffer
         self._errors = _ErrorLog()
         self._handled = 0
+        self.rejected = 0
         self.send_errors = 0
         self.receive_errors = 0
 
-    @classmethod
-    async def open(
-        cls,
-        sock: socket.socket,
-        tracker: Tracker,
-        intake: Intake,
-        clock: EventClock,
-        receive_buffer: int = 8192,
-        max_queued: int = 10_000,
-    ) -> UdpEndpoint:
-        loop = asyncio.get_running_loop()
-        recvq: asyncio.Queue[Any] = asyncio.Queue()
-        excq: asyncio.Queue[Any] = asyncio.Queue()
-        drained = asyncio.Event()
-        counters = intake.counters
-        transport, protocol = await loop.create_datagram_endpoint(
-            lambda: BoundedProtocol(recvq, excq, drained, max_queued, counters), sock=sock
-        )
-        stream = DatagramServer(transport, recvq, excq, drained)  # type: ignore[arg-type]
-        return cls(
-            stream,
-            cast(_Transport, transport),
-            protocol,
-            recvq,
-            tracker,
-            intake,
-            clock,
-            receive_buffer,
-        )
-
     @property
     def received(self) -> int:
-        """Datagrams read and dealt with: rejected before the queue, or handled after it."""
-        return self.protocol.rejected + self._handled
+        """Datagrams read and dealt with: rejected as garbage, or handled."""
+        return self.rejected + self._handled
 
     @property
     def address(self) -> Address:
-        return tuple(self.stream.sockname)
+        return tuple(self.socket.getsockname())
 
-    async def receive_loop(self) -> None:
-        """Read datagrams until the socket closes; nothing a client sends can end this loop."""
-        stream = self.stream
-        queued = self._recvq
-        handle = self._handle
-        now_ms = self.clock.now_ms
-        while True:
-            try:
-                data, addr = await stream.recv()
-            except TransportClosed:
-                return
-            except OSError:
-                self.receive_errors += 1
-                continue
-            now = now_ms()
-            handle(data, addr, now)
-            while not queued.empty():
-                data, addr = queued.get_nowait()
-                if data is None:  # the transport closed
-                    return
-                handle(data, addr, now)
-
-    def _handle(self, data: bytes, addr: Any, now_ms: int) -> None:
+    def handle(self, data: bytes, addr: Any, now_ms: int) -> None:
         """Parse, decide, and reply now or hand the record to the intake."""
         self._handled += 1
         counters = self.counters
@@ -292,6 +254,95 @@ class UdpEndpoint:
         if type(outcome) is bytes:
             self._send(outcome, *to)
 
+    @abstractmethod
+    def _send(self, data: bytes, addr: Address, result: tuple[str, str]) -> None:
+        """Send a reply to ``addr``, counted under ``result`` once it is out."""
+
+    def _rejected(self, count: int) -> None:
+        self.rejected += count
+        self.counters.dropped["malformed"] += count
+
+    def kernel_drops(self) -> int | None:
+        """Datagrams the kernel dropped before this endpoint could read them (see above)."""
+        fd = self.socket.fileno()
+        return None if fd < 0 else kernel_drops(fd)
+
+    @abstractmethod
+    def run(self) -> list[asyncio.Task[None]]:
+        """Start reading: the tasks to cancel when the daemon stops taking datagrams."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the socket."""
+
+
+class DgramEndpoint(UdpEndpoint):
+    """The reference endpoint: asyncio-dgram's stream, its queue bounded by ``BoundedProtocol``."""
+
+    def __init__(
+        self,
+        stream: DatagramServer,
+        transport: _Transport,
+        protocol: BoundedProtocol,
+        recvq: asyncio.Queue[Any],
+        endpoint: tuple[socket.socket, Tracker, Intake, EventClock, int],
+    ) -> None:
+        super().__init__(*endpoint)
+        self.stream = stream
+        self._transport = transport
+        self.protocol = protocol
+        self._recvq = recvq
+        protocol.reject = self._rejected
+
+    @classmethod
+    async def open(
+        cls,
+        sock: socket.socket,
+        tracker: Tracker,
+        intake: Intake,
+        clock: EventClock,
+        receive_buffer: int = 8192,
+        max_queued: int = 10_000,
+    ) -> DgramEndpoint:
+        loop = asyncio.get_running_loop()
+        recvq: asyncio.Queue[Any] = asyncio.Queue()
+        excq: asyncio.Queue[Any] = asyncio.Queue()
+        drained = asyncio.Event()
+        counters = intake.counters
+        transport, protocol = await loop.create_datagram_endpoint(
+            lambda: BoundedProtocol(recvq, excq, drained, max_queued, counters), sock=sock
+        )
+        stream = DatagramServer(transport, recvq, excq, drained)  # type: ignore[arg-type]
+        return cls(
+            stream,
+            cast(_Transport, transport),
+            protocol,
+            recvq,
+            (sock, tracker, intake, clock, receive_buffer),
+        )
+
+    async def receive_loop(self) -> None:
+        """Read datagrams until the socket closes; nothing a client sends can end this loop."""
+        stream = self.stream
+        queued = self._recvq
+        handle = self.handle
+        now_ms = self.clock.now_ms
+        while True:
+            try:
+                data, addr = await stream.recv()
+            except TransportClosed:
+                return
+            except OSError:
+                self.receive_errors += 1
+                continue
+            now = now_ms()
+            handle(data, addr, now)
+            while not queued.empty():
+                data, addr = queued.get_nowait()
+                if data is None:  # the transport closed
+                    return
+                handle(data, addr, now)
+
     def _send(self, data: bytes, addr: Address, result: tuple[str, str]) -> None:
         transport = self._transport
         if transport.get_write_buffer_size() > MAX_SEND_BUFFER:
@@ -304,13 +355,98 @@ class UdpEndpoint:
             return
         self.counters.responses[result] += 1
 
-    def kernel_drops(self) -> int | None:
-        """Datagrams the kernel dropped before this endpoint could read them (see above)."""
-        sock = self.stream.socket
-        return None if sock is None else kernel_drops(sock.fileno())
-
     def run(self) -> list[asyncio.Task[None]]:
         return [asyncio.create_task(self.receive_loop(), name="udp-receive")]
 
     def close(self) -> None:
         self.stream.close()
+
+
+Receive = Callable[[int, int, int], tuple[list[tuple[bytes, Address]], int, int]]
+"""``udpt._receive.receive(fd, limit, size)``: (may-be requests, rejected, errors)."""
+
+
+class BatchEndpoint(UdpEndpoint):
+    """The compiled endpoint: readable wake-ups, datagrams read in batches by ``receive``.
+
+    Replies go straight to the non-blocking socket; one the kernel cannot take
+    at once is dropped and counted (the client retries), which bounds memory
+    as the reference's transport buffer limit does.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        tracker: Tracker,
+        intake: Intake,
+        clock: EventClock,
+        receive_buffer: int,
+        receive: Receive,
+    ) -> None:
+        super().__init__(sock, tracker, intake, clock, receive_buffer)
+        self._receive = receive
+        self._fd = sock.fileno()
+
+    def _readable(self) -> None:
+        try:
+            taken, rejected, errors = self._receive(self._fd, BATCH_LIMIT, self.receive_buffer)
+        except OSError:
+            self.receive_errors += 1
+            return
+        if rejected:
+            self._rejected(rejected)
+        self.receive_errors += errors
+        if taken:
+            now = self.clock.now_ms()
+            handle = self.handle
+            for data, addr in taken:
+                handle(data, addr, now)
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self._fd, self._readable)
+        try:
+            await loop.create_future()  # until cancelled
+        finally:
+            loop.remove_reader(self._fd)
+
+    def _send(self, data: bytes, addr: Address, result: tuple[str, str]) -> None:
+        try:
+            self.socket.sendto(data, addr)
+        except BlockingIOError:
+            self.counters.dropped["send_buffer_full"] += 1
+            return
+        except OSError:
+            self.send_errors += 1
+            return
+        self.counters.responses[result] += 1
+
+    def run(self) -> list[asyncio.Task[None]]:
+        return [asyncio.create_task(self._serve(), name="udp-receive")]
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+async def open_endpoint(
+    sock: socket.socket,
+    tracker: Tracker,
+    intake: Intake,
+    clock: EventClock,
+    receive_buffer: int = 8192,
+) -> UdpEndpoint:
+    """The compiled endpoint when ``udpt._receive`` is built and wanted, else the reference."""
+    receive = compiled_receive()
+    if receive is None:
+        return await DgramEndpoint.open(sock, tracker, intake, clock, receive_buffer)
+    return BatchEndpoint(sock, tracker, intake, clock, receive_buffer, receive)
+
+
+def compiled_receive() -> Receive | None:
+    if os.environ.get("UDPT_PURE_PYTHON") == "1":
+        return None
+    try:
+        from udpt._receive import receive
+    except ImportError:
+        return None
+    return receive

@@ -837,11 +837,11 @@ async def test_flood_of_forged_connection_ids_draws_nothing(server: Server) -> N
 
 
 async def test_datagram_from_source_port_0_is_ignored(server: Server) -> None:
-    # F5: no socket can send from port 0, so the datagram is handed to the endpoint's
-    # protocol as the kernel would deliver it; a valid announce there would add a peer.
+    # F5: no socket can send from port 0, so the datagram is handed to the endpoint
+    # as a read from the kernel would; a valid announce there would add a peer.
     client = await server.client()
     forged = announce_request(client.connection_id, b"prt0", IH1, peer_id_for(1), port=7001)
-    server.running.endpoints[0].protocol.datagram_received(forged, ("127.0.0.1", 0))
+    server.running.endpoints[0].handle(forged, ("127.0.0.1", 0), int(server.clock() * 1000))
     await client.request(probe_datagram(client))  # queued after the forged datagram
     assert await scrape(client, IH1) == [(0, 0, 0)]
 
