@@ -1063,6 +1063,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument(
+        "--only",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="run only these scenarios (by number); the report is printed, not written",
+    )
     args = parser.parse_args(argv)
     scale = Scale.quick() if args.quick else Scale()
     # This process (and its probe thread) stays off the tracker's CPU, with the loads.
@@ -1075,6 +1082,8 @@ def main(argv: list[str] | None = None) -> int:
         loadgen, flood = build(work)
         bench = Bench(loadgen, flood, work, scale)
         for number, scenario in enumerate(scenarios(bench)):
+            if args.only and number not in args.only:
+                continue
             result = run_scenario(number, scenario)
             print(f"{result.name}: done at {time.monotonic() - began:.0f} s", file=sys.stderr)
             results.append(result)
@@ -1094,7 +1103,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\nCommand:\n\n```\n{command}\nlegit load: loadgen {legit}\n```\n"
     )
     print(report)
-    if not args.quick:
+    if not args.quick and not args.only:
         write_markdown(args.output, report)
     return 1 if any(result.error for result in results) else 0
 
