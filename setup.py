@@ -4,6 +4,6 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension("udpt._receive", ["udpt/_receive.c"], optional=True),
+        Extension("udpt._sockets", ["udpt/_sockets.c"], optional=True),
     ]
 )

@@ -12,10 +12,11 @@ Two endpoints read the socket; everything after the read is shared.
 unbounded, so ``BoundedProtocol`` sheds datagrams beyond ``max_queued`` and
 drops garbage before queueing it; the loop takes every datagram already queued
 in one go, reading the clock once. ``BatchEndpoint`` runs with the compiled
-core: it waits for the socket to be readable and has ``udpt._receive`` read up
+core: it waits for the socket to be readable and has ``udpt._sockets`` read up
 to ``BATCH_LIMIT`` datagrams with recvmmsg, garbage dropped in C, so a flood of
 it costs a fraction of a microsecond a datagram instead of several (measured in
-BENCHMARKS.md, "Torture"). Same datagrams, same handling, same counters.
+BENCHMARKS.md, "Torture"); the replies of one pass of the loop leave together by
+sendmmsg. Same datagrams, same handling, same counters.
 """
 
 from __future__ import annotations
@@ -363,15 +364,21 @@ class DgramEndpoint(UdpEndpoint):
 
 
 Receive = Callable[[int, int, int], tuple[list[tuple[bytes, Address]], int, int]]
-"""``udpt._receive.receive(fd, limit, size)``: (may-be requests, rejected, errors)."""
+"""``udpt._sockets.receive(fd, limit, size)``: (may-be requests, rejected, errors)."""
+
+Send = Callable[[int, list[tuple[bytes, Address]]], bytes]
+"""``udpt._sockets.send(fd, messages)``: a status byte per message (0 sent, 1 full, 2 failed)."""
+
+_SENT, _WOULD_BLOCK = 0, 1
 
 
 class BatchEndpoint(UdpEndpoint):
-    """The compiled endpoint: readable wake-ups, datagrams read in batches by ``receive``.
+    """The compiled endpoint: readable wake-ups, datagrams read and replies sent in batches.
 
-    Replies go straight to the non-blocking socket; one the kernel cannot take
-    at once is dropped and counted (the client retries), which bounds memory
-    as the reference's transport buffer limit does.
+    Replies wait in ``_outbox`` only until the loop's current pass ends, then go
+    to the non-blocking socket in one call; one the kernel cannot take at once
+    is dropped and counted (the client retries), which bounds memory as the
+    reference's transport buffer limit does.
     """
 
     def __init__(
@@ -381,11 +388,14 @@ class BatchEndpoint(UdpEndpoint):
         intake: Intake,
         clock: EventClock,
         receive_buffer: int,
-        receive: Receive,
+        io: tuple[Receive, Send],
     ) -> None:
         super().__init__(sock, tracker, intake, clock, receive_buffer)
-        self._receive = receive
+        self._receive, self._send_all = io
         self._fd = sock.fileno()
+        self._outbox: list[tuple[bytes, Address]] = []
+        self._results: list[tuple[str, str]] = []
+        self._loop = asyncio.get_running_loop()
 
     def _readable(self) -> None:
         try:
@@ -403,28 +413,39 @@ class BatchEndpoint(UdpEndpoint):
                 handle(data, addr, now)
 
     async def _serve(self) -> None:
-        loop = asyncio.get_running_loop()
-        loop.add_reader(self._fd, self._readable)
+        self._loop.add_reader(self._fd, self._readable)
         try:
-            await loop.create_future()  # until cancelled
+            await self._loop.create_future()  # until cancelled
         finally:
-            loop.remove_reader(self._fd)
+            self._loop.remove_reader(self._fd)
 
     def _send(self, data: bytes, addr: Address, result: tuple[str, str]) -> None:
-        try:
-            self.socket.sendto(data, addr)
-        except BlockingIOError:
-            self.counters.dropped["send_buffer_full"] += 1
+        if not self._outbox:
+            self._loop.call_soon(self._flush)
+        self._outbox.append((data, addr))
+        self._results.append(result)
+
+    def _flush(self) -> None:
+        outbox, results = self._outbox, self._results
+        self._outbox, self._results = [], []
+        if self.socket.fileno() < 0:
             return
-        except OSError:
-            self.send_errors += 1
-            return
-        self.counters.responses[result] += 1
+        counters = self.counters
+        responses = counters.responses
+        for status, result in zip(self._send_all(self._fd, outbox), results, strict=True):
+            if status == _SENT:
+                responses[result] += 1
+            elif status == _WOULD_BLOCK:
+                counters.dropped["send_buffer_full"] += 1
+            else:
+                self.send_errors += 1
 
     def run(self) -> list[asyncio.Task[None]]:
         return [asyncio.create_task(self._serve(), name="udp-receive")]
 
     def close(self) -> None:
+        if self._outbox:
+            self._flush()
         self.socket.close()
 
 
@@ -435,18 +456,19 @@ async def open_endpoint(
     clock: EventClock,
     receive_buffer: int = 8192,
 ) -> UdpEndpoint:
-    """The compiled endpoint when ``udpt._receive`` is built and wanted, else the reference."""
-    receive = compiled_receive()
-    if receive is None:
+    """The compiled endpoint when ``udpt._sockets`` is built and wanted, else the reference."""
+    io = compiled_sockets()
+    if io is None:
         return await DgramEndpoint.open(sock, tracker, intake, clock, receive_buffer)
-    return BatchEndpoint(sock, tracker, intake, clock, receive_buffer, receive)
+    return BatchEndpoint(sock, tracker, intake, clock, receive_buffer, io)
 
 
-def compiled_receive() -> Receive | None:
+def compiled_sockets() -> tuple[Receive, Send] | None:
+    """``udpt._sockets``' receive and send, unless it is not built or UDPT_PURE_PYTHON=1."""
     if os.environ.get("UDPT_PURE_PYTHON") == "1":
         return None
     try:
-        from udpt._receive import receive
+        from udpt._sockets import receive, send
     except ImportError:
         return None
-    return receive
+    return receive, send

@@ -1,11 +1,13 @@
-/* udpt._receive: read a socket's queued datagrams in batches, dropping garbage in C.
+/* udpt._sockets: datagrams in and out in batches, garbage dropped in C.
  *
- * The compiled twin of the receive half of udpt/udp.py's asyncio-dgram endpoint
+ * The compiled twin of the socket half of udpt/udp.py's asyncio-dgram endpoint
  * (DgramEndpoint, the reference): the same datagrams reach the handler, as the
  * same (bytes, address) pairs, and what may_be_request (udpt/wire.py) rejects is
  * only counted. Under a flood of garbage the reference pays a loop callback, a
  * queue put and a Python check per datagram; here recvmmsg reads up to 64 at
  * once and a datagram that cannot be a request costs no Python object at all.
+ * Replies leave by sendmmsg, their addresses parsed with inet_pton rather than
+ * the resolver that socket.sendto consults for every host string.
  *
  * The GIL is held throughout: the socket is non-blocking, so no call waits, and
  * the one receive area below needs no other lock.
@@ -17,6 +19,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -101,7 +104,7 @@ PyDoc_STRVAR(receive_doc,
 "as the socket has nothing more.");
 
 static PyObject *
-receive(PyObject *Py_UNUSED(module), PyObject *args)
+receive_datagrams(PyObject *Py_UNUSED(module), PyObject *args)
 {
     int fd;
     Py_ssize_t limit, size;
@@ -165,21 +168,147 @@ receive(PyObject *Py_UNUSED(module), PyObject *args)
     return Py_BuildValue("(Nnn)", taken, rejected, errors);
 }
 
+/* The sockaddr for a (host, port[, flowinfo, scope_id]) tuple; 0, or -1 with no Python error
+ * set when it names no address (that message is counted as an error, not raised). */
+static int
+sockaddr_of(PyObject *address, struct sockaddr_storage *to, socklen_t *length)
+{
+    if (!PyTuple_Check(address) || PyTuple_GET_SIZE(address) < 2)
+        return -1;
+    const char *host = PyUnicode_Check(PyTuple_GET_ITEM(address, 0))
+        ? PyUnicode_AsUTF8(PyTuple_GET_ITEM(address, 0)) : NULL;
+    if (host == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    long port = PyLong_AsLong(PyTuple_GET_ITEM(address, 1));
+    if (port < 0 || port > 65535) {
+        PyErr_Clear();
+        return -1;
+    }
+    memset(to, 0, sizeof *to);
+    if (strchr(host, ':') == NULL) {
+        struct sockaddr_in *v4 = (struct sockaddr_in *)to;
+        if (inet_pton(AF_INET, host, &v4->sin_addr) != 1)
+            return -1;
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        *length = sizeof *v4;
+        return 0;
+    }
+    char bare[INET6_ADDRSTRLEN];
+    size_t cut = strcspn(host, "%");   /* a %scope suffix: the tuple's scope_id says it */
+    if (cut >= sizeof bare)
+        return -1;
+    memcpy(bare, host, cut);
+    bare[cut] = '\0';
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)to;
+    if (inet_pton(AF_INET6, bare, &v6->sin6_addr) != 1)
+        return -1;
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons((uint16_t)port);
+    if (PyTuple_GET_SIZE(address) >= 4) {
+        unsigned long flowinfo = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(address, 2));
+        unsigned long scope = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(address, 3));
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            return -1;
+        }
+        v6->sin6_flowinfo = htonl((uint32_t)flowinfo);
+        v6->sin6_scope_id = (uint32_t)scope;
+    }
+    *length = sizeof *v6;
+    return 0;
+}
+
+enum { SENT = 0, WOULD_BLOCK = 1, FAILED = 2 };
+
+PyDoc_STRVAR(send_doc,
+"send(fd, messages) -> statuses\n\n"
+"Send each (bytes, address) of the list ``messages`` from non-blocking socket ``fd``,\n"
+"in order. ``statuses`` has one byte per message: 0 sent, 1 not sent because the\n"
+"socket's buffer was full (then none after it is tried), 2 failed (a bad address,\n"
+"or an error the kernel gave for it; the next message is tried).");
+
+static PyObject *
+send_messages(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    int fd;
+    PyObject *messages;
+    if (!PyArg_ParseTuple(args, "iO!:send", &fd, &PyList_Type, &messages))
+        return NULL;
+    Py_ssize_t total = PyList_GET_SIZE(messages);
+    PyObject *statuses = PyBytes_FromStringAndSize(NULL, total);
+    if (statuses == NULL)
+        return NULL;
+    char *status = PyBytes_AS_STRING(statuses);
+
+    struct mmsghdr batch[SLOTS];
+    struct iovec vectors[SLOTS];
+    struct sockaddr_storage targets[SLOTS];
+    Py_ssize_t index[SLOTS];
+    Py_ssize_t next = 0;
+    while (next < total) {
+        unsigned int slots = 0;
+        while (next < total && slots < SLOTS) {   /* gather up to SLOTS well-formed messages */
+            PyObject *message = PyList_GET_ITEM(messages, next);
+            socklen_t length = 0;
+            if (!PyTuple_Check(message) || PyTuple_GET_SIZE(message) != 2
+                || !PyBytes_Check(PyTuple_GET_ITEM(message, 0))
+                || sockaddr_of(PyTuple_GET_ITEM(message, 1), &targets[slots], &length) < 0) {
+                status[next++] = FAILED;
+                continue;
+            }
+            PyObject *data = PyTuple_GET_ITEM(message, 0);
+            vectors[slots].iov_base = PyBytes_AS_STRING(data);
+            vectors[slots].iov_len = (size_t)PyBytes_GET_SIZE(data);
+            memset(&batch[slots].msg_hdr, 0, sizeof batch[slots].msg_hdr);
+            batch[slots].msg_hdr.msg_iov = &vectors[slots];
+            batch[slots].msg_hdr.msg_iovlen = 1;
+            batch[slots].msg_hdr.msg_name = &targets[slots];
+            batch[slots].msg_hdr.msg_namelen = length;
+            index[slots++] = next++;
+        }
+        unsigned int done = 0;
+        while (done < slots) {
+            int count = sendmmsg(fd, batch + done, slots - done, MSG_DONTWAIT);
+            if (count < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+                    for (unsigned int i = done; i < slots; i++)
+                        status[index[i]] = WOULD_BLOCK;
+                    for (Py_ssize_t i = next; i < total; i++)
+                        status[i] = WOULD_BLOCK;
+                    return statuses;
+                }
+                status[index[done++]] = FAILED;   /* this one; the rest are tried again */
+                continue;
+            }
+            for (int i = 0; i < count; i++)
+                status[index[done + (unsigned int)i]] = SENT;
+            done += (unsigned int)count;
+        }
+    }
+    return statuses;
+}
+
 static PyMethodDef methods[] = {
-    {"receive", receive, METH_VARARGS, receive_doc},
+    {"receive", receive_datagrams, METH_VARARGS, receive_doc},
+    {"send", send_messages, METH_VARARGS, send_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "udpt._receive",
-    .m_doc = "Batched datagram receive with the garbage dropped in C (see udpt/udp.py).",
+    .m_name = "udpt._sockets",
+    .m_doc = "Datagrams in and out in batches, garbage dropped in C (see udpt/udp.py).",
     .m_size = -1,
     .m_methods = methods,
 };
 
 PyMODINIT_FUNC
-PyInit__receive(void)
+PyInit__sockets(void)
 {
     return PyModule_Create(&module);
 }

@@ -1,4 +1,4 @@
-"""The compiled receive against its reference: ``socket.recvfrom`` and ``wire.may_be_request``.
+"""Compiled datagram I/O against its reference: ``socket.recvfrom``/``sendto``, ``may_be_request``.
 
 The same datagrams go to two sockets; one is read by ``udpt._receive.receive``, the
 other as the reference endpoint reads (one ``recvfrom`` each, garbage rejected by
@@ -19,11 +19,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from udpt.udp import bind_udp_socket, compiled_receive
+from udpt.udp import bind_udp_socket, compiled_sockets
 from udpt.wire import may_be_request
 
-receive = compiled_receive()
-pytestmark = pytest.mark.skipif(receive is None, reason="udpt._receive is not built")
+io = compiled_sockets()
+receive, send = (None, None) if io is None else io
+pytestmark = pytest.mark.skipif(io is None, reason="udpt._sockets is not built")
 
 HEADER = st.builds(
     lambda cid, action, rest: cid + action.to_bytes(4, "big") + rest,
@@ -156,3 +157,73 @@ def test_bad_arguments_are_refused() -> None:
         receive(0, 1, 15)
     with pytest.raises(OSError):
         receive(-1, 1, 8192)
+
+
+def drain(sock: socket.socket, expected: int) -> list[bytes]:
+    got: list[bytes] = []
+    deadline = time.monotonic() + 5
+    while len(got) < expected and time.monotonic() < deadline:
+        select.select([sock], [], [], 0.1)
+        try:
+            got.append(sock.recv(65536))
+        except BlockingIOError:
+            continue
+    return got
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=200), st.booleans()), max_size=150))
+def test_compiled_send_delivers_what_sendto_delivers(messages: list[tuple[bytes, bool]]) -> None:
+    assert send is not None
+    with sockets("127.0.0.1") as (compiled, reference, _):
+        targets = [bind_udp_socket("127.0.0.1", 0) for _ in range(4)]
+        try:
+            by_c = [(data, targets[first].getsockname()) for data, first in messages]
+            by_py = [(data, targets[2 + first].getsockname()) for data, first in messages]
+            assert send(compiled.fileno(), by_c) == bytes(len(messages))
+            for data, address in by_py:
+                reference.sendto(data, address)
+            for one, other in ((0, 2), (1, 3)):
+                count = sum(1 for _, first in messages if first == (one == 1))
+                assert drain(targets[one], count) == drain(targets[other], count)
+        finally:
+            for target in targets:
+                target.close()
+
+
+def test_a_message_that_cannot_be_sent_fails_alone() -> None:
+    assert send is not None
+    with sockets("127.0.0.1") as (compiled, target, _):
+        good = target.getsockname()
+        messages: list[Any] = [
+            (b"a", good),
+            (b"b", ("not an address", 1)),
+            (b"c", ("127.0.0.1", 70000)),
+            ("text", good),
+            (b"d", ("127.0.0.1",)),
+            (b"e", good),
+        ]
+        assert send(compiled.fileno(), messages) == bytes([0, 2, 2, 2, 2, 0])
+        assert drain(target, 2) == [b"a", b"e"]
+
+
+def test_a_dual_stack_socket_answers_both_families() -> None:
+    try:
+        server = bind_udp_socket("::", 0)
+    except OSError:
+        pytest.skip("no IPv6")
+    assert receive is not None and send is not None
+    v4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    v6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        port = server.getsockname()[1]
+        v4.sendto(bytes(16), ("127.0.0.1", port))
+        v6.sendto(bytes(16), ("::1", port))
+        taken, _ = read_compiled(server, 8192, 2)
+        assert send(server.fileno(), [(b"to " + data[:1], addr) for data, addr in taken]) == bytes(
+            2
+        )
+        assert drain(v4, 1) == drain(v6, 1) == [b"to \x00"]
+    finally:
+        for sock in (server, v4, v6):
+            sock.close()
