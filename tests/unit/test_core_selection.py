@@ -1,0 +1,30 @@
+"""udpt.core: which codecs run, and CI's check that the compiled core was built."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from udpt import core, wire
+
+
+@pytest.mark.skipif(os.environ.get("UDPT_REQUIRE_CORE") != "1", reason="UDPT_REQUIRE_CORE unset")
+def test_core_is_built() -> None:
+    import udpt._core  # noqa: F401  (CI has gcc: a silent pure-Python install is a failure)
+
+
+def test_public_names_are_the_selected_implementation() -> None:
+    compiled = wire.parse_request is not wire.parse_request_py
+    assert compiled == core.COMPILED
+    assert core.CORE_NAME == ("compiled" if compiled else "pure Python")
+
+
+def test_pure_python_is_selected_by_the_environment() -> None:
+    env = {**os.environ, "UDPT_PURE_PYTHON": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "udpt", "--version"], env=env, capture_output=True, text=True
+    )
+    assert out.stdout.strip() == "udpt 0.1.0 (pure Python core)"
