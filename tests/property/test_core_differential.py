@@ -49,9 +49,12 @@ datagrams = st.one_of(
     ),
     st.builds(lambda tid: bep15.connect_request(tid), st.binary(min_size=4, max_size=4)),
     st.builds(  # any fixed announce part (every event, port, counter), then options
-        lambda head, action, tail: head[:8] + action + head[12:] + tail,
+        lambda head, action, event, tail: (
+            head[:8] + action + head[12:80] + event.to_bytes(4, "big") + head[84:] + tail
+        ),
         st.binary(min_size=98, max_size=98),
         st.sampled_from([bytes([0, 0, 0, a]) for a in (1, 2)]),
+        st.integers(0, 5),
         st.binary(max_size=60),
     ),
 )
