@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from udpt import __version__
-from udpt.core import CORE_NAME
 from udpt.config import ConfigError, load_config
+from udpt.core import CORE_NAME
 
 __all__ = ["EXIT_IN_USE", "EXIT_USAGE", "build_parser", "main", "run"]
 

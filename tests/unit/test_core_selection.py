@@ -19,7 +19,7 @@ def test_core_is_built() -> None:
 def test_public_names_are_the_selected_implementation() -> None:
     compiled = wire.parse_request is not wire.parse_request_py
     assert compiled == core.COMPILED
-    assert core.CORE_NAME == ("compiled" if compiled else "pure Python")
+    assert ("compiled" if compiled else "pure Python") == core.CORE_NAME
 
 
 def test_pure_python_is_selected_by_the_environment() -> None:
