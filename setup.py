@@ -1,4 +1,4 @@
-"""The compiled core, udpt._core (docs/DESIGN.md §12); everything else is in pyproject.toml.
+"""The compiled core, udpt._core (docs/DESIGN.md §10); everything else is in pyproject.toml.
 
 The extension is optional: without a C compiler or the Python headers the build
 skips it, the install still succeeds, and udpt runs its pure Python codecs.

@@ -7,7 +7,7 @@
  * drives these same functions under AddressSanitizer and UBSan.
  *
  * The rules are those of udpt/wire.py and udpt/events/batch.py, which stay the
- * reference (docs/DESIGN.md §12).
+ * reference (docs/DESIGN.md §10).
  */
 #ifndef UDPT_CODEC_H
 #define UDPT_CODEC_H

@@ -5,7 +5,7 @@ is not ``1``. ``udpt.wire``, ``udpt.events.codec`` and ``udpt.events.batch``
 read ``COMPILED`` once, at import, and then bind their public names to the
 compiled functions; their pure functions stay importable under ``*_py`` names
 and remain the specification the compiled ones are tested against
-(docs/DESIGN.md §12). This module imports nothing from udpt, so every layer may
+(docs/DESIGN.md §10). This module imports nothing from udpt, so every layer may
 ask it.
 """
 

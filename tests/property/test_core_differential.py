@@ -1,6 +1,6 @@
 """The compiled core against the pure Python reference: same values, bytes and errors.
 
-docs/DESIGN.md §12. Skipped when udpt._core was not built (UDPT_REQUIRE_CORE=1
+docs/DESIGN.md §10. Skipped when udpt._core was not built (UDPT_REQUIRE_CORE=1
 turns that into a failure, see test_core_is_built).
 """
 
