@@ -1,12 +1,12 @@
 """The compiled core against the pure Python reference: same values, bytes and errors.
 
-docs/DESIGN.md §10. Skipped when udpt._core was not built (UDPT_REQUIRE_CORE=1
-turns that into a failure, see test_core_is_built).
+docs/DESIGN.md §10. Skipped when the compiled core is not selected (not built, or UDPT_PURE_PYTHON=1);
+CI's compiled run requires it (tests/unit/test_core_selection.py).
 """
 
 from __future__ import annotations
 
-import os
+import importlib
 
 import pytest
 from hypothesis import given, settings
@@ -15,11 +15,12 @@ from hypothesis import strategies as st
 from tests import strategies as s
 from tests.support import bep15
 from udpt import wire
+from udpt.core import COMPILED
 from udpt.events import batch, codec
 
-core = pytest.importorskip("udpt._core") if os.environ.get("UDPT_REQUIRE_CORE") != "1" else None
-if core is None:
-    from udpt import _core as core
+if not COMPILED:  # the modules bind the extension only when it is selected
+    pytest.skip("the compiled core is not selected", allow_module_level=True)
+core = importlib.import_module("udpt._core")
 
 EXAMPLES = settings(max_examples=300, deadline=None)
 
