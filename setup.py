@@ -1,9 +1,22 @@
-"""The compiled parts of udpt, each optional: without a compiler the pure Python runs."""
+"""The compiled parts of udpt (docs/DESIGN.md §10); everything else is in pyproject.toml.
+
+Both extensions are optional: without a C compiler or the Python headers the
+build skips them, the install still succeeds, and udpt runs its pure Python.
+"""
 
 from setuptools import Extension, setup
 
+FLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+
 setup(
     ext_modules=[
-        Extension("udpt._sockets", ["udpt/_sockets.c"], optional=True),
+        Extension(
+            "udpt._core",
+            sources=["udpt/_core.c", "udpt/_codec.c"],
+            depends=["udpt/_codec.h"],
+            extra_compile_args=FLAGS,
+            optional=True,
+        ),
+        Extension("udpt._sockets", ["udpt/_sockets.c"], extra_compile_args=FLAGS, optional=True),
     ]
 )

@@ -19,6 +19,7 @@ from typing import NoReturn
 
 from udpt import __version__
 from udpt.config import ConfigError, load_config
+from udpt.core import CORE_NAME
 
 __all__ = ["EXIT_IN_USE", "EXIT_USAGE", "build_parser", "main", "run"]
 
@@ -42,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="TOML configuration file (default: built-in defaults, REST API on 127.0.0.1:1212)",
     )
-    parser.add_argument("--version", action="version", version=f"udpt {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"udpt {__version__} ({CORE_NAME} core)"
+    )
     parser.add_argument(
         "--print-config",
         action="store_true",

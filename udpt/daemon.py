@@ -35,6 +35,7 @@ from udpt.api.server import bind_http_socket
 from udpt.clock import EventClock
 from udpt.config import Config
 from udpt.connection_ids import ConnectionIds, new_secret
+from udpt.core import CORE_NAME
 from udpt.counters import Counters
 from udpt.events.archive import Archive
 from udpt.events.log import EventLog, LogError
@@ -205,11 +206,12 @@ def _log_started(running: Running, seconds: float) -> None:
     config, state = running.config, running.state
     api = f", API on {_fmt(running.http_address)}" if running.http_address else ""
     log.info(
-        "udpt serving UDP on %s%s, mode %s; recovered %d torrents, %d peers, "
+        "udpt serving UDP on %s%s, mode %s, %s core; recovered %d torrents, %d peers, "
         "last seq %d (snapshot %d) in %.2f s",
         ", ".join(_fmt(address) for address in running.udp_addresses),
         api,
         config.mode.value,
+        CORE_NAME,
         len(state.torrents),
         state.peer_count(),
         state.last_seq,

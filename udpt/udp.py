@@ -35,6 +35,7 @@ from asyncio_dgram.aio import DatagramServer, Protocol, TransportClosed
 
 from udpt.addresses import canonical_ip
 from udpt.clock import EventClock
+from udpt.core import COMPILED_SOCKETS
 from udpt.counters import Counters
 from udpt.events.types import AnnounceRefused
 from udpt.intake import Intake
@@ -464,11 +465,9 @@ async def open_endpoint(
 
 
 def compiled_sockets() -> tuple[Receive, Send] | None:
-    """``udpt._sockets``' receive and send, unless it is not built or UDPT_PURE_PYTHON=1."""
-    if os.environ.get("UDPT_PURE_PYTHON") == "1":
+    """``udpt._sockets``' receive and send when ``udpt.core`` selected them."""
+    if not COMPILED_SOCKETS:
         return None
-    try:
-        from udpt._sockets import receive, send
-    except ImportError:
-        return None
+    from udpt._sockets import receive, send
+
     return receive, send

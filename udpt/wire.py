@@ -22,6 +22,8 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
+from udpt.core import COMPILED
+
 __all__ = [
     "ACTION_ANNOUNCE",
     "ACTION_CONNECT",
@@ -49,6 +51,7 @@ __all__ = [
     "may_be_request",
     "parse_request",
 ]
+# Also importable, not exported: the pure functions under *_py names (end of the module).
 
 PROTOCOL_ID = 0x41727101980
 """The magic in the connection-id field of a connect request (BEP 15)."""
@@ -344,3 +347,35 @@ def build_error_response(transaction_id: bytes, message: str) -> bytes:
     if len(text) > MAX_ERROR_MESSAGE_BYTES:
         text = text[:MAX_ERROR_MESSAGE_BYTES].decode("utf-8", "ignore").encode("utf-8")
     return _RESPONSE_HEADER.pack(ACTION_ERROR, transaction_id) + text
+
+
+# The reference stays importable under these names; with the compiled core selected
+# (udpt/core.py), the public names are its drop-ins (docs/DESIGN.md §10).
+parse_request_py = parse_request
+may_be_request_py = may_be_request
+build_connect_response_py = build_connect_response
+build_announce_response_py = build_announce_response
+build_scrape_response_py = build_scrape_response
+build_error_response_py = build_error_response
+
+if COMPILED:
+    from udpt import _core
+
+    _core.bind_wire(
+        ConnectRequest,
+        AnnounceRequest,
+        ScrapeRequest,
+        InvalidRequest,
+        parse_request_py,
+        may_be_request_py,
+        build_connect_response_py,
+        build_announce_response_py,
+        build_scrape_response_py,
+        build_error_response_py,
+    )
+    parse_request = _core.parse_request
+    may_be_request = _core.may_be_request
+    build_connect_response = _core.build_connect_response
+    build_announce_response = _core.build_announce_response
+    build_scrape_response = _core.build_scrape_response
+    build_error_response = _core.build_error_response

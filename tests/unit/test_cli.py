@@ -16,6 +16,7 @@ import pytest
 from udpt import __version__
 from udpt.cli import build_parser, run
 from udpt.config import Config, load_config
+from udpt.core import CORE_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,10 +35,11 @@ def udpt(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_version_prints_name_and_version(tmp_path: Path) -> None:
+def test_version_prints_name_version_and_core(tmp_path: Path) -> None:
     result = udpt("--version", cwd=tmp_path)
 
-    assert (result.returncode, result.stdout, result.stderr) == (0, "udpt 0.1.0\n", "")
+    expected = f"udpt 0.1.0 ({CORE_NAME} core)\n"
+    assert (result.returncode, result.stdout, result.stderr) == (0, expected, "")
     assert __version__ == "0.1.0"
 
 

@@ -57,6 +57,7 @@ from functools import partial
 from itertools import accumulate, pairwise
 from typing import Protocol
 
+from udpt.core import COMPILED
 from udpt.events.codec import DecodeError, decode_event, encode_event
 from udpt.events.types import AnnounceAccepted, AnnounceEvent, Event
 
@@ -432,3 +433,16 @@ def _decode_announces(body: _Reader, n: int, hashes: HashTable) -> list[Event]:
             ),
         )
     )
+
+
+# The reference stays importable under these names; with the compiled core selected
+# (udpt/core.py), the public names are its drop-ins (docs/DESIGN.md §10).
+encode_batch_py = encode_batch
+decode_batch_py = decode_batch
+
+if COMPILED:
+    from udpt import _core
+
+    _core.bind_batch(encode_event, decode_event, encode_batch_py, decode_batch_py)
+    encode_batch = _core.encode_batch
+    decode_batch = _core.decode_batch

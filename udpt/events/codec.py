@@ -17,6 +17,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
+from udpt.core import COMPILED
 from udpt.events.types import (
     AnnounceAccepted,
     AnnounceEvent,
@@ -278,3 +279,18 @@ def decode_event(data: bytes) -> Event:
 
 RECORD_TAGS = frozenset(_DECODERS)
 """Every tag this version reads; any other first byte is a DecodeError."""
+
+
+# The reference stays importable under these names; with the compiled core selected
+# (udpt/core.py), the public names are its drop-ins (docs/DESIGN.md §10).
+encode_event_py = encode_event
+decode_event_py = decode_event
+
+if COMPILED:
+    from udpt import _core
+
+    _core.bind_codec(
+        AnnounceAccepted, _ANNOUNCE_EVENTS, DecodeError, encode_event_py, decode_event_py
+    )
+    encode_event = _core.encode_event
+    decode_event = _core.decode_event

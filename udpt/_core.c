@@ -1,0 +1,1126 @@
+/* udpt._core: the compiled codecs, drop-ins for functions of udpt/wire.py,
+ * udpt/events/codec.py and udpt/events/batch.py (docs/DESIGN.md §10).
+ *
+ * The Python modules stay the reference. Each of them hands this module its own
+ * result classes and its pure functions (bind_wire, bind_codec, bind_batch), and
+ * the compiled functions take the common path: well-typed arguments and the
+ * layouts the encoders write. Anything else (a damaged batch, an argument of an
+ * unexpected type, a value out of range) is passed to the pure function, which
+ * then raises, or returns, exactly what it always did. The byte work is in
+ * _codec.c, which never touches a Python object.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <string.h>
+
+#include "_codec.h"
+
+/* -- state set by the bind_* functions ---------------------------------------------- */
+
+static PyTypeObject *ConnectRequest, *AnnounceRequest, *ScrapeRequest, *InvalidRequest;
+static PyObject *parse_request_py, *may_be_request_py, *build_connect_py, *build_announce_py,
+    *build_scrape_py, *build_error_py;
+static PyObject *invalid_port_text, *no_hashes_text;
+
+static PyTypeObject *AnnounceAccepted;
+static PyObject *announce_events; /* (AnnounceEvent.NONE, ..., STOPPED) */
+static PyObject *DecodeError, *encode_event_py, *decode_event_py;
+
+static PyObject *encode_event_fn, *decode_event_fn; /* the selected ones, for "others" */
+static PyObject *encode_batch_py, *decode_batch_py;
+
+static PyObject *zlib_compress, *zlib_decompress;
+
+#define ZLIB_LEVEL 6 /* batch.ZLIB_LEVEL */
+#define I32_MAX 2147483647LL
+
+static int check_tuple_class(PyObject *cls) {
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "expected a NamedTuple class");
+        return -1;
+    }
+    return 0;
+}
+
+static void keep(PyObject **slot, PyObject *value) {
+    Py_INCREF(value);
+    Py_XSETREF(*slot, value);
+}
+
+/* A NamedTuple built as tuple.__new__(cls, items) builds it, without calling __new__. */
+static PyObject *new_record(PyTypeObject *cls, Py_ssize_t size) {
+    return cls->tp_alloc(cls, size);
+}
+
+static PyObject *bytes_of(const uint8_t *data, size_t size) {
+    return PyBytes_FromStringAndSize((const char *)data, (Py_ssize_t)size);
+}
+
+/* The pure function decides: called whenever the compiled path does not apply. */
+static PyObject *refer(PyObject *reference, PyObject *const *args, Py_ssize_t nargs) {
+    return PyObject_Vectorcall(reference, args, (size_t)nargs, NULL);
+}
+
+/* A call with keyword arguments is rare (tests): the reference takes it as it is. */
+#define KEYWORDS_TO(reference)                                                              \
+    do {                                                                                    \
+        if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0)                               \
+            return keyword_call((reference), args, nargs, kwnames);                         \
+    } while (0)
+
+static PyObject *keyword_call(PyObject *reference, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames) {
+    if (reference == NULL) {
+        PyErr_SetString(PyExc_TypeError, "takes no keyword arguments");
+        return NULL;
+    }
+    return PyObject_Vectorcall(reference, args, (size_t)nargs, kwnames);
+}
+
+/* An exact int, or a subclass (bool, IntEnum), that fits in 64 signed bits. */
+static int as_i64(PyObject *value, int64_t *out) {
+    if (!PyLong_Check(value))
+        return -1;
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (overflow || (v == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* -- wire: parse -------------------------------------------------------------------- */
+
+static PyObject *bind_wire(PyObject *self, PyObject *args) {
+    PyObject *classes[4], *functions[6];
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOO", &classes[0], &classes[1], &classes[2],
+                          &classes[3], &functions[0], &functions[1], &functions[2],
+                          &functions[3], &functions[4], &functions[5]))
+        return NULL;
+    for (int i = 0; i < 4; i++)
+        if (check_tuple_class(classes[i]))
+            return NULL;
+    keep((PyObject **)&ConnectRequest, classes[0]);
+    keep((PyObject **)&AnnounceRequest, classes[1]);
+    keep((PyObject **)&ScrapeRequest, classes[2]);
+    keep((PyObject **)&InvalidRequest, classes[3]);
+    keep(&parse_request_py, functions[0]);
+    keep(&may_be_request_py, functions[1]);
+    keep(&build_connect_py, functions[2]);
+    keep(&build_announce_py, functions[3]);
+    keep(&build_scrape_py, functions[4]);
+    keep(&build_error_py, functions[5]);
+    Py_RETURN_NONE;
+}
+
+static int set_items(PyObject *record, PyObject **items, Py_ssize_t size) {
+    for (Py_ssize_t i = 0; i < size; i++) {
+        if (items[i] == NULL) {
+            for (Py_ssize_t j = i + 1; j < size; j++)
+                Py_XDECREF(items[j]);
+            Py_DECREF(record);
+            return -1;
+        }
+        PyTuple_SET_ITEM(record, i, items[i]);
+    }
+    return 0;
+}
+
+/* A record of `size` new references (any NULL: all released, NULL returned). */
+static PyObject *make_record(PyTypeObject *cls, PyObject **items, Py_ssize_t size) {
+    PyObject *record = new_record(cls, size);
+    if (record == NULL) {
+        for (Py_ssize_t i = 0; i < size; i++)
+            Py_XDECREF(items[i]);
+        return NULL;
+    }
+    return set_items(record, items, size) ? NULL : record;
+}
+
+static PyObject *request_value(int kind, const udpt_request *r) {
+    switch (kind) {
+    case UDPT_CONNECT: {
+        PyObject *items[1] = {bytes_of(r->transaction_id, 4)};
+        return make_record(ConnectRequest, items, 1);
+    }
+    case UDPT_ANNOUNCE: {
+        PyObject *items[13] = {
+            bytes_of(r->connection_id, 8),
+            bytes_of(r->transaction_id, 4),
+            bytes_of(r->info_hash, 20),
+            bytes_of(r->peer_id, 20),
+            PyLong_FromLongLong(r->downloaded),
+            PyLong_FromLongLong(r->left),
+            PyLong_FromLongLong(r->uploaded),
+            PyLong_FromUnsignedLong(r->event),
+            bytes_of(r->ip, 4),
+            PyLong_FromUnsignedLong(r->key),
+            PyLong_FromLong(r->num_want),
+            PyLong_FromLong(r->port),
+            bytes_of(r->url_data, r->url_data_size),
+        };
+        return make_record(AnnounceRequest, items, 13);
+    }
+    case UDPT_SCRAPE: {
+        PyObject *hashes = PyTuple_New((Py_ssize_t)r->hash_count);
+        if (hashes == NULL)
+            return NULL;
+        for (size_t i = 0; i < r->hash_count; i++) {
+            PyObject *hash = bytes_of(r->hashes + 20 * i, 20);
+            if (hash == NULL) {
+                Py_DECREF(hashes);
+                return NULL;
+            }
+            PyTuple_SET_ITEM(hashes, (Py_ssize_t)i, hash);
+        }
+        PyObject *items[3] = {bytes_of(r->connection_id, 8), bytes_of(r->transaction_id, 4),
+                              hashes};
+        return make_record(ScrapeRequest, items, 3);
+    }
+    case UDPT_BAD_PORT:
+    case UDPT_NO_HASHES: {
+        PyObject *text = kind == UDPT_BAD_PORT ? invalid_port_text : no_hashes_text;
+        Py_INCREF(text);
+        PyObject *items[3] = {bytes_of(r->connection_id, 8), bytes_of(r->transaction_id, 4),
+                              text};
+        return make_record(InvalidRequest, items, 3);
+    }
+    default:
+        Py_RETURN_NONE;
+    }
+}
+
+static PyObject *parse_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+        PyObject *kwnames) {
+    KEYWORDS_TO(parse_request_py);
+    int64_t max_hashes = 74; /* wire.MAX_SCRAPE_HASHES */
+    if (ConnectRequest == NULL || nargs < 1 || nargs > 2 || !PyBytes_CheckExact(args[0]))
+        goto reference;
+    if (nargs == 2) {
+        if (!PyLong_Check(args[1]))
+            goto reference;
+        int overflow;
+        long long value = PyLong_AsLongLongAndOverflow(args[1], &overflow);
+        if (value == -1 && PyErr_Occurred())
+            return NULL;
+        max_hashes = overflow > 0 ? INT64_MAX : overflow < 0 ? INT64_MIN : value;
+    }
+    udpt_request request;
+    int kind = udpt_parse_request((const uint8_t *)PyBytes_AS_STRING(args[0]),
+                                  (size_t)PyBytes_GET_SIZE(args[0]), max_hashes, &request);
+    return request_value(kind, &request);
+reference:
+    if (parse_request_py == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "udpt._core.bind_wire was not called");
+        return NULL;
+    }
+    return refer(parse_request_py, args, nargs);
+}
+
+static PyObject *may_be_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+        PyObject *kwnames) {
+    KEYWORDS_TO(may_be_request_py);
+    if (nargs != 1 || !PyBytes_CheckExact(args[0]) || may_be_request_py == NULL) {
+        if (may_be_request_py == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "udpt._core.bind_wire was not called");
+            return NULL;
+        }
+        return refer(may_be_request_py, args, nargs);
+    }
+    return PyBool_FromLong(udpt_may_be_request((const uint8_t *)PyBytes_AS_STRING(args[0]),
+                                               (size_t)PyBytes_GET_SIZE(args[0])));
+}
+
+/* -- wire: build -------------------------------------------------------------------- */
+
+static void put_be32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static void put_be64(uint8_t *p, uint64_t v) {
+    put_be32(p, (uint32_t)(v >> 32));
+    put_be32(p + 4, (uint32_t)v);
+}
+
+static int is_bytes_of(PyObject *value, Py_ssize_t size) {
+    return PyBytes_CheckExact(value) && PyBytes_GET_SIZE(value) == size;
+}
+
+/* min(value, 2**31 - 1) as the reply's i32; -1 where struct would refuse it. */
+static int saturated_i32(PyObject *value, int32_t *out) {
+    if (!PyLong_Check(value))
+        return -1;
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
+    }
+    if (overflow > 0 || v > I32_MAX)
+        v = I32_MAX;
+    else if (overflow < 0 || v < -I32_MAX - 1)
+        return -1;
+    *out = (int32_t)v;
+    return 0;
+}
+
+static PyObject *with_header(uint32_t action, PyObject *transaction_id, Py_ssize_t extra,
+                             uint8_t **rest) {
+    PyObject *reply = PyBytes_FromStringAndSize(NULL, 8 + extra);
+    if (reply == NULL)
+        return NULL;
+    uint8_t *p = (uint8_t *)PyBytes_AS_STRING(reply);
+    put_be32(p, action);
+    memcpy(p + 4, PyBytes_AS_STRING(transaction_id), 4);
+    *rest = p + 8;
+    return reply;
+}
+
+static PyObject *build_connect_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+        PyObject *kwnames) {
+    KEYWORDS_TO(build_connect_py);
+    if (nargs != 2 || !is_bytes_of(args[0], 4) || !is_bytes_of(args[1], 8))
+        return refer(build_connect_py, args, nargs);
+    uint8_t *rest;
+    PyObject *reply = with_header(0, args[0], 8, &rest);
+    if (reply != NULL)
+        memcpy(rest, PyBytes_AS_STRING(args[1]), 8);
+    return reply;
+}
+
+static PyObject *build_announce_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+        PyObject *kwnames) {
+    KEYWORDS_TO(build_announce_py);
+    int32_t numbers[3];
+    if (nargs != 5 || !is_bytes_of(args[0], 4) || saturated_i32(args[1], &numbers[0]) ||
+        saturated_i32(args[2], &numbers[1]) || saturated_i32(args[3], &numbers[2]) ||
+        !PyBytes_CheckExact(args[4]))
+        return refer(build_announce_py, args, nargs);
+    Py_ssize_t peers = PyBytes_GET_SIZE(args[4]);
+    uint8_t *rest;
+    PyObject *reply = with_header(1, args[0], 12 + peers, &rest);
+    if (reply == NULL)
+        return NULL;
+    for (int i = 0; i < 3; i++)
+        put_be32(rest + 4 * i, (uint32_t)numbers[i]);
+    memcpy(rest + 12, PyBytes_AS_STRING(args[4]), (size_t)peers);
+    return reply;
+}
+
+static PyObject *build_scrape_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+        PyObject *kwnames) {
+    KEYWORDS_TO(build_scrape_py);
+    if (nargs != 2 || !is_bytes_of(args[0], 4))
+        return refer(build_scrape_py, args, nargs);
+    /* A list or tuple is read in place; any other iterable is read once, into a list,
+     * which the reference is given in its place if it must decide. */
+    PyObject *entries = PySequence_Fast(args[1], "entries must be iterable");
+    if (entries == NULL)
+        return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(entries);
+    PyObject **items = PySequence_Fast_ITEMS(entries);
+    uint8_t *rest;
+    PyObject *reply = with_header(2, args[0], 12 * count, &rest);
+    if (reply == NULL) {
+        Py_DECREF(entries);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *entry = items[i];
+        int32_t numbers[3];
+        if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 3 ||
+            saturated_i32(PyTuple_GET_ITEM(entry, 0), &numbers[0]) ||
+            saturated_i32(PyTuple_GET_ITEM(entry, 1), &numbers[1]) ||
+            saturated_i32(PyTuple_GET_ITEM(entry, 2), &numbers[2])) {
+            Py_DECREF(reply);
+            PyObject *again[2] = {args[0], entries};
+            PyObject *result = refer(build_scrape_py, again, 2);
+            Py_DECREF(entries);
+            return result;
+        }
+        for (int j = 0; j < 3; j++)
+            put_be32(rest + 12 * i + 4 * j, (uint32_t)numbers[j]);
+    }
+    Py_DECREF(entries);
+    return reply;
+}
+
+static PyObject *build_error_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+        PyObject *kwnames) {
+    KEYWORDS_TO(build_error_py);
+    if (nargs != 2 || !is_bytes_of(args[0], 4) || !PyUnicode_CheckExact(args[1]))
+        return refer(build_error_py, args, nargs);
+    Py_ssize_t size;
+    const char *text = PyUnicode_AsUTF8AndSize(args[1], &size);
+    if (text == NULL) { /* lone surrogates: the reference raises UnicodeEncodeError */
+        PyErr_Clear();
+        return refer(build_error_py, args, nargs);
+    }
+    if (size > 64) { /* wire.MAX_ERROR_MESSAGE_BYTES, cut on a character boundary */
+        size = 64;
+        while (size > 0 && ((uint8_t)text[size] & 0xC0) == 0x80)
+            size--;
+    }
+    uint8_t *rest;
+    PyObject *reply = with_header(3, args[0], size, &rest);
+    if (reply != NULL)
+        memcpy(rest, text, (size_t)size);
+    return reply;
+}
+
+/* -- per-event records -------------------------------------------------------------- */
+
+static PyObject *bind_codec(PyObject *self, PyObject *args) {
+    PyObject *cls, *members, *error, *encode, *decode;
+    if (!PyArg_ParseTuple(args, "OOOOO", &cls, &members, &error, &encode, &decode))
+        return NULL;
+    if (check_tuple_class(cls))
+        return NULL;
+    if (!PyTuple_CheckExact(members) || PyTuple_GET_SIZE(members) != 4) {
+        PyErr_SetString(PyExc_TypeError, "expected the four AnnounceEvent members");
+        return NULL;
+    }
+    keep((PyObject **)&AnnounceAccepted, cls);
+    keep(&announce_events, members);
+    keep(&DecodeError, error);
+    keep(&encode_event_py, encode);
+    keep(&decode_event_py, decode);
+    Py_RETURN_NONE;
+}
+
+/* The fields of an AnnounceAccepted the compiled encoders take: the ranges of its
+ * per-event layout, every bytes field exact and of its size. */
+typedef struct {
+    int64_t at_ms, uploaded, downloaded, left;
+    PyObject *info_hash, *ip, *peer_id, *port_object, *key_object; /* borrowed */
+    uint16_t port;
+    uint32_t key;
+    uint8_t event;
+} announce_fields;
+
+static int read_announce(PyObject *event, announce_fields *f) {
+    PyObject **items = ((PyTupleObject *)event)->ob_item;
+    int64_t port, key, code;
+    if (PyTuple_GET_SIZE(event) != 10 || as_i64(items[0], &f->at_ms) ||
+        !is_bytes_of(items[1], 20) || !PyBytes_CheckExact(items[2]) ||
+        (PyBytes_GET_SIZE(items[2]) != 4 && PyBytes_GET_SIZE(items[2]) != 16) ||
+        as_i64(items[3], &port) || port < 0 || port > 65535 || !is_bytes_of(items[4], 20) ||
+        as_i64(items[5], &key) || key < 0 || key > 0xFFFFFFFFLL || as_i64(items[6], &code) ||
+        code < 0 || code > 3 || as_i64(items[7], &f->uploaded) ||
+        as_i64(items[8], &f->downloaded) || as_i64(items[9], &f->left))
+        return -1;
+    f->info_hash = items[1];
+    f->ip = items[2];
+    f->port_object = items[3];
+    f->peer_id = items[4];
+    f->key_object = items[5];
+    f->port = (uint16_t)port;
+    f->key = (uint32_t)key;
+    f->event = (uint8_t)code;
+    return 0;
+}
+
+static PyObject *encode_event(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+        PyObject *kwnames) {
+    KEYWORDS_TO(encode_event_py);
+    announce_fields f;
+    if (nargs != 1 || AnnounceAccepted == NULL || Py_TYPE(args[0]) != AnnounceAccepted ||
+        read_announce(args[0], &f)) {
+        if (encode_event_py == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "udpt._core.bind_codec was not called");
+            return NULL;
+        }
+        return refer(encode_event_py, args, nargs);
+    }
+    Py_ssize_t ip_size = PyBytes_GET_SIZE(f.ip);
+    int narrow = f.uploaded >= 0 && f.uploaded <= 0xFFFFFFFFLL && f.downloaded >= 0 &&
+                 f.downloaded <= 0xFFFFFFFFLL && f.left >= 0 && f.left <= 0xFFFFFFFFLL;
+    PyObject *record = PyBytes_FromStringAndSize(NULL, 56 + ip_size + (narrow ? 12 : 24));
+    if (record == NULL)
+        return NULL;
+    uint8_t *p = (uint8_t *)PyBytes_AS_STRING(record);
+    p[0] = ip_size == 4 ? (narrow ? 0x01 : 0x04) : (narrow ? 0x02 : 0x05);
+    put_be64(p + 1, (uint64_t)f.at_ms);
+    memcpy(p + 9, PyBytes_AS_STRING(f.info_hash), 20);
+    memcpy(p + 29, PyBytes_AS_STRING(f.ip), (size_t)ip_size);
+    p += 29 + ip_size;
+    p[0] = (uint8_t)(f.port >> 8);
+    p[1] = (uint8_t)f.port;
+    memcpy(p + 2, PyBytes_AS_STRING(f.peer_id), 20);
+    put_be32(p + 22, f.key);
+    p[26] = f.event;
+    p += 27;
+    if (narrow) {
+        put_be32(p, (uint32_t)f.uploaded);
+        put_be32(p + 4, (uint32_t)f.downloaded);
+        put_be32(p + 8, (uint32_t)f.left);
+    } else {
+        put_be64(p, (uint64_t)f.uploaded);
+        put_be64(p + 8, (uint64_t)f.downloaded);
+        put_be64(p + 16, (uint64_t)f.left);
+    }
+    return record;
+}
+
+static PyObject *announce_value(const udpt_announce_record *r) {
+    PyObject *event = PyTuple_GET_ITEM(announce_events, r->event);
+    Py_INCREF(event);
+    PyObject *items[10] = {
+        PyLong_FromLongLong(r->at_ms),      bytes_of(r->info_hash, 20),
+        bytes_of(r->ip, r->ip_size),        PyLong_FromLong(r->port),
+        bytes_of(r->peer_id, 20),           PyLong_FromUnsignedLong(r->key),
+        event,                              PyLong_FromLongLong(r->uploaded),
+        PyLong_FromLongLong(r->downloaded), PyLong_FromLongLong(r->left),
+    };
+    return make_record(AnnounceAccepted, items, 10);
+}
+
+static PyObject *decode_event(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+        PyObject *kwnames) {
+    KEYWORDS_TO(decode_event_py);
+    if (nargs != 1 || AnnounceAccepted == NULL || !PyObject_CheckBuffer(args[0]))
+        goto reference;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        goto reference;
+    }
+    udpt_announce_record record;
+    int readable = udpt_read_announce_record(view.buf, (size_t)view.len, &record) == 0;
+    PyObject *event = readable ? announce_value(&record) : NULL;
+    PyBuffer_Release(&view);
+    if (readable)
+        return event;
+reference:
+    if (decode_event_py == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "udpt._core.bind_codec was not called");
+        return NULL;
+    }
+    return refer(decode_event_py, args, nargs);
+}
+
+/* -- batches: encode ---------------------------------------------------------------- */
+
+static PyObject *bind_batch(PyObject *self, PyObject *args) {
+    PyObject *encode_event_selected, *decode_event_selected, *encode, *decode;
+    if (!PyArg_ParseTuple(args, "OOOO", &encode_event_selected, &decode_event_selected,
+                          &encode, &decode))
+        return NULL;
+    keep(&encode_event_fn, encode_event_selected);
+    keep(&decode_event_fn, decode_event_selected);
+    keep(&encode_batch_py, encode);
+    keep(&decode_batch_py, decode);
+    Py_RETURN_NONE;
+}
+
+typedef struct {
+    uint8_t *data;
+    size_t size, capacity;
+} buffer;
+
+static uint8_t *grow(buffer *b, size_t extra) {
+    if (b->size + extra > b->capacity) {
+        size_t capacity = b->capacity ? b->capacity : 1024;
+        while (capacity < b->size + extra)
+            capacity *= 2;
+        uint8_t *data = PyMem_Realloc(b->data, capacity);
+        if (data == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        b->data = data;
+        b->capacity = capacity;
+    }
+    uint8_t *at = b->data + b->size;
+    b->size += extra;
+    return at;
+}
+
+static int put_u32(buffer *b, uint32_t v) {
+    uint8_t *p = grow(b, 4);
+    if (p == NULL)
+        return -1;
+    put_be32(p, v);
+    return 0;
+}
+
+static int put_bytes(buffer *b, const void *data, size_t size) {
+    uint8_t *p = grow(b, size);
+    if (p == NULL)
+        return -1;
+    memcpy(p, data, size);
+    return 0;
+}
+
+/* batch._fixed_column: the format byte, then the values big-endian and shuffled. */
+static int put_column_as(buffer *b, const int64_t *values, size_t count, char code) {
+    size_t width = code == 'B' ? 1 : code == 'H' ? 2 : code == 'I' ? 4 : 8;
+    uint8_t *p = grow(b, 1 + count * width);
+    if (p == NULL)
+        return -1;
+    *p++ = (uint8_t)code;
+    for (size_t i = 0; i < count; i++) {
+        uint64_t v = (uint64_t)values[i];
+        for (size_t j = 0; j < width; j++)
+            p[j * count + i] = (uint8_t)(v >> (8 * (width - 1 - j)));
+    }
+    return 0;
+}
+
+/* batch._column: the narrowest format that holds every value (all fit in 64 signed bits). */
+static int put_column(buffer *b, const int64_t *values, size_t count) {
+    int64_t low = 0, high = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (i == 0 || values[i] < low)
+            low = values[i];
+        if (i == 0 || values[i] > high)
+            high = values[i];
+    }
+    char code = low < 0 ? 'q' : high < 1 << 8 ? 'B' : high < 1 << 16 ? 'H'
+                          : high < 1LL << 32 ? 'I' : 'Q';
+    return put_column_as(b, values, count, code);
+}
+
+static int put_shuffled(buffer *b, PyObject *const *blobs, size_t count, size_t width) {
+    uint8_t *p = grow(b, count * width);
+    if (p == NULL)
+        return -1;
+    for (size_t i = 0; i < count; i++) {
+        const uint8_t *blob = (const uint8_t *)PyBytes_AS_STRING(blobs[i]);
+        for (size_t j = 0; j < width; j++)
+            p[j * count + i] = blob[j];
+    }
+    return 0;
+}
+
+/* batch._encode_announces, for announces read_announce took. */
+static int put_announces(buffer *b, const announce_fields *a, size_t n, PyObject *intern) {
+    int result = -1;
+    int64_t *values = PyMem_Malloc(sizeof(int64_t) * (n ? n : 1));
+    size_t *first_use = PyMem_Malloc(sizeof(size_t) * (n ? n : 1));
+    PyObject **blobs = PyMem_Malloc(sizeof(PyObject *) * (n ? n : 1));
+    PyObject *table = PyDict_New(), *peers = PyDict_New();
+    if (values == NULL || first_use == NULL || blobs == NULL || table == NULL || peers == NULL)
+        goto done;
+
+    uint8_t *p = grow(b, 8);
+    if (p == NULL)
+        goto done;
+    put_be64(p, (uint64_t)a[0].at_ms);
+    int deltas_fit = 1;
+    values[0] = 0;
+    for (size_t i = 1; i < n; i++) {
+        __int128 delta = (__int128)a[i].at_ms - a[i - 1].at_ms;
+        if (delta < 0 || delta >= (__int128)1 << 32)
+            deltas_fit = 0;
+        values[i] = (int64_t)delta;
+    }
+    if (!deltas_fit)
+        for (size_t i = 0; i < n; i++)
+            values[i] = a[i].at_ms;
+    if (deltas_fit ? put_column(b, values, n) : put_column_as(b, values, n, 'q'))
+        goto done;
+
+    for (size_t i = 0; i < n; i++) {
+        if (intern == Py_None) {
+            PyObject *number = PyLong_FromSsize_t(PyDict_GET_SIZE(table));
+            if (number == NULL)
+                goto done;
+            PyObject *known = PyDict_SetDefault(table, a[i].info_hash, number);
+            Py_DECREF(number);
+            if (known == NULL)
+                goto done;
+            values[i] = PyLong_AsLongLong(known);
+        } else {
+            PyObject *number = PyObject_CallOneArg(intern, a[i].info_hash);
+            if (number == NULL)
+                goto done;
+            int bad = as_i64(number, &values[i]);
+            Py_DECREF(number);
+            if (bad) {
+                PyErr_SetString(PyExc_ValueError, "intern gave a number beyond 64 signed bits");
+                goto done;
+            }
+        }
+    }
+    uint8_t mode = intern == Py_None ? 0 : 1;
+    if (put_bytes(b, &mode, 1) || put_u32(b, (uint32_t)PyDict_GET_SIZE(table)))
+        goto done;
+    Py_ssize_t position = 0;
+    PyObject *hash, *ignored;
+    while (PyDict_Next(table, &position, &hash, &ignored))
+        if (put_bytes(b, PyBytes_AS_STRING(hash), 20))
+            goto done;
+    if (put_column(b, values, n))
+        goto done;
+
+    size_t distinct = 0;
+    for (size_t i = 0; i < n; i++) {
+        PyObject *identity = PyTuple_Pack(4, a[i].ip, a[i].port_object, a[i].peer_id,
+                                          a[i].key_object);
+        PyObject *number = identity ? PyLong_FromSize_t(distinct) : NULL;
+        PyObject *known = number ? PyDict_SetDefault(peers, identity, number) : NULL;
+        Py_XDECREF(identity);
+        Py_XDECREF(number);
+        if (known == NULL)
+            goto done;
+        values[i] = PyLong_AsLongLong(known);
+        if ((size_t)values[i] == distinct)
+            first_use[distinct++] = i;
+    }
+    uint8_t identity = distinct == n;
+    if (put_u32(b, (uint32_t)distinct) || put_bytes(b, &identity, 1) ||
+        (!identity && put_column(b, values, n)))
+        goto done;
+    size_t v4 = 0, v6 = 0;
+    uint8_t *families = grow(b, distinct);
+    if (families == NULL)
+        goto done;
+    for (size_t k = 0; k < distinct; k++) {
+        families[k] = PyBytes_GET_SIZE(a[first_use[k]].ip) == 16;
+        if (!families[k])
+            blobs[v4++] = a[first_use[k]].ip;
+    }
+    if (put_shuffled(b, blobs, v4, 4))
+        goto done;
+    for (size_t k = 0; k < distinct; k++)
+        if (PyBytes_GET_SIZE(a[first_use[k]].ip) == 16)
+            blobs[v6++] = a[first_use[k]].ip;
+    if (put_shuffled(b, blobs, v6, 16))
+        goto done;
+    for (size_t k = 0; k < distinct; k++)
+        values[k] = a[first_use[k]].port;
+    if (put_column_as(b, values, distinct, 'H'))
+        goto done;
+    for (size_t k = 0; k < distinct; k++)
+        blobs[k] = a[first_use[k]].peer_id;
+    if (put_shuffled(b, blobs, distinct, 20))
+        goto done;
+    for (size_t k = 0; k < distinct; k++)
+        values[k] = a[first_use[k]].key;
+    if (put_column_as(b, values, distinct, 'I'))
+        goto done;
+
+    for (size_t i = 0; i < n; i++)
+        values[i] = a[i].event;
+    if (put_column(b, values, n))
+        goto done;
+    for (size_t i = 0; i < n; i++)
+        values[i] = a[i].uploaded;
+    if (put_column(b, values, n))
+        goto done;
+    for (size_t i = 0; i < n; i++)
+        values[i] = a[i].downloaded;
+    if (put_column(b, values, n))
+        goto done;
+    for (size_t i = 0; i < n; i++)
+        values[i] = a[i].left;
+    result = put_column(b, values, n);
+done:
+    PyMem_Free(values);
+    PyMem_Free(first_use);
+    PyMem_Free(blobs);
+    Py_XDECREF(table);
+    Py_XDECREF(peers);
+    return result;
+}
+
+/* The whole value: header, then the body, compressed by Python's zlib module (the same
+ * call as batch._encode, so the same bytes) when that is smaller. */
+static PyObject *finish_batch(const buffer *body, size_t count, int64_t last_ms) {
+    PyObject *raw = bytes_of(body->data, body->size);
+    if (raw == NULL)
+        return NULL;
+    PyObject *compressed = PyObject_CallFunction(zlib_compress, "Oi", raw, ZLIB_LEVEL);
+    if (compressed == NULL) {
+        Py_DECREF(raw);
+        return NULL;
+    }
+    int smaller = PyBytes_GET_SIZE(compressed) < PyBytes_GET_SIZE(raw);
+    PyObject *payload = smaller ? compressed : raw;
+    PyObject *value = PyBytes_FromStringAndSize(NULL, 13 + PyBytes_GET_SIZE(payload));
+    if (value != NULL) {
+        uint8_t *p = (uint8_t *)PyBytes_AS_STRING(value);
+        p[0] = smaller ? 0xB1 : 0xB0;
+        put_be32(p + 1, (uint32_t)count);
+        put_be64(p + 5, (uint64_t)last_ms);
+        memcpy(p + 13, PyBytes_AS_STRING(payload), (size_t)PyBytes_GET_SIZE(payload));
+    }
+    Py_DECREF(raw);
+    Py_DECREF(compressed);
+    return value;
+}
+
+static PyObject *encode_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+        PyObject *kwnames) {
+    KEYWORDS_TO(encode_batch_py);
+    if (encode_batch_py == NULL || AnnounceAccepted == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "udpt._core.bind_batch was not called");
+        return NULL;
+    }
+    PyObject *intern = nargs == 2 ? args[1] : Py_None;
+    if (nargs < 1 || nargs > 2 || !(PyList_CheckExact(args[0]) || PyTuple_CheckExact(args[0])))
+        return refer(encode_batch_py, args, nargs);
+    PyObject *events = args[0];
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(events);
+    PyObject **items = PySequence_Fast_ITEMS(events);
+    if (count == 0 || count > 0xFFFFFFFFLL)
+        return refer(encode_batch_py, args, nargs);
+
+    PyObject *result = NULL;
+    buffer body = {NULL, 0, 0};
+    announce_fields *announces = PyMem_Malloc(sizeof(announce_fields) * (size_t)count);
+    if (announces == NULL)
+        return PyErr_NoMemory();
+    /* Every announce must be one the compiled path takes, before any callback runs. */
+    size_t n = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (Py_TYPE(items[i]) != AnnounceAccepted)
+            continue;
+        if (read_announce(items[i], &announces[n++])) {
+            PyMem_Free(announces);
+            return refer(encode_batch_py, args, nargs);
+        }
+    }
+    if (put_u32(&body, (uint32_t)n))
+        goto done;
+    if (n != (size_t)count) {
+        if (n) {
+            uint8_t *kinds = grow(&body, (size_t)count);
+            if (kinds == NULL)
+                goto done;
+            for (Py_ssize_t i = 0; i < count; i++)
+                kinds[i] = Py_TYPE(items[i]) != AnnounceAccepted;
+        }
+        for (Py_ssize_t i = 0; i < count; i++) {
+            if (Py_TYPE(items[i]) == AnnounceAccepted)
+                continue;
+            PyObject *record = PyObject_CallOneArg(encode_event_fn, items[i]);
+            if (record == NULL)
+                goto done;
+            if (!PyBytes_Check(record)) {
+                Py_DECREF(record);
+                PyErr_SetString(PyExc_TypeError, "encode_event gave no bytes");
+                goto done;
+            }
+            int failed = put_u32(&body, (uint32_t)PyBytes_GET_SIZE(record)) ||
+                         put_bytes(&body, PyBytes_AS_STRING(record),
+                                   (size_t)PyBytes_GET_SIZE(record));
+            Py_DECREF(record);
+            if (failed)
+                goto done;
+        }
+    }
+    if (n && put_announces(&body, announces, n, intern))
+        goto done;
+    int64_t last_ms;
+    PyObject *last = items[count - 1];
+    if (Py_TYPE(last) == AnnounceAccepted) {
+        last_ms = announces[n - 1].at_ms;
+    } else {
+        PyObject *at = PyObject_GetAttrString(last, "at_ms");
+        if (at == NULL)
+            goto done;
+        int bad = as_i64(at, &last_ms);
+        Py_DECREF(at);
+        if (bad) { /* encode_event took it, so this is not reached; the reference decides */
+            result = refer(encode_batch_py, args, nargs);
+            goto done;
+        }
+    }
+    result = finish_batch(&body, (size_t)count, last_ms);
+done:
+    PyMem_Free(announces);
+    PyMem_Free(body.data);
+    return result;
+}
+
+/* -- batches: decode ---------------------------------------------------------------- */
+
+static PyObject *column_value(const udpt_column *column, size_t i) {
+    uint64_t raw = udpt_column_raw(column, i);
+    return column->is_signed ? PyLong_FromLongLong((int64_t)raw)
+                             : PyLong_FromUnsignedLongLong(raw);
+}
+
+/* `list` = [expression for i in range(count)]; on a failure, goto done. */
+#define BUILD_LIST(list, count, expression)                                                \
+    do {                                                                                   \
+        list = PyList_New((Py_ssize_t)(count));                                            \
+        if (list == NULL)                                                                  \
+            goto done;                                                                     \
+        for (size_t i = 0; i < (size_t)(count); i++) {                                     \
+            PyObject *item_ = (expression);                                                \
+            if (item_ == NULL)                                                             \
+                goto done;                                                                 \
+            PyList_SET_ITEM(list, (Py_ssize_t)i, item_);                                   \
+        }                                                                                  \
+    } while (0)
+
+static PyObject *unshuffled(const uint8_t *blob, size_t count, size_t width, size_t i) {
+    PyObject *item = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)width);
+    if (item != NULL)
+        udpt_unshuffle_item(blob, count, width, i, (uint8_t *)PyBytes_AS_STRING(item));
+    return item;
+}
+
+static PyObject *borrowed(PyObject *item) {
+    Py_INCREF(item);
+    return item;
+}
+
+/* table[ref]: the batch's own table or the log's dictionary (a list, or the part of
+ * it an archive file holds); the caller checked ref < len(table). */
+static PyObject *info_hash_at(PyObject *table, uint64_t ref) {
+    if (PyList_CheckExact(table))
+        return borrowed(PyList_GET_ITEM(table, (Py_ssize_t)ref));
+    PyObject *number = PyLong_FromUnsignedLongLong(ref);
+    PyObject *info_hash = number ? PyObject_GetItem(table, number) : NULL;
+    Py_XDECREF(number);
+    return info_hash;
+}
+
+/* The announces of a scanned batch; NULL with an exception set, or NULL without one
+ * when the reference must decide. */
+static PyObject *decode_announces(const udpt_batch *b, PyObject *hashes) {
+    size_t n = b->announces, p = b->peers, v6 = b->v6_count;
+    PyObject *result = NULL, *table = NULL, *ips = NULL, *ports = NULL, *ids = NULL,
+             *keys = NULL;
+    if (b->hash_mode == 0) {
+        BUILD_LIST(table, b->local_count, bytes_of(b->local_hashes + 20 * i, 20));
+    } else {
+        Py_ssize_t known = PyObject_Size(hashes);
+        if (known < 0 || b->max_hash_ref >= (uint64_t)known) {
+            PyErr_Clear();
+            goto done;
+        }
+        table = hashes;
+        Py_INCREF(table);
+    }
+    size_t next4 = 0, next6 = 0;
+    BUILD_LIST(ips, p,
+               b->families[i] ? unshuffled(b->v6, v6, 16, next6++)
+                              : unshuffled(b->v4, p - v6, 4, next4++));
+    BUILD_LIST(ports, p, column_value(&b->ports, i));
+    BUILD_LIST(ids, p, unshuffled(b->peer_ids, p, 20, i));
+    BUILD_LIST(keys, p, column_value(&b->keys, i));
+
+    int64_t at = b->first_ms;
+    result = PyList_New((Py_ssize_t)n);
+    if (result == NULL)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        if (b->times_absolute)
+            at = (int64_t)udpt_column_raw(&b->times, i);
+        else
+            at += (int64_t)udpt_column_raw(&b->times, i); /* the scan checked the sum */
+        size_t peer = b->peer_identity ? i : (size_t)udpt_column_raw(&b->peer_refs, i);
+        PyObject *fields[10] = {
+            PyLong_FromLongLong(at),
+            info_hash_at(table, udpt_column_raw(&b->hash_refs, i)),
+            borrowed(PyList_GET_ITEM(ips, peer)),
+            borrowed(PyList_GET_ITEM(ports, peer)),
+            borrowed(PyList_GET_ITEM(ids, peer)),
+            borrowed(PyList_GET_ITEM(keys, peer)),
+            borrowed(PyTuple_GET_ITEM(announce_events, udpt_column_raw(&b->events, i))),
+            column_value(&b->uploaded, i),
+            column_value(&b->downloaded, i),
+            column_value(&b->left, i),
+        };
+        PyObject *event = make_record(AnnounceAccepted, fields, 10);
+        if (event == NULL)
+            goto done;
+        PyList_SET_ITEM(result, (Py_ssize_t)i, event);
+    }
+    Py_XDECREF(table);
+    Py_XDECREF(ips);
+    Py_XDECREF(ports);
+    Py_XDECREF(ids);
+    Py_XDECREF(keys);
+    return result;
+done:
+    Py_XDECREF(result);
+    Py_XDECREF(table);
+    Py_XDECREF(ips);
+    Py_XDECREF(ports);
+    Py_XDECREF(ids);
+    Py_XDECREF(keys);
+    return NULL;
+}
+
+/* The events of a batch body; NULL with an exception, or NULL without one when the
+ * reference must decide (the layout is not one the encoder writes). */
+static PyObject *decode_body(const uint8_t *body, size_t size, uint32_t count,
+                             PyObject *hashes) {
+    udpt_batch b;
+    if (udpt_scan_batch(body, size, count, &b))
+        return NULL;
+    size_t n = b.announces, others_count = count - n, offset = b.others_offset;
+    PyObject *others = NULL, *announces = NULL, *events = NULL;
+    if (others_count) {
+        others = PyList_New((Py_ssize_t)others_count);
+        if (others == NULL)
+            return NULL;
+        for (size_t i = 0; i < others_count; i++) {
+            const uint8_t *record;
+            size_t record_size;
+            udpt_next_other(body, &offset, &record, &record_size);
+            PyObject *raw = bytes_of(record, record_size);
+            PyObject *event = raw ? PyObject_CallOneArg(decode_event_fn, raw) : NULL;
+            Py_XDECREF(raw);
+            if (event == NULL) {
+                Py_DECREF(others);
+                return NULL;
+            }
+            PyList_SET_ITEM(others, (Py_ssize_t)i, event);
+        }
+    }
+    if (n) {
+        announces = decode_announces(&b, hashes);
+        if (announces == NULL) {
+            Py_XDECREF(others);
+            return NULL;
+        }
+    }
+    if (others == NULL)
+        return announces;
+    if (announces == NULL)
+        return others;
+    events = PyList_New(count);
+    if (events != NULL) {
+        size_t next_announce = 0, next_other = 0;
+        for (size_t i = 0; i < count; i++) {
+            PyObject *event = b.kinds[i] ? PyList_GET_ITEM(others, next_other++)
+                                         : PyList_GET_ITEM(announces, next_announce++);
+            Py_INCREF(event);
+            PyList_SET_ITEM(events, (Py_ssize_t)i, event);
+        }
+    }
+    Py_DECREF(others);
+    Py_DECREF(announces);
+    return events;
+}
+
+static PyObject *decode_compiled(PyObject *value, PyObject *hashes) {
+    if (!PyBytes_CheckExact(value) || PyBytes_GET_SIZE(value) < 13)
+        return NULL;
+    const uint8_t *data = (const uint8_t *)PyBytes_AS_STRING(value);
+    size_t size = (size_t)PyBytes_GET_SIZE(value);
+    uint32_t count = ((uint32_t)data[1] << 24) | ((uint32_t)data[2] << 16) |
+                     ((uint32_t)data[3] << 8) | data[4];
+    if (data[0] == 0xB0)
+        return decode_body(data + 13, size - 13, count, hashes);
+    if (data[0] != 0xB1)
+        return NULL;
+    PyObject *payload = PyMemoryView_FromMemory((char *)data + 13, (Py_ssize_t)(size - 13),
+                                                PyBUF_READ);
+    PyObject *body = payload ? PyObject_CallOneArg(zlib_decompress, payload) : NULL;
+    Py_XDECREF(payload);
+    if (body == NULL)
+        return NULL;
+    PyObject *events = NULL;
+    if (PyBytes_Check(body))
+        events = decode_body((const uint8_t *)PyBytes_AS_STRING(body),
+                             (size_t)PyBytes_GET_SIZE(body), count, hashes);
+    Py_DECREF(body);
+    return events;
+}
+
+static int parse_decode_args(PyObject *const *args, Py_ssize_t nargs, PyObject **hashes) {
+    static PyObject *no_hashes;
+    if (no_hashes == NULL && (no_hashes = PyTuple_New(0)) == NULL)
+        return -1;
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "decode_batch(value, hashes=())");
+        return -1;
+    }
+    *hashes = nargs == 2 ? args[1] : no_hashes;
+    return 0;
+}
+
+static PyObject *decode_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+        PyObject *kwnames) {
+    KEYWORDS_TO(decode_batch_py);
+    PyObject *hashes;
+    if (decode_batch_py == NULL || AnnounceAccepted == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "udpt._core.bind_batch was not called");
+        return NULL;
+    }
+    if (parse_decode_args(args, nargs, &hashes))
+        return NULL;
+    PyObject *events = decode_compiled(args[0], hashes);
+    if (events != NULL)
+        return events;
+    PyErr_Clear(); /* whatever went wrong, the reference says what and how */
+    return refer(decode_batch_py, args, nargs);
+}
+
+static PyObject *decode_batch_compiled_only(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+        PyObject *kwnames) {
+    KEYWORDS_TO(NULL);
+    PyObject *hashes;
+    if (parse_decode_args(args, nargs, &hashes))
+        return NULL;
+    PyObject *events = decode_compiled(args[0], hashes);
+    if (events == NULL && !PyErr_Occurred())
+        PyErr_SetString(DecodeError, "not a layout the compiled decoder reads");
+    return events;
+}
+
+/* -- the module --------------------------------------------------------------------- */
+
+static PyMethodDef methods[] = {
+    {"bind_wire", bind_wire, METH_VARARGS, "Hand over udpt.wire's classes and pure functions."},
+    {"bind_codec", bind_codec, METH_VARARGS, "Hand over udpt.events.codec's classes and functions."},
+    {"bind_batch", bind_batch, METH_VARARGS, "Hand over udpt.events.batch's functions."},
+    {"parse_request", (PyCFunction)(void (*)(void))parse_request, METH_FASTCALL | METH_KEYWORDS,
+     "wire.parse_request"},
+    {"may_be_request", (PyCFunction)(void (*)(void))may_be_request, METH_FASTCALL | METH_KEYWORDS,
+     "wire.may_be_request"},
+    {"build_connect_response", (PyCFunction)(void (*)(void))build_connect_response,
+     METH_FASTCALL | METH_KEYWORDS, "wire.build_connect_response"},
+    {"build_announce_response", (PyCFunction)(void (*)(void))build_announce_response,
+     METH_FASTCALL | METH_KEYWORDS, "wire.build_announce_response"},
+    {"build_scrape_response", (PyCFunction)(void (*)(void))build_scrape_response,
+     METH_FASTCALL | METH_KEYWORDS, "wire.build_scrape_response"},
+    {"build_error_response", (PyCFunction)(void (*)(void))build_error_response, METH_FASTCALL | METH_KEYWORDS,
+     "wire.build_error_response"},
+    {"encode_event", (PyCFunction)(void (*)(void))encode_event, METH_FASTCALL | METH_KEYWORDS,
+     "codec.encode_event"},
+    {"decode_event", (PyCFunction)(void (*)(void))decode_event, METH_FASTCALL | METH_KEYWORDS,
+     "codec.decode_event"},
+    {"encode_batch", (PyCFunction)(void (*)(void))encode_batch, METH_FASTCALL | METH_KEYWORDS,
+     "batch.encode_batch"},
+    {"decode_batch", (PyCFunction)(void (*)(void))decode_batch, METH_FASTCALL | METH_KEYWORDS,
+     "batch.decode_batch"},
+    {"decode_batch_compiled_only", (PyCFunction)(void (*)(void))decode_batch_compiled_only,
+     METH_FASTCALL | METH_KEYWORDS,
+     "decode_batch without handing unusual layouts to the reference (for tests)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "udpt._core", "udpt's compiled codecs (see udpt/core.py).", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__core(void) {
+    PyObject *zlib = PyImport_ImportModule("zlib");
+    if (zlib == NULL)
+        return NULL;
+    zlib_compress = PyObject_GetAttrString(zlib, "compress");
+    zlib_decompress = PyObject_GetAttrString(zlib, "decompress");
+    Py_DECREF(zlib);
+    invalid_port_text = PyUnicode_InternFromString("invalid port");
+    no_hashes_text = PyUnicode_InternFromString("no info hashes");
+    if (zlib_compress == NULL || zlib_decompress == NULL ||
+        invalid_port_text == NULL || no_hashes_text == NULL)
+        return NULL;
+    return PyModule_Create(&module);
+}
