@@ -243,7 +243,7 @@ def _parse_nats_urls(raw: object) -> tuple[str, ...]:
         raise _Invalid(f"expected a URL string or a non-empty array of them, got {_type_name(raw)}")
     for url in urls:
         if not isinstance(url, str) or not url:
-            raise _Invalid("every entry must be a non-empty string such as \"nats://host:4222\"")
+            raise _Invalid('every entry must be a non-empty string such as "nats://host:4222"')
         if not url.startswith(("nats://", "tls://", "ws://", "wss://")):
             raise _Invalid(f'"{url}" is not a NATS URL (nats://host:port)')
     return tuple(urls)

@@ -494,8 +494,14 @@ class EventLog:
         """
         self.append_batch(first_seq, [decode_event(record) for record in records])
 
-    def append_batch(self, first_seq: int, events: Sequence[Event]) -> None:
+    def append_batch(
+        self, first_seq: int, events: Sequence[Event], meta: Sequence[tuple[bytes, bytes]] = ()
+    ) -> None:
         """Append ``events`` as first_seq, first_seq+1, ... : one batch value, one transaction.
+
+        ``meta`` (key, value) pairs are put in the same transaction: a cluster node
+        records the stream position the batch came from, so that log and position
+        never disagree after a crash.
 
         ``first_seq`` must directly follow the last event: the log has no gaps.
         py-lmdb's ``append=True`` returns False instead of raising on an
@@ -537,6 +543,8 @@ class EventLog:
                     raise LogError(f"info hash number {number} is taken")
             if self._schema != SCHEMA_VERSION:
                 txn.put(b"schema", SCHEMA_VERSION, db=self._meta)
+            for key, value in meta:
+                txn.put(key, value, db=self._meta)
 
         self._write(work)
         known.update(new)
