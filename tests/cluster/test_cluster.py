@@ -310,11 +310,13 @@ def test_killed_node_restarts_with_what_it_missed(nodes: list[Node]) -> None:
         assert first.peers(b, HASH) == set()
         b.kill()
 
-        assert while_down.peers(a, HASH) == {first.port}
+        assert while_down.peers(c, HASH) == {first.port}
+        assert after.peers(a, HASH) == {first.port, while_down.port}
 
         b.start()
         b.wait_ready()
-        assert after.peers(b, HASH) == {first.port, while_down.port}
+        with Client() as check:
+            assert check.peers(b, HASH) == {first.port, while_down.port, after.port}
     settle_and_stop(nodes)
     assert_same_history(nodes)
 
