@@ -13,6 +13,11 @@ at most ``APPLY_SLICE_S``, yielding to the loop between them, and holds the
 events after it until it is done: the state any later event meets is the same
 as on replay.
 
+On a cluster node (``udpt.cluster.writer``) the writer hands back every node's
+batches, in the stream's order: the events of other nodes come with no payload,
+so they are folded and nobody is answered; this node's are answered as above,
+from the state every node reaches at that point of the stream.
+
 Time passing is recorded here too: before any event whose time is a sweep
 interval past the last sweep, and on a periodic tick, the intake records the
 expiry sweep the decisions ask for.

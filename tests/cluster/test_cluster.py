@@ -337,6 +337,8 @@ def test_nats_outage_stops_acknowledgements_and_loses_nothing(
         status, body = b.http("GET", "/health")
         assert status == 503
         assert "JetStream unreachable" in json.loads(body)["reason"]
+        status, _ = c.http("POST", f"/t/{FLAGGED_HASH.hex()}", b'{"is_flagged": true}')
+        assert status == 503  # an admin change is not acknowledged either
 
         nats.start()
 
