@@ -385,67 +385,80 @@ class ClusterWriter:
         (``_found``) always starts a new one.
         """
         self._resubscribe = False
+        wanted = 1
         while not self._resubscribe:
             try:
-                messages = await subscription.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
+                messages = await subscription.fetch(wanted, timeout=FETCH_WAIT_S)
             except TimeoutError:
                 await subscription.consumer_info()  # NotFoundError: subscribe again
                 self._consume_trouble = False
                 continue
             self._consume_trouble = False
-            for message in messages:
-                await self._take(message.metadata.sequence.stream, message.headers, message.data)
+            await self._take([(m.metadata.sequence.stream, m.headers, m.data) for m in messages])
+            # nats-py answers a fetch of n when n messages came or the wait is over, so
+            # ask for no more than the stream holds: one (returned as soon as it comes)
+            # when this node is up to date, the backlog when it catches up.
+            wanted = min(max(messages[-1].metadata.num_pending, 1), FETCH_BATCH)
 
-    async def _take(self, seq: int, headers: dict[str, str] | None, data: bytes) -> None:
-        """Append the message at stream position ``seq`` to the local log and fold it."""
-        if seq <= self.position:
-            return  # delivered again after a resubscription
-        if seq != self.position + 1:
-            raise StreamGap(
-                f"stream {self._link.stream} skipped from {self.position} to {seq} (batches "
-                "aged out by [log] retention before this node read them?); start this node "
-                "from a copy of another node's data directory"
-            )
-        msg_id = (headers or {}).get(_MSG_ID, "")
-        own = self._own.get(msg_id)
-        if own is not None and not await asyncio.shield(own.published):
-            own = None  # its publish failed after all: its callers were told; fold it bare
-        first = self._next_seq
-        try:
-            events, seconds = await self._loop.run_in_executor(
-                self._pool, self._append, first, seq, data
-            )
-        except DecodeError as error:
-            # Every node skips it alike, so sequence numbers stay equal everywhere.
-            log.error("stream message %d is not a udpt batch (%s); skipped", seq, error)
-            events, seconds = [], 0.0
-        self.position = seq
-        self._progress.set()
-        if not events:
+    async def _take(self, messages: list[tuple[int, dict[str, str] | None, bytes]]) -> None:
+        """Append consecutive stream messages to the local log in one transaction, then fold
+        them in order. A message that is not a udpt batch is skipped by every node alike,
+        so sequence numbers stay equal everywhere."""
+        taken: list[tuple[bytes, str, _Own | None]] = []
+        position = self.position
+        for seq, headers, data in messages:
+            if seq <= position:
+                continue  # delivered again after a resubscription
+            if seq != position + 1:
+                raise StreamGap(
+                    f"stream {self._link.stream} skipped from {position} to {seq} (batches "
+                    "aged out by [log] retention before this node read them?); start this "
+                    "node from a copy of another node's data directory"
+                )
+            msg_id = (headers or {}).get(_MSG_ID, "")
+            own = self._own.get(msg_id)
+            if own is not None and not await asyncio.shield(own.published):
+                own = None  # its publish failed after all: its callers were told; fold it bare
+            taken.append((data, msg_id, own))
+            position = seq
+        if not taken:
             return
-        self._next_seq = first + len(events)
-        if own is not None:
-            self._forget(msg_id)
-            batch = own.batch
-        else:
-            batch = [(event, b"", None) for event in events]
-            self.foreign_events += len(events)
+        first = self._next_seq
+        batches, seconds = await self._loop.run_in_executor(
+            self._pool, self._append, first, position, [data for data, _, _ in taken]
+        )
+        self.position = position
+        self._progress.set()
         try:
-            self._committed(first, batch, seconds)
+            for (_, msg_id, own), events in zip(taken, batches, strict=True):
+                if not events:
+                    continue
+                if own is not None:
+                    self._forget(msg_id)
+                    batch = own.batch
+                else:
+                    batch = [(event, b"", None) for event in events]
+                    self.foreign_events += len(events)
+                self._committed(first, batch, seconds)
+                first += len(events)
         finally:
+            self._next_seq = first
             self._check_idle()
 
-    def _append(self, first: int, seq: int, data: bytes) -> tuple[list[Event], float]:
+    def _append(
+        self, first: int, position: int, values: list[bytes]
+    ) -> tuple[list[list[Event]], float]:
         """On the writer thread: decode, then append with the position, in one transaction."""
         started = time.perf_counter()
-        position = ((POSITION_KEY, _POSITION.pack(seq)),)
-        try:
-            events = decode_batch(data)
-        except DecodeError:
-            self._log.put_meta(*position[0])
-            raise
-        self._log.append_batch(first, events, position)
-        return events, time.perf_counter() - started
+        batches = []
+        for value in values:
+            try:
+                batches.append(decode_batch(value))
+            except DecodeError as error:
+                log.error("a stream message is not a udpt batch (%s); skipped", error)
+                batches.append([])
+        self._log.append_batches(first, batches, ((POSITION_KEY, _POSITION.pack(position)),))
+        return batches, time.perf_counter() - started
 
     # -- shutdown ----------------------------------------------------------------
 

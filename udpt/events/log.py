@@ -494,14 +494,8 @@ class EventLog:
         """
         self.append_batch(first_seq, [decode_event(record) for record in records])
 
-    def append_batch(
-        self, first_seq: int, events: Sequence[Event], meta: Sequence[tuple[bytes, bytes]] = ()
-    ) -> None:
+    def append_batch(self, first_seq: int, events: Sequence[Event]) -> None:
         """Append ``events`` as first_seq, first_seq+1, ... : one batch value, one transaction.
-
-        ``meta`` (key, value) pairs are put in the same transaction: a cluster node
-        records the stream position the batch came from, so that log and position
-        never disagree after a crash.
 
         ``first_seq`` must directly follow the last event: the log has no gaps.
         py-lmdb's ``append=True`` returns False instead of raising on an
@@ -509,8 +503,21 @@ class EventLog:
         get their numbers in the same transaction, so a batch is never on disk
         without the dictionary entries it refers to.
         """
-        if not events:
-            return
+        self.append_batches(first_seq, [events])
+
+    def append_batches(
+        self,
+        first_seq: int,
+        batches: Sequence[Sequence[Event]],
+        meta: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
+        """Append each of ``batches`` as one batch value, from ``first_seq`` on, in one
+        transaction (one fsync), as ``append_batch`` does one.
+
+        ``meta`` (key, value) pairs are put in the same transaction: a cluster node
+        records the stream position its batches came from, so that log and position
+        never disagree after a crash.
+        """
         known = self._writer_hash_ids()
         new: dict[bytes, int] = {}
 
@@ -528,15 +535,20 @@ class EventLog:
             last = _last_seq(cursor)
             if first_seq != last + 1:
                 raise LogError(f"sequence {first_seq} does not follow the log's last, {last}")
-            value = encode_batch(events, intern)
-            if not cursor.put(seq_key(first_seq), value, append=True):
-                raise LogError(f"sequence {first_seq} is not after the log's last event")
             admin = txn.cursor(self._admin)
-            for seq, event in enumerate(events, first_seq):
-                if type(event) not in PRUNABLE and not admin.put(
-                    seq_key(seq), encode_event(event), append=True
-                ):
-                    raise LogError(f"admin event {seq} is not after the last one")
+            seq = first_seq
+            for events in batches:
+                if not events:
+                    continue
+                value = encode_batch(events, intern)
+                if not cursor.put(seq_key(seq), value, append=True):
+                    raise LogError(f"sequence {seq} is not after the log's last event")
+                for offset, event in enumerate(events):
+                    if type(event) not in PRUNABLE and not admin.put(
+                        seq_key(seq + offset), encode_event(event), append=True
+                    ):
+                        raise LogError(f"admin event {seq + offset} is not after the last one")
+                seq += len(events)
             hash_cursor = txn.cursor(self._hash_db)
             for info_hash, number in new.items():
                 if not hash_cursor.put(_HASH_ID.pack(number), info_hash, append=True):
@@ -546,6 +558,8 @@ class EventLog:
             for key, value in meta:
                 txn.put(key, value, db=self._meta)
 
+        if not meta and not any(batches):
+            return
         self._write(work)
         known.update(new)
         self._schema = SCHEMA_VERSION
