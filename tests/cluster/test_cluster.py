@@ -287,7 +287,26 @@ def test_peer_announced_on_one_node_is_returned_by_the_others(nodes: list[Node])
     assert_same_history(nodes)
 
 
-def test_flag_through_one_nodes_api_is_refused_on_another(nodes: list[Node]) -> None:
+def test_torrent_created_at_once_on_two_nodes_is_one_torrent(nodes: list[Node]) -> None:
+    a, b, c = nodes
+    new_hash = bytes.fromhex("ffeeddccbbaa99887766554433221100ffeeddcc")
+    with Client() as on_a, Client() as on_b, Client() as check:
+        first = on_a.announce_bytes(on_a.connect(a), new_hash)
+        second = on_b.announce_bytes(on_b.connect(b), new_hash)
+        on_a.sock.sendto(first, a.udp)  # both decided before either is folded anywhere
+        on_b.sock.sendto(second, b.udp)
+        for client in (on_a, on_b):
+            client.sock.settimeout(5)
+            parse_announce_response(client.sock.recv(2048))
+
+        assert check.peers(c, new_hash) == {on_a.port, on_b.port}
+    settle_and_stop(nodes)
+    assert_same_history(nodes)
+
+
+def test_flag_through_one_nodes_api_is_refused_on_another(
+    nodes: list[Node], nats: NatsServer
+) -> None:
     a, b, c = nodes
     with Client() as client:
         assert client.announce(a, FLAGGED_HASH) is not None
@@ -300,6 +319,14 @@ def test_flag_through_one_nodes_api_is_refused_on_another(nodes: list[Node]) -> 
         assert parse_error_response(reply) == ErrorResponse(reply[4:8], "torrent flagged.")
         status, body = a.http("GET", f"/t/{FLAGGED_HASH.hex()}")
         assert status == 200 and json.loads(body)["is_flagged"] is True
+
+        # A new node, with an empty data directory, builds its state from the stream.
+        d = Node(a.db.parents[1], "d", nats)
+        nodes.append(d)
+        d.start()
+        d.wait_ready()
+        reply = client.announce(d, FLAGGED_HASH)
+        assert reply is not None and parse_error_response(reply).message == "torrent flagged."
     settle_and_stop(nodes)
     assert_same_history(nodes)
 
@@ -350,3 +377,42 @@ def test_nats_outage_stops_acknowledgements_and_loses_nothing(
     assert "lost the connection to NATS JetStream" in a.log()
     settle_and_stop(nodes)
     assert_same_history(nodes)
+
+
+def test_node_refuses_to_start_where_the_stream_lost_what_it_needs(
+    tmp_path: Path, nats: NatsServer
+) -> None:
+    first = Node(tmp_path, "first", nats)
+    first.start()
+    first.wait_ready()
+    with Client() as earlier:
+        assert earlier.announce(first, HASH) is not None
+        announced = earlier.port
+    first.stop()
+    purge = subprocess.run(
+        [sys.executable, "-c", PURGE, nats.url], capture_output=True, text=True, check=False
+    )
+    assert purge.returncode == 0, purge.stderr
+
+    late = Node(tmp_path, "late", nats)  # empty: it would need the purged batches
+    late.start()
+    assert late.process is not None
+    assert late.process.wait(30) == 1
+    assert "no longer holds batches 1 to 1" in late.log()
+    late.process = None
+
+    first.start()  # its local copy holds everything up to the purge: it carries on
+    first.wait_ready()
+    with Client() as client:
+        assert client.peers(first, HASH) == {announced}
+    first.stop()
+
+
+PURGE = """
+import asyncio, sys, nats
+async def main():
+    client = await nats.connect(sys.argv[1])
+    await client.jetstream().purge_stream("udpt-log")
+    await client.close()
+asyncio.run(main())
+"""
