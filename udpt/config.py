@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import textwrap
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields, is_dataclass, replace
 from datetime import date, datetime, time
+from importlib.util import find_spec
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, get_type_hints
@@ -31,6 +33,7 @@ from typing import Any, get_type_hints
 from udpt.addresses import parse_bind_address
 
 __all__ = [
+    "ClusterConfig",
     "Config",
     "ConfigError",
     "HttpConfig",
@@ -231,6 +234,33 @@ def _parse_access_tokens(raw: object) -> Mapping[str, str]:
             raise _Invalid(f"same token as http.access_tokens.{other}", label)
         labels_by_token[token] = label
     return MappingProxyType(dict(raw))
+
+
+def _parse_nats_urls(raw: object) -> tuple[str, ...]:
+    """One server URL or an array of them (any one is enough to join the NATS cluster)."""
+    urls = [raw] if isinstance(raw, str) else raw
+    if not isinstance(urls, list) or not urls:
+        raise _Invalid(f"expected a URL string or a non-empty array of them, got {_type_name(raw)}")
+    for url in urls:
+        if not isinstance(url, str) or not url:
+            raise _Invalid('every entry must be a non-empty string such as "nats://host:4222"')
+        if not url.startswith(("nats://", "tls://", "ws://", "wss://")):
+            raise _Invalid(f'"{url}" is not a NATS URL (nats://host:port)')
+    return tuple(urls)
+
+
+# JetStream names (streams, buckets) and our message ids: no dots, wildcards or spaces.
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _parse_name(what: str) -> Callable[[object], str]:
+    def parse(raw: object) -> str:
+        text = _expect_string(raw)
+        if not _NAME.fullmatch(text):
+            raise _Invalid(f'{what}: 1 to 64 of A-Z a-z 0-9 _ -, got "{text}"')
+        return text
+
+    return parse
 
 
 def _spec(
@@ -524,6 +554,45 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """Several nodes sharing one history through NATS JetStream (ours; needs ``udpt[cluster]``)."""
+
+    nats_url: tuple[str, ...] = field(
+        default=("nats://127.0.0.1:4222",),
+        metadata=_spec(
+            'A NATS server URL, or an array of them ("nats://host:4222"); the servers must run '
+            "JetStream (nats-server -js).",
+            parse=_parse_nats_urls,
+        ),
+    )
+    node_id: str = field(
+        default="",
+        metadata=_spec(
+            "This node's name, unique in the cluster (required): it names the node's batches "
+            "in the stream.",
+            parse=_parse_name("a node id"),
+        ),
+    )
+    stream: str = field(
+        default="udpt",
+        metadata=_spec(
+            "Prefix of the JetStream stream (PREFIX-log, subject PREFIX.batches) and key-value "
+            "bucket (PREFIX-secrets) udpt creates; every node of one cluster uses the same.",
+            parse=_parse_name("a stream prefix"),
+        ),
+    )
+    replicas: int = field(
+        default=1,
+        metadata=_spec(
+            "JetStream replicas of the stream and bucket udpt creates (1, or 3 on a "
+            "three-server NATS cluster).",
+            minimum=1,
+            maximum=5,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; build it with ``load_config``."""
 
@@ -579,6 +648,13 @@ class Config:
     quotas: QuotaConfig = field(
         default_factory=QuotaConfig, metadata=_spec(doc="Quotas per source address.")
     )
+    cluster: ClusterConfig | None = field(
+        default=None,
+        metadata=_spec(
+            "Several nodes sharing one history through NATS JetStream; without the table udpt "
+            "runs alone.",
+        ),
+    )
     warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
     """Unknown keys and doubtful settings found by ``load_config``, one line each, naming
     file and key; not part of the TOML (and not compared)."""
@@ -610,6 +686,7 @@ def load_config(path: str | Path | None) -> Config:
         if "http" not in document:
             config = replace(config, http=None)
     _check_relations(config, source, warnings)
+    _check_cluster(config.cluster, source)
     _check_db_path(config.db_path, source)
     return replace(config, warnings=tuple(warnings))
 
@@ -699,6 +776,18 @@ def _check_relations(config: Config, source: str, warnings: list[str]) -> None:
         )
 
 
+def _check_cluster(cluster: ClusterConfig | None, source: str) -> None:
+    """A cluster needs a node id, and nats-py, which only ``udpt[cluster]`` installs."""
+    if cluster is None:
+        return
+    if not cluster.node_id:
+        raise ConfigError(source, "cluster.node_id", "required: a name unique in the cluster")
+    if find_spec("nats") is None:
+        raise ConfigError(
+            source, "cluster", "needs nats-py, which is not installed: pip install 'udpt[cluster]'"
+        )
+
+
 def _check_db_path(db_path: Path, source: str) -> None:
     """Refuse a db_path that is a file: most likely UDPT's own database, which we must not
     open as a log (or overwrite); say how to convert it instead."""
@@ -757,6 +846,8 @@ def _write_comment(lines: list[str], text: str) -> None:
 
 
 def _toml_value(value: object) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):

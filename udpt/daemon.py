@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from random import Random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvloop
 
@@ -40,7 +40,7 @@ from udpt.counters import Counters
 from udpt.events.archive import Archive
 from udpt.events.log import EventLog, LogError
 from udpt.events.maintenance import LogMaintenance
-from udpt.events.writer import GroupCommitWriter
+from udpt.events.writer import GroupCommitWriter, Writer
 from udpt.history.recovery import recover
 from udpt.intake import Intake
 from udpt.lock import DataDirLock
@@ -50,6 +50,10 @@ from udpt.projections import TrackerState
 from udpt.reload import reload_on_sighup
 from udpt.tracker import Policy, Tracker
 from udpt.udp import UdpEndpoint, bind_udp_socket, open_endpoint
+
+if TYPE_CHECKING:
+    from udpt.cluster.link import StreamLink
+    from udpt.cluster.writer import ClusterWriter
 
 __all__ = ["Running", "StartupError", "run", "serve", "start", "stop"]
 
@@ -73,7 +77,7 @@ class Running:
     state: TrackerState
     tracker: Tracker
     intake: Intake
-    writer: GroupCommitWriter
+    writer: Writer
     counters: Counters
     snapshot_seq: int
     observer: Observer
@@ -140,29 +144,89 @@ async def _open(
     for _, last_event in event_log.events(state.last_seq, state.last_seq):
         clock.raise_floor(last_event.at_ms)  # event times never go backwards
     # 2. The road every record takes: decisions -> intake -> writer -> fold -> answer.
-    policy = Policy.from_config(config)
-    ids = ConnectionIds(load_secret(event_log), config.udp.connection_id_lifetime)
-    tracker = Tracker(state, ids, policy, rng)
-    counters = Counters()
-    intake = Intake(state, tracker, counters)
-    writer = GroupCommitWriter(
+    #    In a cluster the writer is JetStream's, and the secret the cluster's.
+    link = await _open_link(config) if config.cluster is not None else None
+    try:
+        secret = load_secret(event_log) if link is None else await _cluster_secret(config, link)
+        policy = Policy.from_config(config)
+        ids = ConnectionIds(secret, config.udp.connection_id_lifetime)
+        tracker = Tracker(state, ids, policy, rng)
+        counters = Counters()
+        intake = Intake(state, tracker, counters)
+        writer: Writer
+        cluster_writer = None
+        if link is None:
+            writer = GroupCommitWriter(
+                event_log,
+                log_admin_changes(intake.committed),
+                intake.failed,
+                linger_s=config.log.commit_linger_ms / 1000,
+                max_pending=config.udp.max_pending,
+            )
+        else:
+            writer = cluster_writer = _cluster_writer(config, event_log, intake, link)
+    except BaseException:
+        if link is not None:
+            await link.close()
+        raise
+    intake.attach(writer)
+    observer = Observer(counters, state, writer, event_log, clock.now_ms)
+    observer.quotas = tracker.quotas
+    try:
+        if cluster_writer is not None:
+            # A cluster node first folds what the stream holds beyond its local copy.
+            await cluster_writer.start()
+            observer.cluster = cluster_writer
+        # 3. Time passed while the tracker was down: expire now, before serving, so that
+        #    the first sweep after a long stop does not stall the loop with a mass expiry.
+        intake.sweep(clock.now_ms())
+        await writer.drain()
+        await intake.drain()
+    except BaseException:
+        await writer.close()
+        raise
+    return Running(
+        config, event_log, state, tracker, intake, writer, counters, snapshot_seq, observer
+    )
+
+
+def _cluster_writer(
+    config: Config, event_log: EventLog, intake: Intake, link: StreamLink
+) -> ClusterWriter:
+    from udpt.cluster.writer import ClusterWriter
+
+    return ClusterWriter(
         event_log,
+        link,
         log_admin_changes(intake.committed),
         intake.failed,
         linger_s=config.log.commit_linger_ms / 1000,
         max_pending=config.udp.max_pending,
     )
-    intake.attach(writer)
-    # 3. Time passed while the tracker was down: expire now, before serving, so that the
-    #    first sweep after a long stop does not stall the loop with a mass expiry.
-    intake.sweep(clock.now_ms())
-    await writer.drain()
-    await intake.drain()
-    observer = Observer(counters, state, writer, event_log, clock.now_ms)
-    observer.quotas = tracker.quotas
-    return Running(
-        config, event_log, state, tracker, intake, writer, counters, snapshot_seq, observer
-    )
+
+
+async def _open_link(config: Config) -> StreamLink:
+    """Connect to NATS JetStream; a node that cannot does not start (one line, exit 1)."""
+    # Imported here: a tracker without [cluster] never loads nats-py.
+    from udpt.cluster.link import open_link
+
+    cluster = config.cluster
+    assert cluster is not None
+    try:
+        return await open_link(cluster, config.log.retention)
+    except Exception as exc:
+        urls = ", ".join(cluster.nats_url)
+        raise StartupError(
+            f"cluster.nats_url {urls}: cannot reach NATS JetStream: {exc!r}"
+        ) from exc
+
+
+async def _cluster_secret(config: Config, link: StreamLink) -> bytes:
+    """The connection-id secret every node shares, so an id from one is valid at all."""
+    from udpt.cluster.link import shared_secret
+
+    assert config.cluster is not None
+    return await shared_secret(link, new_secret(), config.cluster.stream)
 
 
 async def _serve_sockets(

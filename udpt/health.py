@@ -15,7 +15,7 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 
-from udpt.events.writer import GroupCommitWriter
+from udpt.events.writer import Writer
 
 __all__ = ["LAG_LIMIT_S", "CommitWatch", "Health", "LoopLagProbe", "assess"]
 
@@ -59,7 +59,7 @@ class CommitWatch:
     called both periodically and by every health or metrics read.
     """
 
-    def __init__(self, writer: GroupCommitWriter) -> None:
+    def __init__(self, writer: Writer) -> None:
         self._writer = writer
         self.failing_since: float | None = None
         self.reason = ""

@@ -13,6 +13,11 @@ at most ``APPLY_SLICE_S``, yielding to the loop between them, and holds the
 events after it until it is done: the state any later event meets is the same
 as on replay.
 
+On a cluster node (``udpt.cluster.writer``) the writer hands back every node's
+batches, in the stream's order: the events of other nodes come with no payload,
+so they are folded and nobody is answered; this node's are answered as above,
+from the state every node reaches at that point of the stream.
+
 Time passing is recorded here too: before any event whose time is a sweep
 interval past the last sweep, and on a periodic tick, the intake records the
 expiry sweep the decisions ask for.
@@ -29,7 +34,7 @@ from typing import Any, NamedTuple
 
 from udpt.counters import Counters
 from udpt.events.types import AnnounceAccepted, PeersExpired
-from udpt.events.writer import Batch, GroupCommitWriter
+from udpt.events.writer import Batch, Writer
 from udpt.history.apply import ApplyFailures, apply_committed, apply_failed
 from udpt.projections import TrackerState
 from udpt.tracker import Commit, Tracker
@@ -83,7 +88,7 @@ class Intake:
         self.apply_failures = ApplyFailures()
         self._sweep_interval_ms = tracker.policy.sweep_interval_ms
         self.last_sweep_ms = 0
-        self.writer: GroupCommitWriter | None = None
+        self.writer: Writer | None = None
         # Committed batches not yet folded, with how far into each the fold has got,
         # and the steps left of a sweep being folded.
         self._unapplied: deque[tuple[int, Batch, int]] = deque()
@@ -91,7 +96,7 @@ class Intake:
         self._applied = asyncio.Event()
         self._applied.set()
 
-    def attach(self, writer: GroupCommitWriter) -> None:
+    def attach(self, writer: Writer) -> None:
         """Use ``writer`` (made with this intake's ``committed`` and ``failed``)."""
         self.writer = writer
 
@@ -168,7 +173,8 @@ class Intake:
                         return
                 else:
                     apply_committed(state, seq, event, failures)
-                    if creating and type(event) is AnnounceAccepted:
+                    # Only this node's announces were counted (a cluster folds others too).
+                    if creating and payload is not None and type(event) is AnnounceAccepted:
                         self.tracker.settled(event.info_hash)
                 if payload is not None:
                     self._answer(seq, payload)

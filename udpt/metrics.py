@@ -138,6 +138,17 @@ class TrackerCollector(Collector):
             "1 while the log commits, 0 from a failed commit until one succeeds.",
             value=int(health.committing),
         )
+        if observer.cluster is not None:
+            yield GaugeMetricFamily(
+                "udpt_cluster_stream_position",
+                "Last JetStream stream message applied to this node's state.",
+                value=observer.cluster.position,
+            )
+            yield CounterMetricFamily(
+                "udpt_cluster_foreign_events",
+                "Events of other nodes folded into this node's state.",
+                value=observer.cluster.foreign_events,
+            )
         yield GaugeMetricFamily(
             "udpt_event_loop_lag_seconds",
             "How late the event loop woke a probe sleeping 0.25 s (worst of the last 5 s).",

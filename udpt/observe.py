@@ -18,10 +18,11 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from udpt.counters import Counters
 from udpt.events.log import EventLog
-from udpt.events.writer import GroupCommitWriter
+from udpt.events.writer import Writer
 from udpt.health import CommitWatch, Health, LoopLagProbe, assess
 from udpt.history.folding import PROGRESS_EVERY
 from udpt.projections import TrackerState
@@ -31,6 +32,7 @@ from udpt.quotas import SourceQuotas
 __all__ = [
     "ACTIONS",
     "SAMPLE_EVERY_S",
+    "ClusterFacts",
     "LogFacts",
     "Observer",
     "PeerCensus",
@@ -133,6 +135,13 @@ class LogFacts:
     last event); None: no snapshot yet."""
 
 
+class ClusterFacts(Protocol):
+    """What a cluster node's writer (udpt.cluster.writer) tells the operator."""
+
+    position: int
+    foreign_events: int
+
+
 class Observer:
     """Everything the metrics, ``/health`` and the status page read, in one place."""
 
@@ -140,7 +149,7 @@ class Observer:
         self,
         counters: Counters,
         state: TrackerState,
-        writer: GroupCommitWriter,
+        writer: Writer,
         event_log: EventLog,
         now_ms: Callable[[], int],
     ) -> None:
@@ -158,6 +167,8 @@ class Observer:
         # whose sockets tell the datagrams the kernel dropped before udpt read them.
         self.quotas: SourceQuotas | None = None
         self.kernel_drops: Callable[[], int | None] = _unknown
+        # A cluster node's writer: its stream position and the other nodes' events it folded.
+        self.cluster: ClusterFacts | None = None
         # What only LMDB knows is read here, once, before the writer commits anything: while
         # serving, a read transaction on this thread could overlap the writer thread growing
         # the map (mdb_env_set_mapsize), which LMDB forbids while the process has one open.

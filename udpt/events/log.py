@@ -503,8 +503,21 @@ class EventLog:
         get their numbers in the same transaction, so a batch is never on disk
         without the dictionary entries it refers to.
         """
-        if not events:
-            return
+        self.append_batches(first_seq, [events])
+
+    def append_batches(
+        self,
+        first_seq: int,
+        batches: Sequence[Sequence[Event]],
+        meta: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
+        """Append each of ``batches`` as one batch value, from ``first_seq`` on, in one
+        transaction (one fsync), as ``append_batch`` does one.
+
+        ``meta`` (key, value) pairs are put in the same transaction: a cluster node
+        records the stream position its batches came from, so that log and position
+        never disagree after a crash.
+        """
         known = self._writer_hash_ids()
         new: dict[bytes, int] = {}
 
@@ -522,22 +535,31 @@ class EventLog:
             last = _last_seq(cursor)
             if first_seq != last + 1:
                 raise LogError(f"sequence {first_seq} does not follow the log's last, {last}")
-            value = encode_batch(events, intern)
-            if not cursor.put(seq_key(first_seq), value, append=True):
-                raise LogError(f"sequence {first_seq} is not after the log's last event")
             admin = txn.cursor(self._admin)
-            for seq, event in enumerate(events, first_seq):
-                if type(event) not in PRUNABLE and not admin.put(
-                    seq_key(seq), encode_event(event), append=True
-                ):
-                    raise LogError(f"admin event {seq} is not after the last one")
+            seq = first_seq
+            for events in batches:
+                if not events:
+                    continue
+                value = encode_batch(events, intern)
+                if not cursor.put(seq_key(seq), value, append=True):
+                    raise LogError(f"sequence {seq} is not after the log's last event")
+                for offset, event in enumerate(events):
+                    if type(event) not in PRUNABLE and not admin.put(
+                        seq_key(seq + offset), encode_event(event), append=True
+                    ):
+                        raise LogError(f"admin event {seq + offset} is not after the last one")
+                seq += len(events)
             hash_cursor = txn.cursor(self._hash_db)
             for info_hash, number in new.items():
                 if not hash_cursor.put(_HASH_ID.pack(number), info_hash, append=True):
                     raise LogError(f"info hash number {number} is taken")
             if self._schema != SCHEMA_VERSION:
                 txn.put(b"schema", SCHEMA_VERSION, db=self._meta)
+            for key, value in meta:
+                txn.put(key, value, db=self._meta)
 
+        if not meta and not any(batches):
+            return
         self._write(work)
         known.update(new)
         self._schema = SCHEMA_VERSION

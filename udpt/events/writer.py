@@ -22,13 +22,13 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 from udpt.events.codec import encode_event
 from udpt.events.log import EventLog, LogError
 from udpt.events.types import Event
 
-__all__ = ["Batch", "GroupCommitWriter"]
+__all__ = ["Batch", "Committed", "Failed", "GroupCommitWriter", "Writer"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,27 @@ Batch = list[tuple[Event, bytes, Any]]
 
 Committed = Callable[[int, Batch, float], None]
 Failed = Callable[[Batch, BaseException], None]
+
+
+class Writer(Protocol):
+    """What the intake, the daemon and the operator's view use of a writer: this module's
+    ``GroupCommitWriter``, or a cluster node's ``udpt.cluster.ClusterWriter``."""
+
+    max_pending: int
+    batches: int
+    committed: int
+
+    @property
+    def last_committed_seq(self) -> int: ...
+    @property
+    def pending(self) -> int: ...
+    @property
+    def failure(self) -> BaseException | None: ...
+    @property
+    def accepting(self) -> bool: ...
+    def submit(self, event: Event, payload: Any = None) -> bool: ...
+    async def drain(self) -> None: ...
+    async def close(self) -> None: ...
 
 
 class GroupCommitWriter:
