@@ -1,4 +1,4 @@
-"""The compiled parts of udpt (docs/DESIGN.md §10); everything else is in pyproject.toml.
+"""The compiled parts of udpt (docs/DESIGN.md §11); everything else is in pyproject.toml.
 
 Both extensions are optional: without a C compiler or the Python headers the
 build skips them, the install still succeeds, and udpt runs its pure Python.

@@ -7,7 +7,7 @@
  * drives these same functions under AddressSanitizer and UBSan.
  *
  * The rules are those of udpt/wire.py and udpt/events/batch.py, which stay the
- * reference (docs/DESIGN.md §10).
+ * reference (docs/DESIGN.md §11).
  */
 #ifndef UDPT_CODEC_H
 #define UDPT_CODEC_H

@@ -1,5 +1,5 @@
 /* udpt._core: the compiled codecs, drop-ins for functions of udpt/wire.py,
- * udpt/events/codec.py and udpt/events/batch.py (docs/DESIGN.md §10).
+ * udpt/events/codec.py and udpt/events/batch.py (docs/DESIGN.md §11).
  *
  * The Python modules stay the reference. Each of them hands this module its own
  * result classes and its pure functions (bind_wire, bind_codec, bind_batch), and

@@ -6,7 +6,7 @@ The compiled core is two extensions, each used when it was built and
 ``udpt.wire``, ``udpt.events.codec`` and ``udpt.events.batch`` read
 ``COMPILED`` once, at import, and then bind their public names to the compiled
 functions; their pure functions stay importable under ``*_py`` names and remain
-the specification the compiled ones are tested against (docs/DESIGN.md §10).
+the specification the compiled ones are tested against (docs/DESIGN.md §11).
 This module imports nothing from udpt, so every layer may ask it.
 """
 

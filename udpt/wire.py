@@ -350,7 +350,7 @@ def build_error_response(transaction_id: bytes, message: str) -> bytes:
 
 
 # The reference stays importable under these names; with the compiled core selected
-# (udpt/core.py), the public names are its drop-ins (docs/DESIGN.md §10).
+# (udpt/core.py), the public names are its drop-ins (docs/DESIGN.md §11).
 parse_request_py = parse_request
 may_be_request_py = may_be_request
 build_connect_response_py = build_connect_response

@@ -1,6 +1,6 @@
 """The compiled core against the pure Python reference: same values, bytes and errors.
 
-docs/DESIGN.md §10. Skipped when the compiled core is not selected (not built, or
+docs/DESIGN.md §11. Skipped when the compiled core is not selected (not built, or
 UDPT_PURE_PYTHON=1); CI's compiled run requires it (tests/unit/test_core_selection.py).
 """
 

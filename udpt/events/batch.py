@@ -436,7 +436,7 @@ def _decode_announces(body: _Reader, n: int, hashes: HashTable) -> list[Event]:
 
 
 # The reference stays importable under these names; with the compiled core selected
-# (udpt/core.py), the public names are its drop-ins (docs/DESIGN.md §10).
+# (udpt/core.py), the public names are its drop-ins (docs/DESIGN.md §11).
 encode_batch_py = encode_batch
 decode_batch_py = decode_batch
 

@@ -282,7 +282,7 @@ RECORD_TAGS = frozenset(_DECODERS)
 
 
 # The reference stays importable under these names; with the compiled core selected
-# (udpt/core.py), the public names are its drop-ins (docs/DESIGN.md §10).
+# (udpt/core.py), the public names are its drop-ins (docs/DESIGN.md §11).
 encode_event_py = encode_event
 decode_event_py = decode_event
 
