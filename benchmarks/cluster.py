@@ -40,7 +40,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from run import Workload, build_loadgen, cpu_seconds, free_port, wait_for_udp
+from run import Workload, build_loadgen, cpu_seconds, free_port, wait_for_udp, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "cluster-benchmark-token"
@@ -232,16 +232,6 @@ def report(one: Run, two: Run) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(path: Path, body: str) -> None:
-    """Replace (or append) the Cluster section of BENCHMARKS.md, leaving the rest alone."""
-    text = path.read_text() if path.exists() else "# udpt benchmarks\n"
-    start = text.find(f"\n{SECTION}\n")
-    if start >= 0:
-        end = text.find("\n## ", start + len(SECTION) + 2)
-        text = text[:start] + (text[end:] if end >= 0 else "\n")
-    path.write_text(text.rstrip("\n") + f"\n\n{SECTION}\n\n{body}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
@@ -286,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(body)
     if not args.quick:
-        write_markdown(args.output, body)
+        write_section(args.output, SECTION, body)
     return 0
 
 

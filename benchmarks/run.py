@@ -259,6 +259,16 @@ def side_by_side(
     return {name: median_result(results) for name, results in runs.items()}
 
 
+def write_section(path: Path, section: str, body: str) -> None:
+    """Replace (or append) ``section`` (a ``## `` heading) of BENCHMARKS.md, leaving the rest."""
+    text = path.read_text() if path.exists() else "# udpt benchmarks\n"
+    start = text.find(f"\n{section}\n")
+    if start >= 0:
+        end = text.find("\n## ", start + len(section) + 2)
+        text = text[:start] + (text[end:] if end >= 0 else "\n")
+    path.write_text(text.rstrip("\n") + f"\n\n{section}\n\n{body}")
+
+
 def table(rows: list[tuple[str, str, str]]) -> str:
     lines = ["| figure | value | target |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]

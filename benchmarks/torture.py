@@ -46,6 +46,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from run import write_section
+
 from udpt.config import QuotaConfig
 
 HERE = Path(__file__).resolve().parent
@@ -1032,16 +1034,6 @@ def glossary(scale: Scale) -> str:
     )
 
 
-def write_markdown(path: Path, body: str) -> None:
-    """Replace (or append) the Torture section of BENCHMARKS.md, leaving the rest alone."""
-    text = path.read_text() if path.exists() else "# udpt benchmarks\n"
-    start = text.find(f"\n{SECTION}\n")
-    if start >= 0:
-        end = text.find("\n## ", start + len(SECTION) + 2)
-        text = text[:start] + (text[end:] if end >= 0 else "\n")
-    path.write_text(text.rstrip("\n") + f"\n\n{SECTION}\n\n{body}")
-
-
 def scenarios(bench: Bench) -> list[Callable[[], Result]]:
     scale = bench.scale
     return [
@@ -1113,7 +1105,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(report)
     if not args.quick and not args.only:
-        write_markdown(args.output, report)
+        write_section(args.output, SECTION, report)
     return 1 if any(result.error for result in results) else 0
 
 
