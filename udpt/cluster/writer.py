@@ -42,17 +42,16 @@ import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
 from udpt.cluster.link import StreamLink
 from udpt.events.batch import decode_batch, encode_batch
-from udpt.events.codec import DecodeError, encode_event
+from udpt.events.codec import DecodeError
 from udpt.events.log import EventLog, LogError
 from udpt.events.types import Event
-from udpt.events.writer import Batch, Committed, Failed
+from udpt.events.writer import Batch, Committed, Failed, GatheringWriter
 
 __all__ = [
     "POSITION_KEY",
@@ -103,7 +102,7 @@ class _Own:
     published: asyncio.Future[bool]
 
 
-class ClusterWriter:
+class ClusterWriter(GatheringWriter):
     """Publishes this node's batches and folds the stream's, in its order (module docstring)."""
 
     def __init__(
@@ -119,24 +118,18 @@ class ClusterWriter:
         retry_after_s: float = 1.0,
         publish_timeout_s: float = PUBLISH_TIMEOUT_S,
     ) -> None:
+        super().__init__(linger_s, max_pending, max_batch)
         self._log = event_log
         self._link = link
         self._committed = committed
         self._failed_batch = failed
-        self._linger_s = linger_s
-        self.max_pending = max_pending
-        self._max_batch = max_batch
         self._retry_after_s = retry_after_s
         self._publish_timeout_s = publish_timeout_s
-        self._loop = asyncio.get_running_loop()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmdb-writer")
-        self._pending: Batch = []
         self._own: dict[str, _Own] = {}
         self._own_events = 0
         self._msg_prefix = f"{link.node_id}:{time.time_ns():x}"
         self._number = 0
-        self._publishing = False
-        self._scheduled = False
         self._closed = False
         self._link_down: ClusterUnavailable | None = None
         self._down_since = 0.0
@@ -144,8 +137,6 @@ class ClusterWriter:
         self._fatal: BaseException | None = None
         self._consume_trouble = False
         self._resubscribe = False
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._progress = asyncio.Event()
         self._consumer: asyncio.Task[None] | None = None
         self._publish_task: asyncio.Task[None] | None = None
@@ -223,35 +214,16 @@ class ClusterWriter:
 
     # -- publishing ----------------------------------------------------------------
 
-    def submit(self, event: Event, payload: Any = None) -> bool:
-        """Queue ``event`` for the next publish; False (nothing queued) when refused.
-
-        Raises ValueError for an event the codec cannot record, as alone.
-        """
-        if not self.accepting or len(self._pending) >= self.max_pending:
-            return False
-        self._pending.append((event, encode_event(event), payload))
-        self._idle.clear()
-        if not self._publishing and not self._scheduled:
-            self._scheduled = True
-            if self._linger_s > 0:
-                self._loop.call_later(self._linger_s, self._start_publish)
-            else:
-                self._loop.call_soon(self._start_publish)
-        return True
-
-    def _start_publish(self) -> None:
+    def _start_batch(self) -> None:
         self._scheduled = False
-        if self._publishing or not self._pending or self.failure is not None:
+        if self._storing or not self._pending or self.failure is not None:
             return
-        batch = self._pending[: self._max_batch]
-        del self._pending[: self._max_batch]
+        batch = self._take_batch()
         msg_id = f"{self._msg_prefix}:{self._number}"
         self._number += 1
         own = _Own(batch, self._loop.create_future())
         self._own[msg_id] = own
         self._own_events += len(batch)
-        self._publishing = True
         self._publish_task = asyncio.create_task(self._publish(msg_id, own), name="cluster-publish")
 
     async def _publish(self, msg_id: str, own: _Own) -> None:
@@ -266,12 +238,12 @@ class ClusterWriter:
                 headers={_MSG_ID: msg_id},
             )
         except Exception as error:
-            self._publishing = False
+            self._storing = False
             self._forget(msg_id)
             own.published.set_result(False)
             self._fail(error, own.batch)
             return
-        self._publishing = False
+        self._storing = False
         self.batches += 1
         self.committed += len(own.batch)
         own.published.set_result(True)
@@ -283,7 +255,7 @@ class ClusterWriter:
                 )
             )
         elif self._pending:
-            self._start_publish()
+            self._start_batch()
         self._check_idle()
 
     def _forget(self, msg_id: str) -> None:
@@ -463,15 +435,15 @@ class ClusterWriter:
     # -- shutdown ----------------------------------------------------------------
 
     def _check_idle(self) -> None:
-        if not self._pending and not self._publishing and not self._own:
+        if not self._pending and not self._storing and not self._own:
             self._idle.set()
         else:
             self._idle.clear()
 
     async def drain(self) -> None:
         """Wait until everything submitted so far is folded (or failed) and reported."""
-        if self._pending and not self._publishing and not self._scheduled:
-            self._start_publish()
+        if self._pending and not self._storing and not self._scheduled:
+            self._start_batch()
         self._check_idle()
         await self._idle.wait()
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
@@ -60,11 +61,69 @@ class Writer(Protocol):
     async def close(self) -> None: ...
 
 
-class GroupCommitWriter:
+class GatheringWriter(ABC):
+    """What every writer shares: the next batch gathers on the loop while one is stored.
+
+    ``submit`` queues an event and, when no batch is being stored, starts one
+    ``linger_s`` later (``_start_batch``); a writer says when it is busy
+    (``_storing``) and whether it takes events (``accepting``), and takes each
+    batch with ``_take_batch``. ``max_pending`` bounds the events waiting;
+    past it ``submit`` refuses (the caller sheds load) instead of queueing
+    without limit.
+    """
+
+    def __init__(self, linger_s: float, max_pending: int, max_batch: int) -> None:
+        self._linger_s = linger_s
+        self.max_pending = max_pending
+        self._max_batch = max_batch
+        self._pending: Batch = []
+        self._scheduled = False
+        self._storing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._loop = asyncio.get_running_loop()
+
+    @property
+    @abstractmethod
+    def accepting(self) -> bool:
+        """Whether events are taken now (not closed, not failed)."""
+
+    def submit(self, event: Event, payload: Any = None) -> bool:
+        """Queue ``event`` with ``payload`` (handed back with the batch's fate).
+
+        Returns False, queueing nothing, when the writer is full, closed or
+        failed. Raises ValueError, queueing nothing, for an event the codec
+        cannot record: encoding here rather than with its batch keeps one bad
+        event from failing the whole batch.
+        """
+        if not self.accepting or len(self._pending) >= self.max_pending:
+            return False
+        self._pending.append((event, encode_event(event), payload))
+        self._idle.clear()
+        if not self._storing and not self._scheduled:
+            self._scheduled = True
+            if self._linger_s > 0:
+                self._loop.call_later(self._linger_s, self._start_batch)
+            else:
+                self._loop.call_soon(self._start_batch)
+        return True
+
+    @abstractmethod
+    def _start_batch(self) -> None:
+        """Store the next batch, unless one is being stored or nothing is pending."""
+
+    def _take_batch(self) -> Batch:
+        """The next batch (at most ``max_batch`` events), now being stored."""
+        batch = self._pending[: self._max_batch]
+        del self._pending[: self._max_batch]
+        self._storing = True
+        return batch
+
+
+class GroupCommitWriter(GatheringWriter):
     """Appends events to ``event_log`` in batches and reports each batch's fate.
 
-    ``max_pending`` bounds the events waiting for a commit; past it ``submit``
-    refuses (the caller sheds load) instead of queueing without limit.
+    ``max_pending`` bounds the events waiting for a commit (``GatheringWriter``).
     """
 
     def __init__(
@@ -78,23 +137,15 @@ class GroupCommitWriter:
         max_batch: int = 50_000,
         retry_after_s: float = 5.0,
     ) -> None:
+        super().__init__(linger_s, max_pending, max_batch)
         self._log = event_log
         self._committed = committed
         self._failed_batch = failed
         self._retry_after_s = retry_after_s
-        self._linger_s = linger_s
-        self.max_pending = max_pending
-        self._max_batch = max_batch
-        self._pending: Batch = []
-        self._in_flight = False
-        self._scheduled = False
         self._closed = False
         self._failure: BaseException | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._next_seq = event_log.last_seq() + 1
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmdb-writer")
-        self._loop = asyncio.get_running_loop()
         self.batches = 0
         self.committed = 0
 
@@ -115,33 +166,11 @@ class GroupCommitWriter:
     def accepting(self) -> bool:
         return not self._closed and self._failure is None
 
-    def submit(self, event: Event, payload: Any = None) -> bool:
-        """Queue ``event`` with ``payload`` (handed back with the batch's fate).
-
-        Returns False, queueing nothing, when the writer is full, closed or
-        failed. Raises ValueError, queueing nothing, for an event the codec
-        cannot record: encoding here rather than on the writer thread keeps one
-        bad event from failing its whole batch.
-        """
-        if self._closed or self._failure or len(self._pending) >= self.max_pending:
-            return False
-        self._pending.append((event, encode_event(event), payload))
-        self._idle.clear()
-        if not self._in_flight and not self._scheduled:
-            self._scheduled = True
-            if self._linger_s > 0:
-                self._loop.call_later(self._linger_s, self._start_commit)
-            else:
-                self._loop.call_soon(self._start_commit)
-        return True
-
-    def _start_commit(self) -> None:
+    def _start_batch(self) -> None:
         self._scheduled = False
-        if self._in_flight or not self._pending:
+        if self._storing or not self._pending:
             return
-        batch = self._pending[: self._max_batch]
-        del self._pending[: self._max_batch]
-        self._in_flight = True
+        batch = self._take_batch()
         first_seq = self._next_seq
         future = self._pool.submit(self._commit, first_seq, [event for event, _, _ in batch])
         future.add_done_callback(
@@ -155,7 +184,7 @@ class GroupCommitWriter:
         return time.perf_counter() - started
 
     def _finish_commit(self, future: Future[float], first_seq: int, batch: Batch) -> None:
-        self._in_flight = False
+        self._storing = False
         error = future.exception()
         if error is not None:
             self._fail(error, batch)
@@ -167,7 +196,7 @@ class GroupCommitWriter:
             self._committed(first_seq, batch, future.result())
         finally:
             if self._pending:
-                self._start_commit()
+                self._start_batch()
             else:
                 self._idle.set()
 
@@ -199,8 +228,8 @@ class GroupCommitWriter:
 
     async def drain(self) -> None:
         """Wait until everything submitted so far is committed (or failed) and reported."""
-        if self._pending and not self._in_flight:
-            self._start_commit()
+        if self._pending and not self._storing:
+            self._start_batch()
         await self._idle.wait()
 
     async def close(self) -> None:
