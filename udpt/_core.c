@@ -732,15 +732,19 @@ done:
 }
 
 /* The whole value: header, then the body, compressed by Python's zlib module (the same
- * call as batch._encode, so the same bytes) when that is smaller. */
-static PyObject *finish_batch(const buffer *body, size_t count, int64_t last_ms) {
+ * call as batch._encode, so the same bytes) when asked to and that is smaller. */
+static PyObject *finish_batch(const buffer *body, size_t count, int64_t last_ms, int compress) {
     PyObject *raw = bytes_of(body->data, body->size);
     if (raw == NULL)
         return NULL;
-    PyObject *compressed = PyObject_CallFunction(zlib_compress, "Oi", raw, ZLIB_LEVEL);
-    if (compressed == NULL) {
-        Py_DECREF(raw);
-        return NULL;
+    PyObject *compressed = raw;
+    Py_INCREF(compressed);
+    if (compress) {
+        Py_SETREF(compressed, PyObject_CallFunction(zlib_compress, "Oi", raw, ZLIB_LEVEL));
+        if (compressed == NULL) {
+            Py_DECREF(raw);
+            return NULL;
+        }
     }
     int smaller = PyBytes_GET_SIZE(compressed) < PyBytes_GET_SIZE(raw);
     PyObject *payload = smaller ? compressed : raw;
@@ -764,9 +768,11 @@ static PyObject *encode_batch(PyObject *self, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_RuntimeError, "udpt._core.bind_batch was not called");
         return NULL;
     }
-    PyObject *intern = nargs == 2 ? args[1] : Py_None;
-    if (nargs < 1 || nargs > 2 || !(PyList_CheckExact(args[0]) || PyTuple_CheckExact(args[0])))
+    PyObject *intern = nargs >= 2 ? args[1] : Py_None;
+    if (nargs < 1 || nargs > 3 || !(PyList_CheckExact(args[0]) || PyTuple_CheckExact(args[0])) ||
+        (nargs == 3 && !PyBool_Check(args[2])))
         return refer(encode_batch_py, args, nargs);
+    int compress = nargs < 3 || args[2] == Py_True;
     PyObject *events = args[0];
     Py_ssize_t count = PySequence_Fast_GET_SIZE(events);
     PyObject **items = PySequence_Fast_ITEMS(events);
@@ -834,7 +840,7 @@ static PyObject *encode_batch(PyObject *self, PyObject *const *args, Py_ssize_t 
             goto done;
         }
     }
-    result = finish_batch(&body, (size_t)count, last_ms);
+    result = finish_batch(&body, (size_t)count, last_ms, compress);
 done:
     PyMem_Free(announces);
     PyMem_Free(body.data);

@@ -105,14 +105,14 @@ batches = st.lists(st.one_of(s.accepted_announces(), s.events()), min_size=1, ma
 
 
 @EXAMPLES
-@given(events=batches, intern=st.booleans())
+@given(events=batches, intern=st.booleans(), compress=st.booleans())
 def test_both_batch_encoders_give_the_same_bytes_and_each_decodes_the_other(
-    events: list, intern: bool
+    events: list, intern: bool, compress: bool
 ) -> None:
     table: dict[bytes, int] = {}
     numbers = (lambda h: table.setdefault(h, len(table))) if intern else None
-    compiled = outcome(core.encode_batch, events, numbers)
-    reference = outcome(batch.encode_batch_py, events, numbers)
+    compiled = outcome(core.encode_batch, events, numbers, compress)
+    reference = outcome(batch.encode_batch_py, events, numbers, compress)
     assert compiled == reference
     if compiled[0] == "error":
         return

@@ -138,23 +138,28 @@ def _fixed_column(out: list[bytes], values: Sequence[int], code: str, name: str)
     out.append(_shuffle(packed, _WIDTHS[ord(code)]))
 
 
-def encode_batch(events: Sequence[Event], intern: HashIntern | None = None) -> bytes:
+def encode_batch(
+    events: Sequence[Event], intern: HashIntern | None = None, compress: bool = True
+) -> bytes:
     """The value holding ``events`` (at least one), in log order.
 
     With ``intern``, info hashes of announces are stored as numbers of the log's
     dictionary (``decode_batch`` then needs that dictionary); without, the batch
-    carries its own table. Raises ValueError for an event the per-event layout
-    could not hold either, so both layouts accept exactly the same events.
+    carries its own table. ``compress=False`` stores the body as is: the live
+    writer's small batches are re-cut (and compressed) by compaction soon after,
+    so compressing them on the commit path too would be paid twice. Raises
+    ValueError for an event the per-event layout could not hold either, so both
+    layouts accept exactly the same events.
     """
     if not events:
         raise ValueError("a batch holds at least one event")
     try:
-        return _encode(events, intern)
+        return _encode(events, intern, compress)
     except struct.error as exc:
         raise ValueError(str(exc)) from exc
 
 
-def _encode(events: Sequence[Event], intern: HashIntern | None) -> bytes:
+def _encode(events: Sequence[Event], intern: HashIntern | None, compress: bool) -> bytes:
     announces = [e for e in events if type(e) is AnnounceAccepted]
     out: list[bytes] = [_U32.pack(len(announces))]
     if len(announces) != len(events):
@@ -168,7 +173,7 @@ def _encode(events: Sequence[Event], intern: HashIntern | None) -> bytes:
     if announces:
         _encode_announces(out, announces, intern)
     body = b"".join(out)
-    compressed = zlib.compress(body, ZLIB_LEVEL)
+    compressed = zlib.compress(body, ZLIB_LEVEL) if compress else body
     tag, payload = (
         (TAG_BATCH_ZLIB, compressed) if len(compressed) < len(body) else (TAG_BATCH_RAW, body)
     )

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import struct
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
@@ -41,7 +41,14 @@ from typing import Any, Protocol
 
 import lmdb
 
-from udpt.events.batch import BATCH_TAGS, HashTable, batch_count, decode_batch, encode_batch
+from udpt.events.batch import (
+    BATCH_TAGS,
+    HashIntern,
+    HashTable,
+    batch_count,
+    decode_batch,
+    encode_batch,
+)
 from udpt.events.codec import DecodeError, decode_event, encode_event
 from udpt.events.types import AnnounceAccepted, AnnounceRefused, Event, PeersExpired
 
@@ -183,6 +190,12 @@ def _delete_snapshot(cursor: lmdb.Cursor[Any], seq: int) -> None:
         cursor.delete()
 
 
+PAGE_HEADER = 16
+"""LMDB's page header: a value of up to a page less this takes exactly one overflow page."""
+FULL = 0.9
+"""A value this close to a page is left as it is by compaction (udpt.events.maintenance)."""
+
+
 class EventLog:
     """An LMDB-backed event log. Use as a context manager, or call ``close()``."""
 
@@ -223,6 +236,8 @@ class EventLog:
         self._hash_ids: dict[bytes, int] | None = None
         """Number by hash, for writing; loaded at the first append."""
         self._hash_ids_lock = threading.Lock()
+        self.value_limit = self.env.stat()["psize"] - PAGE_HEADER
+        """The largest value that fits one page."""
         self._check_schema()
 
     def _open_db(self, name: bytes) -> lmdb._Database | None:
@@ -441,9 +456,9 @@ class EventLog:
         """(number, info hash) of ``numbers``, from the dictionary ``entries`` loaded."""
         return [(number, self._hashes[number]) for number in numbers]
 
-    def hash_number(self, info_hash: bytes) -> int:
-        """The dictionary number of a hash already in the log (KeyError if it has none yet)."""
-        return self._writer_hash_ids()[info_hash]
+    def hash_numbers(self) -> Mapping[bytes, int]:
+        """The dictionary's number of each hash in the log; the writer adds to it as it commits."""
+        return self._writer_hash_ids()
 
     def get_meta(self, key: bytes) -> bytes | None:
         with self._read_txn() as txn:
@@ -540,7 +555,7 @@ class EventLog:
             for events in batches:
                 if not events:
                     continue
-                value = encode_batch(events, intern)
+                value = self._batch_value(events, intern)
                 if not cursor.put(seq_key(seq), value, append=True):
                     raise LogError(f"sequence {seq} is not after the log's last event")
                 for offset, event in enumerate(events):
@@ -563,6 +578,16 @@ class EventLog:
         self._write(work)
         known.update(new)
         self._schema = SCHEMA_VERSION
+
+    def _batch_value(self, events: Sequence[Event], intern: HashIntern) -> bytes:
+        """``events`` as one value: as is when compaction will re-cut it, compressed otherwise.
+
+        The live writer's small batches are merged (and compressed) by compaction
+        soon after their commit; compressing them on the commit path as well took
+        most of the writer's encoding time.
+        """
+        value = encode_batch(events, intern, False)
+        return value if len(value) <= self.value_limit * FULL else encode_batch(events, intern)
 
     def _writer_hash_ids(self) -> dict[bytes, int]:
         """Number by hash, loaded once (under a lock: the writer and maintenance threads

@@ -7,10 +7,11 @@ so the writer waits at most one of them, and every read is a short read
 transaction, so that no reader keeps LMDB from reusing the pages it frees:
 the data directory stays flat once the retention is reached.
 
-* **Compaction.** The daemon commits small groups (about 36 events at 15,000
-  announces/s), and two 1.4 KiB values leave a third of their LMDB page empty.
-  Runs of small batches are re-cut into batches that each fill one page
-  (the last of a run, the rest, starts the next run): same events, same
+* **Compaction.** The daemon commits small groups (about 50 events at 30,000
+  announces/s), stored uncompressed (``EventLog``: compressing them too would
+  be paid twice), and such values leave much of their LMDB page empty.
+  Runs of small batches are re-cut into compressed batches that each fill one
+  page (the last of a run, the rest, starts the next run): same events, same
   sequence numbers, little slack. Not larger: a
   value of several pages needs that many *contiguous* free pages, which the
   freelist, fragmented by the writer's single pages, seldom has, so the file
@@ -33,18 +34,14 @@ from dataclasses import dataclass
 from udpt.events.archive import Archive
 from udpt.events.batch import BATCH_TAGS, batch_last_ms, encode_batch, hash_numbers
 from udpt.events.codec import decode_event
-from udpt.events.log import EventLog, LogError, entry_count
+from udpt.events.log import FULL, EventLog, LogError, entry_count
 from udpt.events.types import Event
 
 __all__ = ["LogMaintenance", "MaintenanceReport"]
 
 log = logging.getLogger(__name__)
 
-PAGE_HEADER = 16
-"""LMDB's page header: a value of up to a page less this takes exactly one overflow page."""
-FULL = 0.9
-"""A value this close to a page is left as it is."""
-RUN_PAGES = 4
+RUN_PAGES = 8
 """Pages' worth of small values re-cut at a time."""
 COMPACT_SCAN = 512
 PRUNE_ENTRIES = 32
@@ -75,6 +72,9 @@ class LogMaintenance:
         self.archive = archive
         self._archived_to = archive.last_seq() if archive is not None else 0
         self._compacted_to = 0
+        self._per_event = 0.0
+        """Bytes per event in the last compressed value: the writer's values are not
+        compressed, so their sizes say little of how many events fill a page."""
 
     def run(self, now_ms: int) -> MaintenanceReport:
         """Prune (and archive) what the retention lets go of, then compact what is left."""
@@ -125,40 +125,57 @@ class LogMaintenance:
     # -- compaction ------------------------------------------------------------
 
     def compact(self, report: MaintenanceReport) -> None:
-        """Re-cut runs of small batches into values that each fill one LMDB page."""
-        limit = self.log.env.stat()["psize"] - PAGE_HEADER
-        for _ in range(MAX_ROUNDS):
+        """Re-cut runs of small batches into values that each fill one LMDB page.
+
+        One read of up to ``COMPACT_SCAN`` values is re-cut run after run, the
+        rest of each run (its last value, part full) starting the next: under
+        load a read holds dozens of runs, and reading it again for each one cost
+        more than the re-cutting itself.
+        """
+        limit = self.log.value_limit
+        cuts = 0
+        while cuts < MAX_ROUNDS:
             entries, _ = self.log.entries(self._compacted_to + 1, COMPACT_SCAN)
             run: list[tuple[int, bytes]] = []
-            size = 0
+            size = carried = 0  # carried: events of the rest that starts the run
+            cut_before = cuts
             for first, value in entries:
                 if not run and len(value) > limit * FULL:
                     self._compacted_to = first + entry_count(value) - 1  # fills a page already
                     continue
                 run.append((first, value))
                 size += len(value)
-                if size >= RUN_PAGES * limit:
-                    break
-            else:
+                if size < RUN_PAGES * limit:
+                    continue
+                try:
+                    rest = self._recut(run, size, limit)
+                except LogError:
+                    log.warning("the log changed under compaction at seq %d; skipped", run[0][0])
+                    return
+                cuts += 1
+                report.compacted += sum(entry_count(value) for _, value in run) - carried
+                if rest is None:
+                    run, size, carried = [], 0, 0
+                else:
+                    run, size, carried = [rest], len(rest[1]), entry_count(rest[1])
+                if cuts == MAX_ROUNDS:
+                    return
+            if cuts == cut_before:
                 return  # wait until a full run has gathered
-            try:
-                self._recut(run, size, limit, report)
-            except LogError:
-                log.warning("the log changed under compaction at seq %d; skipped", run[0][0])
-                return
 
     def _encode(self, events: list[Event]) -> bytes:
         """A batch referring to the log's hash dictionary; one with its own table when a hash
         has no number (records of a schema-1 log; a hash the writer numbered a moment ago)."""
         try:
-            return encode_batch(events, self.log.hash_number)
+            return encode_batch(events, self.log.hash_numbers().__getitem__)
         except KeyError:
             return encode_batch(events)
 
     def _recut(
-        self, run: list[tuple[int, bytes]], size: int, limit: int, report: MaintenanceReport
-    ) -> None:
-        """Replace ``run`` by values of at most ``limit`` bytes, all but the last nearly full.
+        self, run: list[tuple[int, bytes]], size: int, limit: int
+    ) -> tuple[int, bytes] | None:
+        """Replace ``run`` by values of at most ``limit`` bytes, all but the last nearly full;
+        returns that last one (the rest) unless it is full too: it starts the next run.
 
         The number of events per value is estimated from the bytes per event seen so
         far, raised (at most twice) while the value is well under a page and cut by
@@ -166,7 +183,7 @@ class LogMaintenance:
         """
         first_seq = run[0][0]
         events = [event for _, value in run for event in self.log.decode(value)]
-        per_event = size / len(events)
+        per_event = self._per_event or size / len(events)
         values = []
         start = 0
         while (len(events) - start) * per_event > limit:
@@ -181,13 +198,12 @@ class LogMaintenance:
                     count, grow = int(count * limit * 0.97 / len(value)), grow - 1
                 else:
                     break
-            per_event = len(value) / count
+            per_event = self._per_event = len(value) / count
             values.append((first_seq + start, value))
             start += count
-        if start == 0:
-            return
-        if start < len(events):  # the rest starts the next run
+        if start < len(events):
             values.append((first_seq + start, self._encode(events[start:])))
+        rest = values[-1] if len(values[-1][1]) <= limit * FULL else None
         self.log.replace(run, values)
-        self._compacted_to = first_seq + start - 1
-        report.compacted += start
+        self._compacted_to = (rest[0] if rest is not None else first_seq + len(events)) - 1
+        return rest
