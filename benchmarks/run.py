@@ -231,6 +231,17 @@ def opentracker_starter(
     return start
 
 
+def fixed_reply_starter() -> Callable[[int], subprocess.Popen]:
+    """The fixed-reply asyncio-dgram server (benchmarks/fixed_reply.py): the socket ceiling."""
+
+    def start(port: int) -> subprocess.Popen:
+        return subprocess.Popen(
+            ["taskset", "-c", TRACKER_CPU, sys.executable, str(HERE / "fixed_reply.py"), str(port)]
+        )
+
+    return start
+
+
 def median_result(results: list[LoadResult]) -> LoadResult:
     return LoadResult(
         *(
@@ -243,7 +254,7 @@ def median_result(results: list[LoadResult]) -> LoadResult:
 def side_by_side(
     loadgen: Path, work: Path, workload: Workload, rounds: int
 ) -> dict[str, LoadResult]:
-    starters = {"udpt": udpt_starter(work)}
+    starters = {"udpt": udpt_starter(work), "fixed-reply asyncio-dgram": fixed_reply_starter()}
     opentracker = opentracker_starter(work, loadgen, workload)
     if opentracker is not None:
         starters["opentracker"] = opentracker
@@ -316,6 +327,14 @@ def main(argv: list[str] | None = None) -> int:
     if "opentracker" in results:
         ratio = udpt.responses_per_s / results["opentracker"].responses_per_s
         rows.append(("udpt / opentracker responses/s", f"{ratio:.2f}", ">= 0.5"))
+    ceiling = results["fixed-reply asyncio-dgram"].responses_per_s
+    rows.append(
+        (
+            "udpt / fixed-reply asyncio-dgram responses/s",
+            f"{udpt.responses_per_s / ceiling:.2f}",
+            ">= 0.6",
+        )
+    )
     rows.append(
         (f"udpt p99 at half peak load ({half_rate}/s)", f"{half.p99_us / 1000:.2f} ms", "<= 20 ms")
     )
