@@ -25,7 +25,7 @@ import argparse
 import sys
 import time
 from collections.abc import Iterator
-from itertools import islice
+from itertools import accumulate, islice
 from pathlib import Path
 from random import Random
 
@@ -98,8 +98,10 @@ class _Peer:
 def generate(rng: Random, events: int, torrents: int, peers: int) -> Iterator[Event]:
     """``events`` events of a tracker with ``torrents`` torrents and ``peers`` peers."""
     hashes = [rng.randbytes(20) for _ in range(torrents)]
-    weights = [1 / (rank + 1) for rank in range(torrents)]
-    swarm_of = rng.choices(hashes, weights, k=peers)
+    # Cumulative once: choices() with plain weights sums them again at every call (the
+    # same draws either way, so logs stay what they were).
+    popularity = list(accumulate(1 / (rank + 1) for rank in range(torrents)))
+    swarm_of = rng.choices(hashes, cum_weights=popularity, k=peers)
     population = [_Peer(rng, number, swarm_of[number]) for number in range(peers)]
     newcomers = peers
     step_ms = max(1, INTERVAL_MS // peers)
@@ -130,7 +132,8 @@ def generate(rng: Random, events: int, torrents: int, peers: int) -> Iterator[Ev
             announce = _announce(rng, population[slot], now, flagged)
             yield announce
             if type(announce) is AnnounceAccepted and announce.event == AnnounceEvent.STOPPED:
-                population[slot] = _Peer(rng, newcomers, rng.choices(hashes, weights)[0])
+                torrent = rng.choices(hashes, cum_weights=popularity)[0]
+                population[slot] = _Peer(rng, newcomers, torrent)
                 newcomers += 1
 
 
