@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -114,6 +115,34 @@ def part_restart(db: Path) -> dict:
     }
 
 
+def part_snapshot_memory(db: Path) -> dict:
+    """Memory while the daemon takes a snapshot, as a multiple of the live state.
+
+    The live state is this process's growth when it recovers the log (as the
+    daemon holds it). The daemon's snapshot child (``udpt.history.snapshot_child``)
+    rebuilds the state itself; its peak beyond a child that only starts up adds
+    to the daemon's while it runs. ``(live + child's extra) / live`` is the figure.
+    """
+    before = rss_bytes()
+    with EventLog(db, readonly=True) as log:
+        state, _ = recover(log)
+    live = rss_bytes() - before
+    child = [sys.executable, "-m", "udpt.history.snapshot_child", str(db), str(state.last_seq)]
+    idle = [sys.executable, "-c", "import udpt.history.snapshot_child"]
+    extra = _peak_rss(child) - _peak_rss(idle)
+    return {"live_bytes": live, "child_extra_bytes": extra, "ratio": (live + extra) / live}
+
+
+def _peak_rss(command: list[str]) -> int:
+    """The peak resident memory of ``command``, run to its end."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"{command} failed (status {status})")
+    process.returncode = 0
+    return usage.ru_maxrss * 1024
+
+
 def part_stall(db: Path, seconds: float) -> dict:
     """The daemon on this log takes snapshots every second; the longest loop stall meanwhile."""
     import uvloop
@@ -198,6 +227,14 @@ def measure_figures(work: Path, scale: Scale, rounds: int) -> list[Row]:
     rows.append(
         (f"RSS per peer ({peers:,} peers in {torrents:,} torrents)", f"{rss:.0f} bytes", "<= 100")
     )
+    memory = in_fresh_process("snapshot_memory", restart_db)
+    rows.append(
+        (
+            f"peak memory while a snapshot of {torrents:,} torrents is taken / live state",
+            f"{memory['ratio']:.2f} (live {memory['live_bytes'] / (1 << 20):,.0f} MiB)",
+            "<= 1.2",
+        )
+    )
     stall = in_fresh_process("stall", restart_db, str(scale.stall_seconds))["max_stall_ms"]
     rows.append(
         (
@@ -213,6 +250,8 @@ if __name__ == "__main__":
     part, path = sys.argv[1], Path(sys.argv[2])
     if part == "restart":
         print(json.dumps(part_restart(path)))
+    elif part == "snapshot_memory":
+        print(json.dumps(part_snapshot_memory(path)))
     elif part == "stall":
         print(json.dumps(part_stall(path, float(sys.argv[3]) if len(sys.argv) > 3 else 30.0)))
     else:
