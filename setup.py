@@ -12,8 +12,8 @@ setup(
     ext_modules=[
         Extension(
             "udpt._core",
-            sources=["udpt/_core.c", "udpt/_codec.c"],
-            depends=["udpt/_codec.h"],
+            sources=["udpt/_core.c", "udpt/_codec.c", "udpt/_swarm.c"],
+            depends=["udpt/_codec.h", "udpt/_swarm.h"],
             extra_compile_args=FLAGS,
             optional=True,
         ),

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "_codec.h"
+#include "_swarm.h"
 
 /* -- state set by the bind_* functions ---------------------------------------------- */
 
@@ -1112,7 +1113,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "udpt._core", "udpt's compiled codecs (see udpt/core.py).", -1,
+    PyModuleDef_HEAD_INIT, "udpt._core", "udpt's compiled codecs and swarm (see udpt/core.py).", -1,
     methods, NULL, NULL, NULL, NULL,
 };
 
@@ -1128,5 +1129,8 @@ PyMODINIT_FUNC PyInit__core(void) {
     if (zlib_compress == NULL || zlib_decompress == NULL ||
         invalid_port_text == NULL || no_hashes_text == NULL)
         return NULL;
-    return PyModule_Create(&module);
+    PyObject *created = PyModule_Create(&module);
+    if (created != NULL && udpt_swarm_register(created) < 0)
+        Py_CLEAR(created);
+    return created;
 }

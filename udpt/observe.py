@@ -95,11 +95,11 @@ class PeerCensus:
                 torrent = torrents.get(key)
                 if torrent is None:  # dropped since the slice was taken
                     continue
-                swarm = torrent.swarm
-                seeders4 += len(swarm.seeders4)
-                leechers4 += len(swarm.leechers4)
-                seeders6 += len(swarm.seeders6)
-                leechers6 += len(swarm.leechers6)
+                s4, l4, s6, l6 = torrent.swarm.counts()
+                seeders4 += s4
+                leechers4 += l4
+                seeders6 += s6
+                leechers6 += l6
             if len(keys) < CENSUS_SLICE:
                 break
             offset += CENSUS_SLICE

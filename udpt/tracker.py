@@ -38,7 +38,6 @@ from udpt.events.types import (
     TorrentUnflagged,
 )
 from udpt.projections import TrackerState
-from udpt.projections.swarms import select_peers
 from udpt.quotas import NEW_TORRENTS_OVER_QUOTA, OVER_QUOTA, QuotaPolicy, SourceQuotas
 from udpt.wire import (
     AnnounceRequest,
@@ -367,8 +366,7 @@ class Tracker:
             if wanted < 0:
                 wanted = policy.default_numwant
             cap = policy.max_numwant_v4 if len(ip) == 4 else policy.max_numwant_v6
-            peers = select_peers(
-                swarm,
+            peers = swarm.select(
                 ip + request.port.to_bytes(2, "big"),
                 request.left == 0,
                 min(wanted, cap),

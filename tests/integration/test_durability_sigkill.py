@@ -226,4 +226,4 @@ async def test_every_answered_announce_survives_sigkill(tmp_path: Path, fsync: b
     lost = [announce for announce in load.answered if announce not in logged]
     assert lost == [], f"{len(lost)} answered announces are not in the log"
     for info_hash, ip, announced_port in load.answered:
-        assert state.torrents[info_hash].swarm.find(ip + announced_port.to_bytes(2, "big"))
+        assert ip + announced_port.to_bytes(2, "big") in state.torrents[info_hash].swarm

@@ -33,13 +33,15 @@ from udpt.events.types import (
     TorrentUnflagged,
 )
 from udpt.projections import TrackerState
-from udpt.projections.swarms import peer_views
+from udpt.projections.swarms import Swarm, peer_views
 
 
 def contents(value: object) -> object:
     """Everything ``value`` holds, read through its slots or public attributes, dicts in order."""
     if isinstance(value, dict):
         return [(key, contents(item)) for key, item in value.items()]
+    if isinstance(value, Swarm):  # the compiled one has no slots to read: its peers, in order
+        return "Swarm", value.items()
     names = getattr(type(value), "__slots__", None) or [
         name for name in getattr(value, "__dict__", {}) if not name.startswith("_")
     ]

@@ -40,6 +40,7 @@ _HEADER = struct.Struct("!8sBQI")  # magic, version, seq, torrent count
 _TORRENT = struct.Struct("!20sBQq4I")  # hash, flags, completed, last announce, 4 table sizes
 _FLAGGED, _REGISTERED = 1, 2
 _PORTS = struct.Struct("!H")
+_STRIDES = tuple(key_size + RECORD_SIZE for key_size in (6, 6, 18, 18))  # bytes per peer
 _MAX_COMPLETED = (1 << 64) - 1
 _NAMES = {kind: kind.__name__ for kind in EVENT_TYPES}
 
@@ -277,19 +278,16 @@ class TrackerState:
         ]
         for info_hash in sorted(self.torrents):
             torrent = self.torrents[info_hash]
-            tables = torrent.swarm.tables()
+            swarm = torrent.swarm
             flags = (_FLAGGED if torrent.flagged else 0) | (
                 _REGISTERED if torrent.registered else 0
             )
             parts.append(
                 _TORRENT.pack(
-                    info_hash, flags, torrent.completed, torrent.last_announce_ms, *map(len, tables)
+                    info_hash, flags, torrent.completed, torrent.last_announce_ms, *swarm.counts()
                 )
             )
-            for table in tables:
-                for peer, record in table.items():
-                    parts.append(peer)
-                    parts.append(record)
+            parts.append(swarm.pack())
         return b"".join(parts)
 
     @classmethod
@@ -310,7 +308,6 @@ class TrackerState:
         offset = _HEADER.size
         state.stats = Stats.from_bytes(bytes(view[offset : offset + Stats.SIZE]))
         offset += Stats.SIZE
-        record_size = RECORD_SIZE
         torrents: list[tuple[bytes, Torrent]] = []
         for _ in range(count):
             info_hash, flags, completed, last_ms, *sizes = _TORRENT.unpack_from(view, offset)
@@ -321,17 +318,14 @@ class TrackerState:
                 completed=completed,
                 last_announce_ms=last_ms,
             )
-            for table, size, key_size in zip(
-                torrent.swarm.tables(), sizes, (6, 6, 18, 18), strict=True
-            ):
-                stride = key_size + record_size
-                end = offset + size * stride
-                if end > len(view):
-                    raise SnapshotError("snapshot is truncated")
-                raw = view[offset:end].tobytes()
-                for start in range(0, len(raw), stride):
-                    table[raw[start : start + key_size]] = raw[start + key_size : start + stride]
-                offset = end
+            end = offset + sum(size * stride for size, stride in zip(sizes, _STRIDES, strict=True))
+            if end > len(view):
+                raise SnapshotError("snapshot is truncated")
+            try:
+                torrent.swarm.load(view[offset:end].tobytes(), tuple(sizes))
+            except ValueError as exc:
+                raise SnapshotError(f"snapshot is damaged: {exc}") from exc
+            offset = end
             torrents.append((info_hash, torrent))
             state._index(info_hash, torrent)
         if offset != len(view):

@@ -17,6 +17,11 @@ newcomer to a swarm, so one host cannot stuff it with ports. A small swarm is
 scanned; a big one keeps a count per source, built on the first question and
 kept by every change after it, so that only swarms where the question is
 costly pay the memory. The count is derived from the tables, never stored.
+
+``SwarmPy`` is the reference. With the compiled core selected (udpt/core.py),
+``Swarm`` is ``udpt._core.Swarm``: the same tables in the same order, packed
+into one array per table (udpt/_swarm.c), at a third of the memory. Everything
+outside this module goes through the methods both share.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ import struct
 from collections.abc import Iterator
 from enum import Enum
 from random import Random
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
+from udpt.core import COMPILED
 from udpt.events.types import AnnounceAccepted, AnnounceEvent
 
 __all__ = [
@@ -35,9 +41,10 @@ __all__ = [
     "PeerStatus",
     "PeerView",
     "Swarm",
+    "SwarmPy",
+    "find_peer",
     "peer_status",
     "peer_views",
-    "select_peers",
 ]
 
 # peer_id, key, last_seen_ms, uploaded, downloaded, left, event, completed_flag
@@ -110,7 +117,7 @@ def _last_seen_of(record: bytes) -> int:
     return last_seen
 
 
-class Swarm:
+class SwarmPy:
     """The live peers of one torrent, per address family (4 and 6), seeders and leechers apart."""
 
     __slots__ = ("_per_source", "_prefixes", "leechers4", "leechers6", "seeders4", "seeders6")
@@ -144,18 +151,91 @@ class Swarm:
     def __len__(self) -> int:
         return self.seeders + self.leechers
 
+    def counts(self) -> tuple[int, int, int, int]:
+        """Peers in each table, in canonical order."""
+        return (len(self.seeders4), len(self.leechers4), len(self.seeders6), len(self.leechers6))
+
     def __contains__(self, peer: bytes) -> bool:
         seeders, leechers = self.family(peer[:-2])
         return peer in seeders or peer in leechers
 
-    def find(self, peer: bytes) -> PeerView | None:
-        """The peer whose compact entry is ``peer``, if it is in the swarm."""
+    def record(self, peer: bytes) -> tuple[bool, bytes] | None:
+        """(seeder, packed record) of the peer whose compact entry is ``peer``, if it is here."""
         seeders, leechers = self.family(peer[:-2])
         record = seeders.get(peer)
         if record is not None:
-            return _view(peer, True, record)
+            return True, record
         record = leechers.get(peer)
-        return None if record is None else _view(peer, False, record)
+        return None if record is None else (False, record)
+
+    def items(self) -> list[tuple[bytes, bool, bytes]]:
+        """(compact entry, seeder, packed record) of every peer, tables in canonical order."""
+        return [
+            (peer, seeder, record)
+            for table, seeder in zip(self.tables(), (True, False, True, False), strict=True)
+            for peer, record in table.items()
+        ]
+
+    def select(self, requester: bytes, is_seeder: bool, count: int, rng: Random) -> bytes:
+        """Up to ``count`` compact entries of the requester's family, chosen uniformly at random.
+
+        Never the requester itself; a seeder gets only leechers (docs/PROTOCOL.md §6.5).
+        Reads the swarm, never changes it. Most swarms are small: when everybody
+        eligible fits, all are returned without sampling. The compiled swarm
+        takes the same steps, so the same ``rng`` picks the same peers.
+        """
+        if count <= 0:
+            return b""
+        seeders, leechers = self.family(requester[:-2])
+        if is_seeder:  # the requester is a seeder, so it is not among the leechers
+            if len(leechers) <= count:
+                return b"".join(leechers)
+            return b"".join(rng.sample([*leechers], count))
+        if len(seeders) + len(leechers) - (requester in leechers) <= count:
+            return b"".join(seeders) + b"".join([peer for peer in leechers if peer != requester])
+        chosen = rng.sample([*seeders, *leechers], count + 1)  # [*d] copies at C speed
+        return b"".join([peer for peer in chosen if peer != requester][:count])
+
+    # -- snapshots ----------------------------------------------------------
+
+    def pack(self) -> bytes:
+        """Every peer as its compact entry then its record, tables in canonical order.
+
+        With ``counts()`` this is the swarm's part of a snapshot; ``load`` reads it back.
+        """
+        return b"".join(part for table in self.tables() for item in table.items() for part in item)
+
+    def load(self, data: bytes, sizes: tuple[int, int, int, int]) -> None:
+        """Fill this empty swarm from ``pack()`` bytes of tables of ``sizes`` peers.
+
+        ValueError for bytes that no swarm packs: the wrong length, a peer twice,
+        a record whose completion flag is neither 0 nor 1.
+        """
+        if len(self):
+            raise ValueError("load() fills an empty swarm")
+        strides = [key_size + RECORD_SIZE for key_size in (6, 6, 18, 18)]
+        if len(data) != sum(size * stride for size, stride in zip(sizes, strides, strict=True)):
+            raise ValueError("peer records do not fill the tables")
+        layout = []  # (table, first byte, end, key size)
+        offset = 0
+        for table, size, stride in zip(self.tables(), sizes, strides, strict=True):
+            layout.append((table, offset, offset + size * stride, stride - RECORD_SIZE))
+            offset += size * stride
+        for _, start, end, key_size in layout:
+            flags = data[start + key_size + _FLAG_OFFSET : end : key_size + RECORD_SIZE]
+            if flags.strip(b"\x00\x01"):
+                raise ValueError("a peer record has a bad completion flag")
+        for table, start, end, key_size in layout:
+            stride = key_size + RECORD_SIZE
+            for at in range(start, end, stride):
+                table[data[at : at + key_size]] = data[at + key_size : at + stride]
+        if (
+            self.counts() != tuple(sizes)
+            or any(peer in self.seeders4 for peer in self.leechers4)
+            or any(peer in self.seeders6 for peer in self.leechers6)
+        ):
+            self.clear()
+            raise ValueError("a peer is in the swarm twice")
 
     # -- changes, made only by the fold (projections/state.py) --------------
 
@@ -267,6 +347,12 @@ class Swarm:
         return removed
 
 
+def find_peer(swarm: Swarm, peer: bytes) -> PeerView | None:
+    """The peer whose compact entry is ``peer``, if it is in ``swarm``."""
+    found = swarm.record(peer)
+    return None if found is None else _view(peer, *found)
+
+
 def _view(peer: bytes, seeder: bool, record: bytes) -> PeerView:
     peer_id, key, last_seen_ms, uploaded, downloaded, left, event, flag = _RECORD.unpack(record)
     return PeerView(
@@ -276,26 +362,13 @@ def _view(peer: bytes, seeder: bool, record: bytes) -> PeerView:
 
 def peer_views(swarm: Swarm) -> Iterator[PeerView]:
     """Every peer, in the tables' canonical order, each table oldest announce first."""
-    for table, seeder in zip(swarm.tables(), (True, False, True, False), strict=True):
-        for peer, record in table.items():
-            yield _view(peer, seeder, record)
+    for peer, seeder, record in swarm.items():
+        yield _view(peer, seeder, record)
 
 
-def select_peers(swarm: Swarm, requester: bytes, is_seeder: bool, count: int, rng: Random) -> bytes:
-    """Up to ``count`` compact entries of the requester's family, chosen uniformly at random.
-
-    Never the requester itself; a seeder gets only leechers (docs/PROTOCOL.md §6.5).
-    Reads the swarm, never changes it. Most swarms are small: when everybody
-    eligible fits, all are returned without sampling.
-    """
-    if count <= 0:
-        return b""
-    seeders, leechers = swarm.family(requester[:-2])
-    if is_seeder:  # the requester is a seeder, so it is not among the leechers
-        if len(leechers) <= count:
-            return b"".join(leechers)
-        return b"".join(rng.sample([*leechers], count))
-    if len(seeders) + len(leechers) - (requester in leechers) <= count:
-        return b"".join(seeders) + b"".join([peer for peer in leechers if peer != requester])
-    chosen = rng.sample([*seeders, *leechers], count + 1)  # [*d] copies at C speed
-    return b"".join([peer for peer in chosen if peer != requester][:count])
+# With the compiled core selected, the packed swarm stands in for the reference
+# (udpt/core.py); type checkers read the reference, whose interface both share.
+if TYPE_CHECKING or not COMPILED:
+    Swarm = SwarmPy
+else:
+    from udpt._core import Swarm

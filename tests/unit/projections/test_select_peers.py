@@ -6,7 +6,7 @@ from collections import Counter
 from random import Random
 
 from udpt.events.types import AnnounceAccepted, AnnounceEvent
-from udpt.projections.swarms import Swarm, select_peers
+from udpt.projections.swarms import Swarm
 
 IH = bytes(20)
 
@@ -32,29 +32,29 @@ def entries(reply: bytes, stride: int = 6) -> list[bytes]:
 
 def test_a_small_swarm_is_returned_whole_but_never_the_requester() -> None:
     swarm = swarm_of([peer(1)], [peer(2), peer(3)])
-    chosen = entries(select_peers(swarm, peer(2), False, 50, Random(0)))
+    chosen = entries(swarm.select(peer(2), False, 50, Random(0)))
     assert sorted(chosen) == [peer(1), peer(3)]
 
 
 def test_a_seeder_is_told_only_about_leechers() -> None:
     swarm = swarm_of([peer(1), peer(2)], [peer(3), peer(4)])
-    chosen = entries(select_peers(swarm, peer(1), True, 50, Random(0)))
+    chosen = entries(swarm.select(peer(1), True, 50, Random(0)))
     assert sorted(chosen) == [peer(3), peer(4)]
 
 
 def test_only_the_requesters_family_is_returned() -> None:
     swarm = swarm_of([peer(1), peer(1, v6=True)], [peer(2, v6=True)])
-    assert entries(select_peers(swarm, peer(9), False, 50, Random(0))) == [peer(1)]
-    v6 = entries(select_peers(swarm, peer(9, v6=True), False, 50, Random(0)), 18)
+    assert entries(swarm.select(peer(9), False, 50, Random(0))) == [peer(1)]
+    v6 = entries(swarm.select(peer(9, v6=True), False, 50, Random(0)), 18)
     assert sorted(v6) == [peer(1, v6=True), peer(2, v6=True)]
 
 
 def test_count_bounds_the_reply_and_zero_means_none() -> None:
     swarm = swarm_of([peer(n) for n in range(1, 20)], [peer(n) for n in range(20, 40)])
-    chosen = entries(select_peers(swarm, peer(25), False, 10, Random(0)))
+    chosen = entries(swarm.select(peer(25), False, 10, Random(0)))
     assert len(chosen) == len(set(chosen)) == 10
     assert peer(25) not in chosen
-    assert select_peers(swarm, peer(25), False, 0, Random(0)) == b""
+    assert swarm.select(peer(25), False, 0, Random(0)) == b""
 
 
 def test_large_swarms_are_sampled_uniformly() -> None:
@@ -62,7 +62,7 @@ def test_large_swarms_are_sampled_uniformly() -> None:
     seen: Counter[bytes] = Counter()
     rng = Random(1)
     for _ in range(2000):
-        seen.update(entries(select_peers(swarm, peer(1), False, 5, rng)))
+        seen.update(entries(swarm.select(peer(1), False, 5, rng)))
     assert peer(1) not in seen
     assert len(seen) == 19
     # 2000 * 5 / 19 ≈ 526 each; a fair sampler stays well inside these bounds.
@@ -71,6 +71,6 @@ def test_large_swarms_are_sampled_uniformly() -> None:
 
 def test_selection_changes_nothing() -> None:
     swarm = swarm_of([peer(1)], [peer(2), peer(3)])
-    before = [dict(table) for table in swarm.tables()]
-    select_peers(swarm, peer(2), False, 1, Random(0))
-    assert [dict(table) for table in swarm.tables()] == before
+    before = swarm.pack()
+    swarm.select(peer(2), False, 1, Random(0))
+    assert swarm.pack() == before

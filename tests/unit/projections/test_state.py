@@ -22,7 +22,7 @@ from udpt.events.types import (
     TorrentUnflagged,
 )
 from udpt.projections import SnapshotError, TrackerState
-from udpt.projections.swarms import peer_views
+from udpt.projections.swarms import find_peer, peer_views
 
 NONE, COMPLETED, STARTED, STOPPED = AnnounceEvent
 IH1, IH2 = b"\x11" * 20, b"\x22" * 20
@@ -66,15 +66,14 @@ def peers(state: TrackerState, ih: bytes = IH1) -> set[tuple[bytes, int]]:
     torrent = state.torrents[ih]
     return {
         (compact[:-2], int.from_bytes(compact[-2:], "big"))
-        for table in torrent.swarm.tables()
-        for compact in table
+        for compact, _, _ in torrent.swarm.items()
     }
 
 
 def record(state: TrackerState, peer: tuple[bytes, int], ih: bytes = IH1) -> tuple:
     """(peer_id, key, last_seen_ms, uploaded, downloaded, left, event, completed_flag)."""
     ip, port = peer
-    found = state.torrents[ih].swarm.find(ip + port.to_bytes(2, "big"))
+    found = find_peer(state.torrents[ih].swarm, ip + port.to_bytes(2, "big"))
     assert found is not None, f"{peer} is not in the swarm"
     return tuple(found)[2:]
 

@@ -1,0 +1,169 @@
+"""The compiled swarm against the reference: the same changes give the same answers and bytes.
+
+docs/DESIGN.md §11. Every step of a random history (announces, removals, expiry,
+selection with the same random source, source counts) goes to a
+``udpt._core.Swarm`` and a ``SwarmPy``; after each, everything either can tell
+is compared: counts, the oldest peer, every record in table order, the packed
+snapshot bytes. Pools of a few dozen peers push tables past the size where the
+compiled one keeps an index, and removals make it squeeze out its gaps.
+"""
+
+from __future__ import annotations
+
+import importlib
+from random import Random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from udpt.core import COMPILED
+from udpt.events.types import AnnounceAccepted, AnnounceEvent
+from udpt.projections.swarms import SwarmPy
+
+if not COMPILED:
+    pytest.skip("the compiled core is not selected", allow_module_level=True)
+CompiledSwarm = importlib.import_module("udpt._core").Swarm
+
+IH = bytes(20)
+IPS = [bytes([10, 0, n // 4, n % 4]) for n in range(8)] + [
+    bytes(14) + bytes([n // 4, n % 4]) for n in range(4)
+]
+PEERS = [ip + port.to_bytes(2, "big") for ip in IPS for port in (1, 2, 3, 6881)]
+
+announces = st.tuples(
+    st.just("announce"),
+    st.integers(0, len(PEERS) - 1),
+    st.integers(0, 3),  # milliseconds since the previous change: times never go back
+    st.sampled_from(list(AnnounceEvent)),
+    st.sampled_from([0, 0, 1, 5000, -1]),
+    st.binary(min_size=0, max_size=24),  # peer ids the fold never sees: padded or cut alike
+    st.integers(0, 2**32 - 1),
+)
+changes = st.lists(
+    st.one_of(
+        announces,
+        announces,
+        announces,
+        st.tuples(st.just("remove"), st.integers(0, len(PEERS) - 1)),
+        st.tuples(st.just("expire"), st.integers(0, 40)),
+        st.tuples(
+            st.just("select"),
+            st.integers(0, len(PEERS) - 1),
+            st.booleans(),
+            st.integers(-1, 20),
+            st.integers(0, 2**16),
+        ),
+        st.tuples(
+            st.just("peers_from"),
+            st.integers(0, len(IPS) - 1),
+            st.integers(0, 5),
+            st.integers(0, 17),
+        ),
+        st.tuples(st.just("clear")),
+    ),
+    max_size=300,
+)
+
+
+def observed(swarm: object) -> tuple[object, ...]:
+    """Everything a reader can learn of a swarm."""
+    return (
+        len(swarm),  # type: ignore[arg-type]
+        swarm.seeders,  # type: ignore[attr-defined]
+        swarm.leechers,  # type: ignore[attr-defined]
+        swarm.counts(),  # type: ignore[attr-defined]
+        swarm.oldest_ms(),  # type: ignore[attr-defined]
+        swarm.items(),  # type: ignore[attr-defined]
+        swarm.pack(),  # type: ignore[attr-defined]
+        [(swarm.record(peer), peer in swarm) for peer in PEERS],  # type: ignore[attr-defined,operator]
+    )
+
+
+def step(swarm: object, change: tuple, now: int) -> object:  # type: ignore[type-arg]
+    kind, *args = change
+    if kind == "announce":
+        index, _, event, left, peer_id, key = args
+        peer = PEERS[index]
+        e = AnnounceAccepted(now, IH, peer[:-2], 0, peer_id, key, event, 7, 8, left)
+        return swarm.announce(peer, e)  # type: ignore[attr-defined]
+    if kind == "remove":
+        return swarm.remove(PEERS[args[0]])  # type: ignore[attr-defined]
+    if kind == "expire":
+        return swarm.expire(now - args[0])  # type: ignore[attr-defined]
+    if kind == "select":
+        index, is_seeder, count, seed = args
+        return swarm.select(PEERS[index], is_seeder, count, Random(seed))  # type: ignore[attr-defined]
+    if kind == "peers_from":
+        ip, v4_bytes, v6_bytes = args
+        return swarm.peers_from(IPS[ip], v4_bytes, v6_bytes)  # type: ignore[attr-defined]
+    return swarm.clear()  # type: ignore[attr-defined]
+
+
+@settings(max_examples=250, deadline=None)
+@given(changes)
+def test_both_swarms_answer_alike_after_every_change(history: list[tuple]) -> None:  # type: ignore[type-arg]
+    compiled, reference = CompiledSwarm(), SwarmPy()
+    now = 100
+    for change in history:
+        if change[0] == "announce":
+            now += change[2]
+        assert step(compiled, change, now) == step(reference, change, now), change
+        assert observed(compiled) == observed(reference), change
+    restored = CompiledSwarm()
+    restored.load(reference.pack(), reference.counts())
+    assert observed(restored) == observed(reference)
+
+
+def test_a_big_swarm_answers_alike_through_growth_squeezes_and_expiry() -> None:
+    """Thousands of peers: the index, its rebuilds and the gaps, well past what the pools reach."""
+    compiled, reference = CompiledSwarm(), SwarmPy()
+    rng = Random(7)
+    peers = [bytes([10, 1, n >> 8, n & 255, 0, 1]) for n in range(3000)]
+    for now in range(1, 20_000):
+        peer = peers[int(rng.paretovariate(1.2)) % len(peers)]
+        e = AnnounceAccepted(now, IH, peer[:-2], 1, b"p" * 20, 0, 0, 0, 0, rng.choice([0, 1]))
+        if now % 7 == 0:
+            assert compiled.remove(peer) == reference.remove(peer)
+        else:
+            assert compiled.announce(peer, e) == reference.announce(peer, e)
+        if now % 1000 == 0:
+            assert compiled.expire(now - 2000) == reference.expire(now - 2000)
+            assert compiled.select(peer, False, 50, Random(now)) == reference.select(
+                peer, False, 50, Random(now)
+            )
+            assert observed(compiled) == observed(reference)
+    assert observed(compiled) == observed(reference)
+
+
+def outcome(function, *args):  # type: ignore[no-untyped-def]
+    try:
+        return ("value", function(*args))
+    except ValueError as exc:
+        return ("error", str(exc))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    changes,
+    st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=3),
+    st.integers(-2, 2),
+)
+def test_damaged_swarm_bytes_load_alike_or_fail_alike(
+    history: list[tuple],  # type: ignore[type-arg]
+    edits: list[tuple[int, int]],
+    miscount: int,
+) -> None:
+    reference = SwarmPy()
+    for now, change in enumerate(history, start=1):
+        step(reference, change, now)
+    data = bytearray(reference.pack())
+    for position, byte in edits:
+        if data:
+            data[position % len(data)] = byte
+    sizes = list(reference.counts())
+    sizes[0] = max(0, sizes[0] + miscount)
+    compiled_result, reference_result = CompiledSwarm(), SwarmPy()
+    got = outcome(compiled_result.load, bytes(data), tuple(sizes))
+    assert got == outcome(reference_result.load, bytes(data), tuple(sizes))
+    assert observed(compiled_result) == observed(reference_result)

@@ -1,0 +1,766 @@
+/* udpt._core.Swarm: the compiled swarm, a drop-in for udpt/projections/swarms.py's SwarmPy.
+ *
+ * The Python class is the specification; this one keeps the same four tables
+ * (seeders4, leechers4, seeders6, leechers6) with the same order, so replies,
+ * snapshots and expiry come out byte for byte alike (tests/property/
+ * test_swarm_differential.py). What changes is the memory: a peer is one entry
+ * of a packed array, its compact key (the BEP 23 entry) followed by its record
+ * in the snapshot's layout, instead of a dict slot and two bytes objects.
+ *
+ * A table is ordered the way a Python dict is: an announce removes the peer
+ * (its entry becomes a gap) and appends it at the end, so each table is ordered
+ * by last announce and expiry takes from the front. Gaps are squeezed out when
+ * they are a third of the table. Tables of more than INDEXED entries keep an
+ * open-addressing index (keyed hash, seed drawn at import) so that a lookup in
+ * a big swarm costs no scan. The swarm holds no Python objects, so it is not
+ * tracked by the garbage collector.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "_swarm.h"
+
+#define KEY4 6
+#define KEY6 18
+#define RECORD 58 /* swarms._RECORD: !20sIqqqqBB */
+#define AT_KEY 20
+#define AT_LAST_SEEN 24
+#define AT_UPLOADED 32
+#define AT_DOWNLOADED 40
+#define AT_LEFT 48
+#define AT_EVENT 56
+#define AT_FLAG 57
+#define GAP 0xFF /* the flag byte of a removed entry; a live one holds 0 or 1 */
+#define INDEXED 8
+#define EVENT_COMPLETED 1 /* AnnounceEvent.COMPLETED */
+
+typedef struct {
+    unsigned char *entries; /* used entries of key + record, in the order they were appended */
+    uint32_t *index;        /* entry position + 1 per slot, 0 for an empty slot; NULL if small */
+    uint32_t used, live, cap, mask;
+} Table;
+
+typedef struct {
+    PyObject_HEAD Table tables[4]; /* seeders4, leechers4, seeders6, leechers6 */
+} SwarmObject;
+
+static uint64_t hash_seed;
+
+static inline Py_ssize_t key_size(int table) { return table < 2 ? KEY4 : KEY6; }
+static inline Py_ssize_t stride(int table) { return key_size(table) + RECORD; }
+
+static inline unsigned char *entry(const Table *t, int table, uint32_t position) {
+    return t->entries + (size_t)position * stride(table);
+}
+
+static inline int is_gap(const unsigned char *e, int table) {
+    return e[key_size(table) + AT_FLAG] == GAP;
+}
+
+static inline uint64_t load64(const unsigned char *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return __builtin_bswap64(v);
+}
+
+static inline void store64(unsigned char *p, uint64_t v) {
+    v = __builtin_bswap64(v);
+    memcpy(p, &v, 8);
+}
+
+static inline int64_t last_seen(const unsigned char *e, int table) {
+    return (int64_t)load64(e + key_size(table) + AT_LAST_SEEN);
+}
+
+static inline uint64_t mix(uint64_t h) {
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static uint32_t hash_key(const unsigned char *key, Py_ssize_t size) {
+    uint64_t h = hash_seed ^ (uint64_t)size;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= size; i += 8) {
+        uint64_t word;
+        memcpy(&word, key + i, 8);
+        h = mix(h ^ word);
+    }
+    uint64_t rest = 0;
+    memcpy(&rest, key + i, (size_t)(size - i));
+    return (uint32_t)mix(h ^ rest);
+}
+
+/* -- one table ----------------------------------------------------------------------- */
+
+static void table_free(Table *t) {
+    PyMem_Free(t->entries);
+    PyMem_Free(t->index);
+    memset(t, 0, sizeof *t);
+}
+
+static int table_reindex(Table *t, int table) {
+    PyMem_Free(t->index);
+    t->index = NULL;
+    t->mask = 0;
+    if (t->cap <= INDEXED)
+        return 0;
+    uint32_t slots = 16;
+    while (slots < 2 * t->cap)
+        slots <<= 1;
+    t->index = PyMem_Calloc(slots, sizeof(uint32_t));
+    if (t->index == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    t->mask = slots - 1;
+    Py_ssize_t size = key_size(table);
+    for (uint32_t position = 0; position < t->used; position++) {
+        const unsigned char *e = entry(t, table, position);
+        if (is_gap(e, table))
+            continue;
+        uint32_t slot = hash_key(e, size) & t->mask;
+        while (t->index[slot])
+            slot = (slot + 1) & t->mask;
+        t->index[slot] = position + 1;
+    }
+    return 0;
+}
+
+/* Squeeze the gaps out, keeping the order; the index is rebuilt by the caller. */
+static void table_squeeze(Table *t, int table) {
+    Py_ssize_t step = stride(table);
+    uint32_t kept = 0;
+    for (uint32_t position = 0; position < t->used; position++) {
+        unsigned char *e = entry(t, table, position);
+        if (is_gap(e, table))
+            continue;
+        if (kept != position)
+            memcpy(entry(t, table, kept), e, (size_t)step);
+        kept++;
+    }
+    t->used = kept;
+}
+
+static int table_resize(Table *t, int table, uint32_t cap) {
+    unsigned char *entries = PyMem_Realloc(t->entries, (size_t)cap * stride(table));
+    if (entries == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    t->entries = entries;
+    t->cap = cap;
+    return table_reindex(t, table);
+}
+
+/* After a removal: free an empty table, squeeze one that is a third gaps (shrinking its
+ * allocation when it is less than half used), so gaps never cost more than half the live. */
+static int table_tidy(Table *t, int table) {
+    if (t->live == 0) {
+        table_free(t);
+        return 0;
+    }
+    if (t->used - t->live < t->live / 2 + 1)
+        return 0;
+    table_squeeze(t, table);
+    if (t->live < t->cap / 2)
+        return table_resize(t, table, t->live + t->live / 2 + 1);
+    return table_reindex(t, table);
+}
+
+static int64_t table_find(const Table *t, int table, const unsigned char *key) {
+    Py_ssize_t size = key_size(table);
+    if (t->index == NULL) {
+        for (uint32_t position = 0; position < t->used; position++) {
+            const unsigned char *e = entry(t, table, position);
+            if (memcmp(e, key, (size_t)size) == 0 && !is_gap(e, table))
+                return position;
+        }
+        return -1;
+    }
+    for (uint32_t slot = hash_key(key, size) & t->mask; t->index[slot];
+         slot = (slot + 1) & t->mask) {
+        uint32_t position = t->index[slot] - 1;
+        const unsigned char *e = entry(t, table, position);
+        if (memcmp(e, key, (size_t)size) == 0 && !is_gap(e, table))
+            return position;
+    }
+    return -1;
+}
+
+/* Room for one more entry at the end: squeeze if a quarter is gaps, else grow by half. */
+static int table_make_room(Table *t, int table) {
+    if (t->used < t->cap)
+        return 0;
+    if (t->cap && t->used - t->live >= t->cap / 4 + 1) {
+        table_squeeze(t, table);
+        return table_reindex(t, table);
+    }
+    if (t->cap >= UINT32_MAX / 4) {
+        PyErr_SetString(PyExc_OverflowError, "swarm table is full");
+        return -1;
+    }
+    return table_resize(t, table, t->cap + t->cap / 2 + 1);
+}
+
+static unsigned char *table_append(Table *t, int table, const unsigned char *key) {
+    if (table_make_room(t, table) < 0)
+        return NULL;
+    uint32_t position = t->used++;
+    t->live++;
+    unsigned char *e = entry(t, table, position);
+    memcpy(e, key, (size_t)key_size(table));
+    if (t->index != NULL) {
+        uint32_t slot = hash_key(key, key_size(table)) & t->mask;
+        while (t->index[slot])
+            slot = (slot + 1) & t->mask;
+        t->index[slot] = position + 1;
+    }
+    return e;
+}
+
+static void table_mark_gap(Table *t, int table, uint32_t position) {
+    entry(t, table, position)[key_size(table) + AT_FLAG] = GAP;
+    t->live--;
+}
+
+/* First live entry, or NULL. */
+static const unsigned char *table_head(const Table *t, int table) {
+    for (uint32_t position = 0; position < t->used; position++) {
+        const unsigned char *e = entry(t, table, position);
+        if (!is_gap(e, table))
+            return e;
+    }
+    return NULL;
+}
+
+/* -- the Swarm type ------------------------------------------------------------------ */
+
+static int family_of_peer(Py_ssize_t size) { return size == KEY4 ? 0 : 2; }
+
+static int check_peer(const Py_buffer *peer) {
+    if (peer->len != KEY4 && peer->len != KEY6) {
+        PyErr_Format(PyExc_ValueError, "a peer is a 6- or 18-byte compact entry, not %zd bytes",
+                     peer->len);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Swarm_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    if (PyTuple_GET_SIZE(args) || (kwargs != NULL && PyDict_GET_SIZE(kwargs))) {
+        PyErr_SetString(PyExc_TypeError, "Swarm() takes no arguments");
+        return NULL;
+    }
+    return type->tp_alloc(type, 0); /* zeroed: four empty tables */
+}
+
+static void Swarm_dealloc(SwarmObject *self) {
+    for (int table = 0; table < 4; table++)
+        table_free(&self->tables[table]);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static Py_ssize_t Swarm_len(SwarmObject *self) {
+    const Table *t = self->tables;
+    return (Py_ssize_t)t[0].live + t[1].live + t[2].live + t[3].live;
+}
+
+/* The table holding ``key`` of family ``family`` (0 or 2), or -1; its position in *at. */
+static int locate(SwarmObject *self, int family, const unsigned char *key, uint32_t *at) {
+    for (int table = family; table < family + 2; table++) {
+        int64_t position = table_find(&self->tables[table], table, key);
+        if (position >= 0) {
+            *at = (uint32_t)position;
+            return table;
+        }
+    }
+    return -1;
+}
+
+static int Swarm_contains(SwarmObject *self, PyObject *arg) {
+    Py_buffer peer;
+    if (PyObject_GetBuffer(arg, &peer, PyBUF_SIMPLE) < 0)
+        return -1;
+    uint32_t at;
+    int found = (peer.len == KEY4 || peer.len == KEY6) &&
+                locate(self, family_of_peer(peer.len), peer.buf, &at) >= 0;
+    PyBuffer_Release(&peer);
+    return found;
+}
+
+static PyObject *Swarm_get_seeders(SwarmObject *self, void *closure) {
+    return PyLong_FromSize_t((size_t)self->tables[0].live + self->tables[2].live);
+}
+
+static PyObject *Swarm_get_leechers(SwarmObject *self, void *closure) {
+    return PyLong_FromSize_t((size_t)self->tables[1].live + self->tables[3].live);
+}
+
+static PyObject *Swarm_counts(SwarmObject *self, PyObject *unused) {
+    const Table *t = self->tables;
+    return Py_BuildValue("(IIII)", t[0].live, t[1].live, t[2].live, t[3].live);
+}
+
+static int int64_item(PyObject *tuple, Py_ssize_t i, int64_t *out) {
+    long long value = PyLong_AsLongLong(PyTuple_GET_ITEM(tuple, i));
+    if (value == -1 && PyErr_Occurred())
+        return -1;
+    *out = value;
+    return 0;
+}
+
+static PyObject *Swarm_announce(SwarmObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "announce(peer, event)");
+        return NULL;
+    }
+    PyObject *e = args[1];
+    if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 10) {
+        PyErr_SetString(PyExc_TypeError, "announce() takes an AnnounceAccepted");
+        return NULL;
+    }
+    int64_t at_ms, event, uploaded, downloaded, left;
+    unsigned long key_value = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(e, 5));
+    if ((key_value == (unsigned long)-1 && PyErr_Occurred()) || int64_item(e, 0, &at_ms) < 0 ||
+        int64_item(e, 6, &event) < 0 || int64_item(e, 7, &uploaded) < 0 ||
+        int64_item(e, 8, &downloaded) < 0 || int64_item(e, 9, &left) < 0)
+        return NULL;
+    if (key_value > UINT32_MAX || event < 0 || event > 255) {
+        PyErr_SetString(PyExc_OverflowError, "announce() field out of range");
+        return NULL;
+    }
+    PyObject *peer_id = PyTuple_GET_ITEM(e, 4);
+    if (!PyBytes_Check(peer_id)) {
+        PyErr_SetString(PyExc_TypeError, "peer_id must be bytes");
+        return NULL;
+    }
+    Py_buffer peer;
+    if (PyObject_GetBuffer(args[0], &peer, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (check_peer(&peer) < 0) {
+        PyBuffer_Release(&peer);
+        return NULL;
+    }
+    int family = family_of_peer(peer.len);
+    Py_ssize_t size = peer.len;
+    unsigned char key[KEY6];
+    memcpy(key, peer.buf, (size_t)size);
+    PyBuffer_Release(&peer);
+
+    uint32_t at;
+    int old_table = locate(self, family, key, &at);
+    int counted = 0;
+    if (old_table >= 0) {
+        Table *old = &self->tables[old_table];
+        counted = entry(old, old_table, at)[size + AT_FLAG] == 1;
+        table_mark_gap(old, old_table, at);
+        if (table_tidy(old, old_table) < 0)
+            return NULL;
+    }
+    int completes = !counted && left == 0 && event == EVENT_COMPLETED;
+    int table = family + (left != 0);
+    unsigned char *record = table_append(&self->tables[table], table, key);
+    if (record == NULL)
+        return NULL;
+    record += size;
+    /* struct's "20s": the peer id padded with zeros or cut to 20 bytes */
+    Py_ssize_t id_size = PyBytes_GET_SIZE(peer_id);
+    memset(record, 0, AT_KEY);
+    memcpy(record, PyBytes_AS_STRING(peer_id), (size_t)(id_size < AT_KEY ? id_size : AT_KEY));
+    uint32_t key_be = __builtin_bswap32((uint32_t)key_value);
+    memcpy(record + AT_KEY, &key_be, 4);
+    store64(record + AT_LAST_SEEN, (uint64_t)at_ms);
+    store64(record + AT_UPLOADED, (uint64_t)uploaded);
+    store64(record + AT_DOWNLOADED, (uint64_t)downloaded);
+    store64(record + AT_LEFT, (uint64_t)left);
+    record[AT_EVENT] = (unsigned char)event;
+    record[AT_FLAG] = (unsigned char)(counted || completes);
+    return PyBool_FromLong(completes);
+}
+
+static PyObject *Swarm_remove(SwarmObject *self, PyObject *arg) {
+    Py_buffer peer;
+    if (PyObject_GetBuffer(arg, &peer, PyBUF_SIMPLE) < 0)
+        return NULL;
+    uint32_t at;
+    int table = (peer.len == KEY4 || peer.len == KEY6)
+                    ? locate(self, family_of_peer(peer.len), peer.buf, &at)
+                    : -1;
+    PyBuffer_Release(&peer);
+    if (table < 0)
+        Py_RETURN_FALSE;
+    table_mark_gap(&self->tables[table], table, at);
+    if (table_tidy(&self->tables[table], table) < 0)
+        return NULL;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *Swarm_clear(SwarmObject *self, PyObject *unused) {
+    for (int table = 0; table < 4; table++)
+        table_free(&self->tables[table]);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Swarm_record(SwarmObject *self, PyObject *arg) {
+    Py_buffer peer;
+    if (PyObject_GetBuffer(arg, &peer, PyBUF_SIMPLE) < 0)
+        return NULL;
+    uint32_t at;
+    Py_ssize_t size = peer.len;
+    int table = (size == KEY4 || size == KEY6) ? locate(self, family_of_peer(size), peer.buf, &at)
+                                               : -1;
+    PyBuffer_Release(&peer);
+    if (table < 0)
+        Py_RETURN_NONE;
+    const unsigned char *e = entry(&self->tables[table], table, at);
+    return Py_BuildValue("(Ny#)", PyBool_FromLong(table % 2 == 0), e + size, (Py_ssize_t)RECORD);
+}
+
+static PyObject *Swarm_items(SwarmObject *self, PyObject *unused) {
+    PyObject *items = PyList_New(0);
+    if (items == NULL)
+        return NULL;
+    for (int table = 0; table < 4; table++) {
+        const Table *t = &self->tables[table];
+        Py_ssize_t size = key_size(table);
+        for (uint32_t position = 0; position < t->used; position++) {
+            const unsigned char *e = entry(t, table, position);
+            if (is_gap(e, table))
+                continue;
+            PyObject *item = Py_BuildValue("(y#Ny#)", e, size, PyBool_FromLong(table % 2 == 0),
+                                           e + size, (Py_ssize_t)RECORD);
+            if (item == NULL || PyList_Append(items, item) < 0) {
+                Py_XDECREF(item);
+                Py_DECREF(items);
+                return NULL;
+            }
+            Py_DECREF(item);
+        }
+    }
+    return items;
+}
+
+static PyObject *Swarm_peers_from(SwarmObject *self, PyObject *args) {
+    Py_buffer ip;
+    Py_ssize_t v4_bytes, v6_bytes;
+    if (!PyArg_ParseTuple(args, "y*nn:peers_from", &ip, &v4_bytes, &v6_bytes))
+        return NULL;
+    int family = ip.len == 4 ? 0 : 2;
+    Py_ssize_t prefix = family ? v6_bytes : v4_bytes;
+    if (prefix > ip.len)
+        prefix = ip.len;
+    if (prefix < 0)
+        prefix = 0;
+    size_t count = 0;
+    for (int table = family; table < family + 2; table++) {
+        const Table *t = &self->tables[table];
+        for (uint32_t position = 0; position < t->used; position++) {
+            const unsigned char *e = entry(t, table, position);
+            count += memcmp(e, ip.buf, (size_t)prefix) == 0 && !is_gap(e, table);
+        }
+    }
+    PyBuffer_Release(&ip);
+    return PyLong_FromSize_t(count);
+}
+
+static PyObject *Swarm_oldest_ms(SwarmObject *self, PyObject *unused) {
+    int found = 0;
+    int64_t oldest = 0;
+    for (int table = 0; table < 4; table++) {
+        const unsigned char *head = table_head(&self->tables[table], table);
+        if (head != NULL && (!found || last_seen(head, table) < oldest)) {
+            oldest = last_seen(head, table);
+            found = 1;
+        }
+    }
+    if (!found)
+        Py_RETURN_NONE;
+    return PyLong_FromLongLong(oldest);
+}
+
+static PyObject *Swarm_expire(SwarmObject *self, PyObject *arg) {
+    long long cutoff = PyLong_AsLongLong(arg);
+    if (cutoff == -1 && PyErr_Occurred())
+        return NULL;
+    size_t removed = 0;
+    for (int table = 0; table < 4; table++) {
+        Table *t = &self->tables[table];
+        uint32_t before = t->live;
+        for (uint32_t position = 0; position < t->used; position++) {
+            const unsigned char *e = entry(t, table, position);
+            if (is_gap(e, table))
+                continue;
+            if (last_seen(e, table) >= cutoff)
+                break;
+            table_mark_gap(t, table, position);
+        }
+        if (t->live != before) {
+            removed += before - t->live;
+            if (table_tidy(t, table) < 0)
+                return NULL;
+        }
+    }
+    return PyLong_FromSize_t(removed);
+}
+
+/* The keys of live entries of ``tables`` (one or two), in order, into *out (count returned). */
+static Py_ssize_t gather(SwarmObject *self, int first, int last, const unsigned char ***out) {
+    size_t total = 0;
+    for (int table = first; table <= last; table++)
+        total += self->tables[table].live;
+    const unsigned char **keys = PyMem_Malloc((total ? total : 1) * sizeof *keys);
+    if (keys == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t n = 0;
+    for (int table = first; table <= last; table++) {
+        const Table *t = &self->tables[table];
+        for (uint32_t position = 0; position < t->used; position++) {
+            const unsigned char *e = entry(t, table, position);
+            if (!is_gap(e, table))
+                keys[n++] = e;
+        }
+    }
+    *out = keys;
+    return n;
+}
+
+/* ``rng.sample(range(n), k)``: the indices the pure code's ``rng.sample(list, k)`` picks. */
+static PyObject *sample(PyObject *rng, Py_ssize_t n, Py_ssize_t k) {
+    PyObject *population = PyObject_CallFunction((PyObject *)&PyRange_Type, "n", n);
+    if (population == NULL)
+        return NULL;
+    PyObject *chosen = PyObject_CallMethod(rng, "sample", "On", population, k);
+    Py_DECREF(population);
+    if (chosen != NULL && !PyList_Check(chosen)) {
+        Py_DECREF(chosen);
+        PyErr_SetString(PyExc_TypeError, "rng.sample() did not return a list");
+        return NULL;
+    }
+    return chosen;
+}
+
+/* Mirrors swarms.SwarmPy.select step by step, so the same random source picks the same
+ * peers: a seeder gets leechers only; the requester is never returned. */
+static PyObject *Swarm_select(SwarmObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "select(requester, is_seeder, count, rng)");
+        return NULL;
+    }
+    Py_buffer requester;
+    if (PyObject_GetBuffer(args[0], &requester, PyBUF_SIMPLE) < 0)
+        return NULL;
+    int is_seeder = PyObject_IsTrue(args[1]);
+    Py_ssize_t count = PyLong_AsSsize_t(args[2]);
+    PyObject *result = NULL, *chosen = NULL;
+    const unsigned char **keys = NULL;
+    if (is_seeder < 0 || (count == -1 && PyErr_Occurred()))
+        goto done;
+    if (count <= 0) {
+        result = PyBytes_FromStringAndSize(NULL, 0);
+        goto done;
+    }
+    int family = requester.len == KEY4 ? 0 : 2;
+    Py_ssize_t size = key_size(family);
+    const unsigned char *me = requester.buf;
+    int mine = requester.len == size; /* a key of another length is in no table */
+    Py_ssize_t seeders = is_seeder ? 0 : (Py_ssize_t)self->tables[family].live;
+    Py_ssize_t n = gather(self, is_seeder ? family + 1 : family, family + 1, &keys);
+    if (n < 0)
+        goto done;
+    int listed = !is_seeder && mine && table_find(&self->tables[family + 1], family + 1, me) >= 0;
+    if (n - listed <= count) { /* everybody eligible fits */
+        result = PyBytes_FromStringAndSize(NULL, (n - listed) * size);
+        if (result == NULL)
+            goto done;
+        unsigned char *write = (unsigned char *)PyBytes_AS_STRING(result);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (i >= seeders && listed && memcmp(keys[i], me, (size_t)size) == 0)
+                continue;
+            memcpy(write, keys[i], (size_t)size);
+            write += size;
+        }
+        goto done;
+    }
+    chosen = sample(args[3], n, is_seeder ? count : count + 1);
+    if (chosen == NULL)
+        goto done;
+    result = PyBytes_FromStringAndSize(NULL, count * size);
+    if (result == NULL)
+        goto done;
+    unsigned char *write = (unsigned char *)PyBytes_AS_STRING(result);
+    Py_ssize_t out = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(chosen) && out < count; i++) {
+        Py_ssize_t j = PyLong_AsSsize_t(PyList_GET_ITEM(chosen, i));
+        if (j < 0 || j >= n) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_IndexError, "rng.sample() gave an index out of range");
+            Py_CLEAR(result);
+            goto done;
+        }
+        if (!is_seeder && mine && memcmp(keys[j], me, (size_t)size) == 0)
+            continue;
+        memcpy(write + out++ * size, keys[j], (size_t)size);
+    }
+    if (_PyBytes_Resize(&result, out * size) < 0)
+        result = NULL;
+done:
+    Py_XDECREF(chosen);
+    PyMem_Free(keys);
+    PyBuffer_Release(&requester);
+    return result;
+}
+
+static PyObject *Swarm_pack(SwarmObject *self, PyObject *unused) {
+    Py_ssize_t total = 0;
+    for (int table = 0; table < 4; table++)
+        total += (Py_ssize_t)self->tables[table].live * stride(table);
+    PyObject *packed = PyBytes_FromStringAndSize(NULL, total);
+    if (packed == NULL)
+        return NULL;
+    unsigned char *write = (unsigned char *)PyBytes_AS_STRING(packed);
+    for (int table = 0; table < 4; table++) {
+        const Table *t = &self->tables[table];
+        Py_ssize_t step = stride(table);
+        if (t->used == t->live) { /* no gaps: one copy */
+            memcpy(write, t->entries, (size_t)t->used * step);
+            write += (size_t)t->used * step;
+            continue;
+        }
+        for (uint32_t position = 0; position < t->used; position++) {
+            const unsigned char *e = entry(t, table, position);
+            if (!is_gap(e, table)) {
+                memcpy(write, e, (size_t)step);
+                write += step;
+            }
+        }
+    }
+    return packed;
+}
+
+static PyObject *Swarm_load(SwarmObject *self, PyObject *args) {
+    Py_buffer data;
+    unsigned int sizes[4];
+    if (!PyArg_ParseTuple(args, "y*(IIII):load", &data, &sizes[0], &sizes[1], &sizes[2],
+                          &sizes[3]))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t expected = 0;
+    for (int table = 0; table < 4; table++)
+        expected += (Py_ssize_t)sizes[table] * stride(table);
+    if (Swarm_len(self) != 0) {
+        PyErr_SetString(PyExc_ValueError, "load() fills an empty swarm");
+        goto done;
+    }
+    if (data.len != expected) {
+        PyErr_SetString(PyExc_ValueError, "peer records do not fill the tables");
+        goto done;
+    }
+    const unsigned char *read = data.buf;
+    for (int table = 0; table < 4; table++) /* every flag first, as the reference checks */
+        for (uint32_t i = 0; i < sizes[table]; i++, read += stride(table))
+            if (read[key_size(table) + AT_FLAG] > 1) {
+                PyErr_SetString(PyExc_ValueError, "a peer record has a bad completion flag");
+                goto done;
+            }
+    read = data.buf;
+    for (int table = 0; table < 4; table++) {
+        Table *t = &self->tables[table];
+        Py_ssize_t step = stride(table);
+        if (sizes[table] == 0)
+            continue;
+        if (table_resize(t, table, sizes[table]) < 0)
+            goto failed;
+        for (uint32_t i = 0; i < sizes[table]; i++, read += step) {
+            uint32_t at;
+            if (locate(self, table & 2, read, &at) >= 0) {
+                PyErr_SetString(PyExc_ValueError, "a peer is in the swarm twice");
+                goto failed;
+            }
+            unsigned char *e = table_append(t, table, read);
+            if (e == NULL)
+                goto failed;
+            memcpy(e, read, (size_t)step);
+        }
+    }
+    result = Py_NewRef(Py_None);
+    goto done;
+failed:
+    Swarm_clear(self, NULL);
+done:
+    PyBuffer_Release(&data);
+    return result;
+}
+
+static PyObject *Swarm_sizeof(SwarmObject *self, PyObject *unused) {
+    size_t total = sizeof *self;
+    for (int table = 0; table < 4; table++) {
+        const Table *t = &self->tables[table];
+        total += (size_t)t->cap * stride(table) + (t->index ? (size_t)(t->mask + 1) * 4 : 0);
+    }
+    return PyLong_FromSize_t(total);
+}
+
+static PyMethodDef Swarm_methods[] = {
+    {"announce", (PyCFunction)(void (*)(void))Swarm_announce, METH_FASTCALL, NULL},
+    {"remove", (PyCFunction)Swarm_remove, METH_O, NULL},
+    {"clear", (PyCFunction)Swarm_clear, METH_NOARGS, NULL},
+    {"counts", (PyCFunction)Swarm_counts, METH_NOARGS, NULL},
+    {"record", (PyCFunction)Swarm_record, METH_O, NULL},
+    {"items", (PyCFunction)Swarm_items, METH_NOARGS, NULL},
+    {"peers_from", (PyCFunction)Swarm_peers_from, METH_VARARGS, NULL},
+    {"oldest_ms", (PyCFunction)Swarm_oldest_ms, METH_NOARGS, NULL},
+    {"expire", (PyCFunction)Swarm_expire, METH_O, NULL},
+    {"select", (PyCFunction)(void (*)(void))Swarm_select, METH_FASTCALL, NULL},
+    {"pack", (PyCFunction)Swarm_pack, METH_NOARGS, NULL},
+    {"load", (PyCFunction)Swarm_load, METH_VARARGS, NULL},
+    {"__sizeof__", (PyCFunction)Swarm_sizeof, METH_NOARGS, NULL},
+    {NULL},
+};
+
+static PyGetSetDef Swarm_getset[] = {
+    {"seeders", (getter)Swarm_get_seeders, NULL, NULL, NULL},
+    {"leechers", (getter)Swarm_get_leechers, NULL, NULL, NULL},
+    {NULL},
+};
+
+static PySequenceMethods Swarm_as_sequence = {
+    .sq_length = (lenfunc)Swarm_len,
+    .sq_contains = (objobjproc)Swarm_contains,
+};
+
+static PyTypeObject SwarmType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "udpt._core.Swarm",
+    .tp_doc = "The live peers of one torrent (udpt/projections/swarms.py's SwarmPy, compiled).",
+    .tp_basicsize = sizeof(SwarmObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = Swarm_new,
+    .tp_dealloc = (destructor)Swarm_dealloc,
+    .tp_methods = Swarm_methods,
+    .tp_getset = Swarm_getset,
+    .tp_as_sequence = &Swarm_as_sequence,
+};
+
+int udpt_swarm_register(PyObject *module) {
+    if (getrandom(&hash_seed, sizeof hash_seed, 0) != sizeof hash_seed) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    if (PyType_Ready(&SwarmType) < 0)
+        return -1;
+    Py_INCREF(&SwarmType);
+    if (PyModule_AddObject(module, "Swarm", (PyObject *)&SwarmType) < 0) {
+        Py_DECREF(&SwarmType);
+        return -1;
+    }
+    return 0;
+}
