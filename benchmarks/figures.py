@@ -9,12 +9,15 @@ Logs are generated with ``benchmarks/make_log.py`` (seeded, reproducible).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import gc
 import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,7 @@ from udpt.config import load_config
 from udpt.events.log import EventLog
 from udpt.events.types import AnnounceAccepted
 from udpt.history.recovery import recover, take_snapshot
+from udpt.history.snapshot_fork import fork_snapshot
 
 HERE = Path(__file__).resolve().parent
 Row = tuple[str, str, str]
@@ -119,28 +123,36 @@ def part_snapshot_memory(db: Path) -> dict:
     """Memory while the daemon takes a snapshot, as a multiple of the live state.
 
     The live state is this process's growth when it recovers the log (as the
-    daemon holds it). The daemon's snapshot child (``udpt.history.snapshot_child``)
-    rebuilds the state itself; its peak beyond a child that only starts up adds
-    to the daemon's while it runs. ``(live + child's extra) / live`` is the figure.
+    daemon holds it; it then freezes the collector's generations as the daemon
+    does). The daemon forks its snapshot child (``udpt.history.snapshot_fork``):
+    parent and child share the memory until one of them writes to a page. The
+    sum of both processes' proportional set sizes is the memory they use
+    together; its peak while the child runs, less the parent's before the fork,
+    is what the snapshot adds. ``(live + added) / live`` is the figure.
     """
     before = rss_bytes()
     with EventLog(db, readonly=True) as log:
         state, _ = recover(log)
     live = rss_bytes() - before
-    child = [sys.executable, "-m", "udpt.history.snapshot_child", str(db), str(state.last_seq)]
-    idle = [sys.executable, "-c", "import udpt.history.snapshot_child"]
-    extra = _peak_rss(child) - _peak_rss(idle)
-    return {"live_bytes": live, "child_extra_bytes": extra, "ratio": (live + extra) / live}
+    gc.freeze()
+    alone = _pss(os.getpid())
+    with tempfile.TemporaryDirectory() as work:
+        pid = fork_snapshot(state, Path(work) / "snapshot.partial")
+        together = alone
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # it just exited
+                together = max(together, _pss(os.getpid()) + _pss(pid))
+            time.sleep(0.005)
+    added = together - alone
+    return {"live_bytes": live, "child_extra_bytes": added, "ratio": (live + added) / live}
 
 
-def _peak_rss(command: list[str]) -> int:
-    """The peak resident memory of ``command``, run to its end."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    if status != 0:
-        raise RuntimeError(f"{command} failed (status {status})")
-    process.returncode = 0
-    return usage.ru_maxrss * 1024
+def _pss(pid: int) -> int:
+    """Proportional set size: shared pages count a share to each process that maps them."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no Pss in /proc/{pid}/smaps_rollup")
 
 
 def part_stall(db: Path, seconds: float) -> dict:

@@ -19,6 +19,7 @@
 #include <Python.h>
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -101,13 +102,13 @@ static uint32_t hash_key(const unsigned char *key, Py_ssize_t size) {
 /* -- one table ----------------------------------------------------------------------- */
 
 static void table_free(Table *t) {
-    PyMem_Free(t->entries);
-    PyMem_Free(t->index);
+    free(t->entries);
+    free(t->index);
     memset(t, 0, sizeof *t);
 }
 
 static int table_reindex(Table *t, int table) {
-    PyMem_Free(t->index);
+    free(t->index);
     t->index = NULL;
     t->mask = 0;
     if (t->cap <= INDEXED)
@@ -115,7 +116,7 @@ static int table_reindex(Table *t, int table) {
     uint32_t slots = 16;
     while (slots < 2 * t->cap)
         slots <<= 1;
-    t->index = PyMem_Calloc(slots, sizeof(uint32_t));
+    t->index = calloc(slots, sizeof(uint32_t));
     if (t->index == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -150,7 +151,7 @@ static void table_squeeze(Table *t, int table) {
 }
 
 static int table_resize(Table *t, int table, uint32_t cap) {
-    unsigned char *entries = PyMem_Realloc(t->entries, (size_t)cap * stride(table));
+    unsigned char *entries = realloc(t->entries, (size_t)cap * stride(table));
     if (entries == NULL) {
         PyErr_NoMemory();
         return -1;

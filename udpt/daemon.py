@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import socket
 import sys
@@ -42,6 +43,7 @@ from udpt.events.log import EventLog, LogError
 from udpt.events.maintenance import LogMaintenance
 from udpt.events.writer import GroupCommitWriter, Writer
 from udpt.history.recovery import recover
+from udpt.history.snapshot_fork import fork_snapshot
 from udpt.intake import Intake
 from udpt.lock import DataDirLock
 from udpt.logs import configure_logging, log_admin_changes
@@ -62,6 +64,10 @@ log = logging.getLogger("udpt")
 SECRET_KEY = b"connection_id_secret"
 GC_THRESHOLDS = (50_000, 20, 100)
 MAINTENANCE_INTERVAL_S = 1.0
+SNAPSHOT_FILE = "snapshot.partial"
+"""Where the snapshot child writes, in the log's directory; stored in the log, then removed."""
+SWEEP_WAIT_S = 0.05
+"""How often a due snapshot looks again whether the sweep being folded is done."""
 
 
 class StartupError(RuntimeError):
@@ -413,38 +419,42 @@ async def _expire_periodically(intake: Intake, clock: EventClock) -> None:
 
 
 async def _snapshot_periodically(running: Running) -> None:
-    """Every ``snapshot_interval``, snapshot the log in a child process.
+    """Every ``snapshot_interval``, snapshot the live state in a forked child.
 
-    The child folds the log itself (newest snapshot + tail), so the event loop
-    never serialises a million peers; it only waits for the child to exit.
+    The child writes the state as it was at the fork (udpt.history.snapshot_fork);
+    the event loop only forks, waits for the child, and stores its file from a
+    thread. It forks between two folded events, never halfway through a sweep.
     """
-    config, state = running.config, running.state
+    config, state, intake = running.config, running.state, running.intake
+    loop = asyncio.get_running_loop()
+    path = config.db_path / SNAPSHOT_FILE
     last_seq = running.snapshot_seq
     while True:
         await asyncio.sleep(config.log.snapshot_interval)
+        while intake.sweeping:
+            await asyncio.sleep(SWEEP_WAIT_S)
         seq = state.last_seq
         if seq == last_seq:
             continue
-        child = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "udpt.history.snapshot_child",
-            str(config.db_path),
-            str(seq),
-            stdout=asyncio.subprocess.DEVNULL,
-        )
+        pid = fork_snapshot(state, path)
+        waiting = loop.run_in_executor(None, os.waitpid, pid, 0)
         try:
-            status = await child.wait()
+            _, status = await asyncio.shield(waiting)
+            if status == 0:
+                await loop.run_in_executor(None, running.event_log.put_snapshot_file, seq, path)
         except asyncio.CancelledError:
-            child.kill()
-            await child.wait()
+            os.kill(pid, signal.SIGKILL)
+            await waiting
             raise
+        finally:
+            path.unlink(missing_ok=True)
         if status == 0:
             last_seq = seq
             running.observer.snapshot_taken(seq)
             log.debug("snapshot taken at seq %d", seq)
         else:
-            log.warning("taking a snapshot at seq %d failed (exit %d)", seq, status)
+            code = os.waitstatus_to_exitcode(status)  # -N: killed by signal N
+            log.warning("taking a snapshot at seq %d failed (exit %d)", seq, code)
 
 
 async def _maintain_log(running: Running, clock: EventClock) -> None:

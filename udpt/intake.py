@@ -96,6 +96,11 @@ class Intake:
         self._applied = asyncio.Event()
         self._applied.set()
 
+    @property
+    def sweeping(self) -> bool:
+        """Whether an expiry sweep is half folded: the state is then no state of the log."""
+        return self._sweeping is not None
+
     def attach(self, writer: Writer) -> None:
         """Use ``writer`` (made with this intake's ``committed`` and ``failed``)."""
         self.writer = writer

@@ -31,13 +31,14 @@ The map grows on demand: a full map never stops the log.
 
 from __future__ import annotations
 
+import io
 import struct
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import lmdb
 
@@ -671,20 +672,35 @@ class EventLog:
         grew the file (with ``snapshot_interval = 2``, 18 MB to 63 MB in 20 s).
         """
 
+        self._write(lambda txn: self._store_snapshot(txn, seq, io.BytesIO(data)))
+
+    def put_snapshot_file(self, seq: int, path: Path) -> None:
+        """``put_snapshot`` of the bytes in the file at ``path``, read a chunk at a time."""
+
         def work(txn: lmdb.Transaction) -> None:
-            cursor = txn.cursor(self._snapshots)
-            _delete_snapshot(cursor, seq)
-            prefix = seq_key(seq)
-            for index, start in enumerate(range(0, max(len(data), 1), SNAPSHOT_CHUNK)):
-                key, chunk = prefix + _CHUNK.pack(index), data[start : start + SNAPSHOT_CHUNK]
-                # Appending fills each leaf page; a plain put splits pages in half, leaving
-                # one chunk per page. An older seq than one stored cannot append.
-                if not cursor.put(key, chunk, append=True):
-                    cursor.put(key, chunk)
-            for old in _snapshot_seqs(txn, self._snapshots)[:-SNAPSHOTS_KEPT]:
-                _delete_snapshot(cursor, old)
+            with path.open("rb") as source:
+                self._store_snapshot(txn, seq, source)
 
         self._write(work)
+
+    def _store_snapshot(self, txn: lmdb.Transaction, seq: int, source: BinaryIO) -> None:
+        cursor = txn.cursor(self._snapshots)
+        _delete_snapshot(cursor, seq)
+        prefix = seq_key(seq)
+        chunk = source.read(SNAPSHOT_CHUNK)
+        index = 0
+        while True:
+            key = prefix + _CHUNK.pack(index)
+            # Appending fills each leaf page; a plain put splits pages in half, leaving
+            # one chunk per page. An older seq than one stored cannot append.
+            if not cursor.put(key, chunk, append=True):
+                cursor.put(key, chunk)
+            chunk = source.read(SNAPSHOT_CHUNK)
+            if not chunk:
+                break
+            index += 1
+        for old in _snapshot_seqs(txn, self._snapshots)[:-SNAPSHOTS_KEPT]:
+            _delete_snapshot(cursor, old)
 
     def delete_snapshots(self) -> None:
         self._write(lambda txn: txn.drop(self._snapshots, delete=False))

@@ -1,9 +1,10 @@
 """The state at a point of the log: the newest usable snapshot, then the events after it.
 
-Start-up, the replay tool and the snapshot child all rebuild state here. A
-snapshot is built by folding the log, never by reading live memory, so the
-daemon can take one in a child process (``snapshot_child.py``) without
-stalling its event loop.
+Start-up and the replay tool rebuild state here, and ``take_snapshot`` stores
+the fold of a log as a snapshot. The daemon's periodic snapshots are written
+from its live state instead (``snapshot_fork.py``): the invariant makes that
+state the fold of the committed log, and ``tools/replay.py --verify`` checks
+every stored snapshot against the fold.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ _HEADER = struct.Struct("!8sBQI")  # magic, version, seq, torrent count
 _TORRENT = struct.Struct("!20sBQq4I")  # hash, flags, completed, last announce, 4 table sizes
 _FLAGGED, _REGISTERED = 1, 2
 _PORTS = struct.Struct("!H")
-_STRIDES = tuple(key_size + RECORD_SIZE for key_size in (6, 6, 18, 18))  # bytes per peer
+_STRIDE4, _STRIDE6 = 6 + RECORD_SIZE, 18 + RECORD_SIZE  # bytes per peer in a snapshot
 _MAX_COMPLETED = (1 << 64) - 1
 _NAMES = {kind: kind.__name__ for kind in EVENT_TYPES}
 
@@ -272,23 +272,22 @@ class TrackerState:
         Two states that answer every query alike and will fold every future
         event alike have equal snapshots; tests compare states this way.
         """
-        parts = [
-            _HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, self.last_seq, len(self.torrents)),
-            self.stats.to_bytes(),
-        ]
+        return b"".join(self.snapshot_parts())
+
+    def snapshot_parts(self) -> Iterator[bytes]:
+        """``snapshot()`` in pieces of one torrent each, for writing it without a second copy."""
+        yield _HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, self.last_seq, len(self.torrents))
+        yield self.stats.to_bytes()
         for info_hash in sorted(self.torrents):
             torrent = self.torrents[info_hash]
             swarm = torrent.swarm
             flags = (_FLAGGED if torrent.flagged else 0) | (
                 _REGISTERED if torrent.registered else 0
             )
-            parts.append(
-                _TORRENT.pack(
-                    info_hash, flags, torrent.completed, torrent.last_announce_ms, *swarm.counts()
-                )
+            yield _TORRENT.pack(
+                info_hash, flags, torrent.completed, torrent.last_announce_ms, *swarm.counts()
             )
-            parts.append(swarm.pack())
-        return b"".join(parts)
+            yield swarm.pack()
 
     @classmethod
     def restore(cls, data: bytes) -> TrackerState:
@@ -310,7 +309,9 @@ class TrackerState:
         offset += Stats.SIZE
         torrents: list[tuple[bytes, Torrent]] = []
         for _ in range(count):
-            info_hash, flags, completed, last_ms, *sizes = _TORRENT.unpack_from(view, offset)
+            info_hash, flags, completed, last_ms, s4, l4, s6, l6 = _TORRENT.unpack_from(
+                view, offset
+            )
             offset += _TORRENT.size
             torrent = Torrent(
                 flagged=bool(flags & _FLAGGED),
@@ -318,11 +319,11 @@ class TrackerState:
                 completed=completed,
                 last_announce_ms=last_ms,
             )
-            end = offset + sum(size * stride for size, stride in zip(sizes, _STRIDES, strict=True))
+            end = offset + (s4 + l4) * _STRIDE4 + (s6 + l6) * _STRIDE6
             if end > len(view):
                 raise SnapshotError("snapshot is truncated")
             try:
-                torrent.swarm.load(view[offset:end].tobytes(), tuple(sizes))
+                torrent.swarm.load(view[offset:end], (s4, l4, s6, l6))
             except ValueError as exc:
                 raise SnapshotError(f"snapshot is damaged: {exc}") from exc
             offset = end

@@ -205,12 +205,13 @@ class SwarmPy:
         """
         return b"".join(part for table in self.tables() for item in table.items() for part in item)
 
-    def load(self, data: bytes, sizes: tuple[int, int, int, int]) -> None:
+    def load(self, packed: bytes | memoryview, sizes: tuple[int, int, int, int]) -> None:
         """Fill this empty swarm from ``pack()`` bytes of tables of ``sizes`` peers.
 
         ValueError for bytes that no swarm packs: the wrong length, a peer twice,
         a record whose completion flag is neither 0 nor 1.
         """
+        data = bytes(packed)
         if len(self):
             raise ValueError("load() fills an empty swarm")
         strides = [key_size + RECORD_SIZE for key_size in (6, 6, 18, 18)]

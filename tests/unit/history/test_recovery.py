@@ -1,9 +1,6 @@
-"""Recovery: the newest snapshot that restores, then the tail; the snapshot child."""
+"""Recovery: the newest snapshot that restores, then the tail."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 from udpt.events.log import EventLog
 from udpt.events.types import TorrentAdded, TorrentFlagged
@@ -50,22 +47,3 @@ def test_recover_stops_at_to_seq_and_uses_no_later_snapshot(tmp_log: EventLog) -
     expected = TrackerState()
     expected.apply_all(enumerate(EVENTS[:4], 1))
     assert (used, state.snapshot()) == (0, expected.snapshot())
-
-
-def test_the_snapshot_child_stores_a_snapshot_and_prints_its_seq(tmp_log: EventLog) -> None:
-    tmp_log.append_events(EVENTS)
-    path = tmp_log.path
-    tmp_log.close()
-    child = subprocess.run(
-        [sys.executable, "-m", "udpt.history.snapshot_child", str(path), "5"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert child.stdout == "5\n"
-    with EventLog(path) as log:
-        assert log.snapshot_seqs() == [5]
-        assert (
-            recover(log, 5)[0].snapshot()
-            == TrackerState.restore(log.get_snapshot(5) or b"").snapshot()
-        )
