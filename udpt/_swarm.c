@@ -13,7 +13,14 @@
  * they are a third of the table. Tables of more than INDEXED entries keep an
  * open-addressing index (keyed hash, seed drawn at import) so that a lookup in
  * a big swarm costs no scan. The swarm holds no Python objects, so it is not
- * tracked by the garbage collector.
+ * tracked by the garbage collector; its arrays come from malloc, away from the
+ * Python objects whose reference counts change.
+ *
+ * write_snapshot_torrents writes the torrents of a snapshot (TrackerState.
+ * snapshot_parts is its reference) from the torrent dict, Torrent's slots (their
+ * offsets learnt by bind_torrent) and these arrays, through borrowed pointers
+ * only: the forked snapshot child (udpt/history/snapshot_fork.py) then copies
+ * almost none of the daemon's pages.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -21,7 +28,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <structmember.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "_swarm.h"
 
@@ -751,6 +761,184 @@ static PyTypeObject SwarmType = {
     .tp_as_sequence = &Swarm_as_sequence,
 };
 
+/* -- the torrents of a snapshot, written without touching a reference count ---------- */
+
+/* What bind_torrent learnt of udpt/projections/torrents.py's Torrent: its slots' offsets. */
+static PyTypeObject *TorrentType;
+static Py_ssize_t at_flagged, at_registered, at_completed, at_last_announce, at_swarm;
+
+static PyObject *bind_torrent(PyObject *module, PyObject *cls) {
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "bind_torrent() takes the Torrent class");
+        return NULL;
+    }
+    const char *names[] = {"flagged", "registered", "completed", "last_announce_ms", "swarm"};
+    Py_ssize_t *offsets[] = {&at_flagged, &at_registered, &at_completed, &at_last_announce,
+                             &at_swarm};
+    for (int i = 0; i < 5; i++) {
+        PyObject *slot = PyObject_GetAttrString(cls, names[i]);
+        if (slot == NULL)
+            return NULL;
+        int is_member = Py_IS_TYPE(slot, &PyMemberDescr_Type) &&
+                        ((PyMemberDescrObject *)slot)->d_member->type == T_OBJECT_EX;
+        if (is_member)
+            *offsets[i] = ((PyMemberDescrObject *)slot)->d_member->offset;
+        Py_DECREF(slot);
+        if (!is_member) {
+            PyErr_Format(PyExc_TypeError, "Torrent.%s is not a slot", names[i]);
+            return NULL;
+        }
+    }
+    Py_XSETREF(TorrentType, (PyTypeObject *)Py_NewRef(cls));
+    Py_RETURN_NONE;
+}
+
+typedef struct {
+    int fd;
+    size_t used;
+    unsigned char data[1 << 20];
+} Output;
+
+static int output_flush(Output *out) {
+    size_t done = 0;
+    while (done < out->used) {
+        ssize_t wrote = write(out->fd, out->data + done, out->used - done);
+        if (wrote < 0 && errno == EINTR)
+            continue;
+        if (wrote < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        done += (size_t)wrote;
+    }
+    out->used = 0;
+    return 0;
+}
+
+static int output_put(Output *out, const void *data, size_t size) {
+    while (size) {
+        size_t room = sizeof out->data - out->used, step = size < room ? size : room;
+        memcpy(out->data + out->used, data, step);
+        out->used += step;
+        data = (const unsigned char *)data + step;
+        size -= step;
+        if (out->used == sizeof out->data && output_flush(out) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+typedef struct {
+    PyObject *info_hash, *torrent; /* borrowed from the dict */
+} Item;
+
+static int by_info_hash(const void *a, const void *b) {
+    PyObject *x = ((const Item *)a)->info_hash, *y = ((const Item *)b)->info_hash;
+    Py_ssize_t nx = PyBytes_GET_SIZE(x), ny = PyBytes_GET_SIZE(y);
+    int order = memcmp(PyBytes_AS_STRING(x), PyBytes_AS_STRING(y), (size_t)(nx < ny ? nx : ny));
+    return order ? order : (nx > ny) - (nx < ny);
+}
+
+static inline PyObject *slot(PyObject *torrent, Py_ssize_t offset) {
+    return *(PyObject **)((char *)torrent + offset);
+}
+
+/* One torrent's part of the snapshot: state._TORRENT (!20sBQq4I), then swarm.pack(). */
+static int write_torrent(Output *out, PyObject *info_hash, PyObject *torrent) {
+    if (!Py_IS_TYPE(torrent, TorrentType) || PyBytes_GET_SIZE(info_hash) != 20) {
+        PyErr_SetString(PyExc_TypeError, "expected 20-byte info hashes and Torrent values");
+        return -1;
+    }
+    PyObject *flagged = slot(torrent, at_flagged), *registered = slot(torrent, at_registered),
+             *completed_value = slot(torrent, at_completed),
+             *last_value = slot(torrent, at_last_announce), *swarm = slot(torrent, at_swarm);
+    if (!flagged || !registered || !completed_value || !last_value || !swarm ||
+        !Py_IS_TYPE(swarm, &SwarmType) || !PyLong_Check(completed_value) ||
+        !PyLong_Check(last_value)) {
+        PyErr_SetString(PyExc_TypeError, "a Torrent whose slots are not what the fold sets");
+        return -1;
+    }
+    int is_flagged = PyObject_IsTrue(flagged), is_registered = PyObject_IsTrue(registered);
+    unsigned long long completed = PyLong_AsUnsignedLongLong(completed_value);
+    long long last_announce = PyLong_AsLongLong(last_value);
+    if (is_flagged < 0 || is_registered < 0 || PyErr_Occurred())
+        return -1;
+    const SwarmObject *peers = (const SwarmObject *)swarm;
+    unsigned char head[53];
+    memcpy(head, PyBytes_AS_STRING(info_hash), 20);
+    head[20] = (unsigned char)((is_flagged ? 1 : 0) | (is_registered ? 2 : 0));
+    store64(head + 21, completed);
+    store64(head + 29, (uint64_t)last_announce);
+    for (int table = 0; table < 4; table++) {
+        uint32_t live = __builtin_bswap32(peers->tables[table].live);
+        memcpy(head + 37 + 4 * table, &live, 4);
+    }
+    if (output_put(out, head, sizeof head) < 0)
+        return -1;
+    for (int table = 0; table < 4; table++) {
+        const Table *t = &peers->tables[table];
+        size_t step = (size_t)stride(table);
+        if (t->used == t->live) {
+            if (output_put(out, t->entries, t->used * step) < 0)
+                return -1;
+            continue;
+        }
+        for (uint32_t position = 0; position < t->used; position++) {
+            const unsigned char *e = entry(t, table, position);
+            if (!is_gap(e, table) && output_put(out, e, step) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* The torrents of TrackerState.snapshot(), by info hash, written to a file descriptor. It
+ * reads the dict and the objects in it through borrowed pointers and slot offsets only:
+ * in a forked child, a reference count written is a page copied. */
+static PyObject *write_snapshot_torrents(PyObject *module, PyObject *args) {
+    PyObject *torrents;
+    int fd;
+    if (!PyArg_ParseTuple(args, "O!i:write_snapshot_torrents", &PyDict_Type, &torrents, &fd))
+        return NULL;
+    if (TorrentType == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "bind_torrent() first");
+        return NULL;
+    }
+    Py_ssize_t count = PyDict_GET_SIZE(torrents), at = 0, n = 0;
+    Item *items = malloc((count ? count : 1) * sizeof *items);
+    Output *out = malloc(sizeof *out);
+    PyObject *result = NULL, *key, *value;
+    if (items == NULL || out == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    while (PyDict_Next(torrents, &at, &key, &value)) {
+        if (!PyBytes_CheckExact(key)) {
+            PyErr_SetString(PyExc_TypeError, "expected bytes info hashes");
+            goto done;
+        }
+        items[n++] = (Item){key, value};
+    }
+    qsort(items, (size_t)n, sizeof *items, by_info_hash);
+    out->fd = fd;
+    out->used = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (write_torrent(out, items[i].info_hash, items[i].torrent) < 0)
+            goto done;
+    if (output_flush(out) == 0)
+        result = Py_NewRef(Py_None);
+done:
+    free(items);
+    free(out);
+    return result;
+}
+
+static PyMethodDef snapshot_methods[] = {
+    {"bind_torrent", (PyCFunction)bind_torrent, METH_O, NULL},
+    {"write_snapshot_torrents", (PyCFunction)write_snapshot_torrents, METH_VARARGS, NULL},
+    {NULL},
+};
+
 int udpt_swarm_register(PyObject *module) {
     if (getrandom(&hash_seed, sizeof hash_seed, 0) != sizeof hash_seed) {
         PyErr_SetFromErrno(PyExc_OSError);
@@ -763,5 +951,5 @@ int udpt_swarm_register(PyObject *module) {
         Py_DECREF(&SwarmType);
         return -1;
     }
-    return 0;
+    return PyModule_AddFunctions(module, snapshot_methods);
 }

@@ -1,24 +1,28 @@
-"""The compiled swarm against the reference: the same changes give the same answers and bytes.
+"""The compiled swarm and snapshot writer against the reference: the same answers and bytes.
 
 docs/DESIGN.md §11. Every step of a random history (announces, removals, expiry,
 selection with the same random source, source counts) goes to a
 ``udpt._core.Swarm`` and a ``SwarmPy``; after each, everything either can tell
 is compared: counts, the oldest peer, every record in table order, the packed
 snapshot bytes. Pools of a few dozen peers push tables past the size where the
-compiled one keeps an index, and removals make it squeeze out its gaps.
+compiled one keeps an index, and removals make it squeeze out its gaps. The
+compiled snapshot writer must write what ``snapshot_parts`` joins to.
 """
 
 from __future__ import annotations
 
 import importlib
+import tempfile
 from random import Random
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.strategies import tracker_histories
 from udpt.core import COMPILED
-from udpt.events.types import AnnounceAccepted, AnnounceEvent
+from udpt.events.types import AnnounceAccepted, AnnounceEvent, Event
+from udpt.projections import TrackerState
 from udpt.projections.swarms import SwarmPy
 
 if not COMPILED:
@@ -167,3 +171,15 @@ def test_damaged_swarm_bytes_load_alike_or_fail_alike(
     got = outcome(compiled_result.load, bytes(data), tuple(sizes))
     assert got == outcome(reference_result.load, bytes(data), tuple(sizes))
     assert observed(compiled_result) == observed(reference_result)
+
+
+@settings(max_examples=150, deadline=None)
+@given(tracker_histories())
+def test_the_compiled_snapshot_writer_writes_the_bytes_of_snapshot(events: list[Event]) -> None:
+    """``write_snapshot`` (C, for the forked child) against ``snapshot_parts`` (the reference)."""
+    state = TrackerState()
+    state.apply_all(enumerate(events, 1))
+    with tempfile.TemporaryFile() as out:
+        state.write_snapshot(out)
+        out.seek(0)
+        assert out.read() == b"".join(state.snapshot_parts())

@@ -2,7 +2,7 @@
 
 ``fork()`` hands the child the daemon's memory copy-on-write. The child walks
 the state as it was at the fork — a state of the committed log, since the
-event loop forks between two folded events — and streams ``snapshot_parts()``
+event loop forks between two folded events — and streams ``write_snapshot()``
 into a file; the daemon then stores the file in the log from a thread. The
 compiled swarms keep their peers in a few large arrays that the child only
 reads, so what gets copied is the pages of the torrent objects whose reference
@@ -28,10 +28,9 @@ _WRITE_BUFFER = 1 << 20
 
 
 def write_snapshot_file(state: TrackerState, path: Path) -> None:
-    """Write ``state.snapshot()`` to ``path`` a torrent at a time."""
+    """Write ``state.snapshot()`` to ``path``."""
     with path.open("wb", buffering=_WRITE_BUFFER) as out:
-        for part in state.snapshot_parts():
-            out.write(part)
+        state.write_snapshot(out)
 
 
 def fork_snapshot(state: TrackerState, path: Path) -> int:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable, Iterator
+from typing import BinaryIO
 
+from udpt.core import COMPILED
 from udpt.events.types import (
     EVENT_TYPES,
     AnnounceAccepted,
@@ -29,6 +31,9 @@ from udpt.projections.stats import Stats
 from udpt.projections.swarms import RECORD_SIZE
 from udpt.projections.time_index import TimeIndex
 from udpt.projections.torrents import Torrent, TorrentTable
+
+if COMPILED:
+    from udpt import _core
 
 __all__ = ["SnapshotError", "TrackerState"]
 
@@ -275,9 +280,8 @@ class TrackerState:
         return b"".join(self.snapshot_parts())
 
     def snapshot_parts(self) -> Iterator[bytes]:
-        """``snapshot()`` in pieces of one torrent each, for writing it without a second copy."""
-        yield _HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, self.last_seq, len(self.torrents))
-        yield self.stats.to_bytes()
+        """``snapshot()`` in pieces of one torrent each."""
+        yield self._snapshot_head()
         for info_hash in sorted(self.torrents):
             torrent = self.torrents[info_hash]
             swarm = torrent.swarm
@@ -288,6 +292,25 @@ class TrackerState:
                 info_hash, flags, torrent.completed, torrent.last_announce_ms, *swarm.counts()
             )
             yield swarm.pack()
+
+    def write_snapshot(self, out: BinaryIO) -> None:
+        """Write ``snapshot()`` to the file ``out``, with no second copy of the state.
+
+        The compiled core writes the torrents from C, reading the objects
+        through borrowed pointers: in a forked child (history/snapshot_fork.py)
+        every reference count written would copy a page of the parent's memory.
+        """
+        if not COMPILED:
+            for part in self.snapshot_parts():
+                out.write(part)
+            return
+        out.write(self._snapshot_head())
+        out.flush()
+        _core.write_snapshot_torrents(self.torrents, out.fileno())
+
+    def _snapshot_head(self) -> bytes:
+        header = _HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, self.last_seq, len(self.torrents))
+        return header + self.stats.to_bytes()
 
     @classmethod
     def restore(cls, data: bytes) -> TrackerState:
