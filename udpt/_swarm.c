@@ -123,8 +123,8 @@ static int table_reindex(Table *t, int table) {
     t->mask = 0;
     if (t->cap <= INDEXED)
         return 0;
-    uint32_t slots = 16;
-    while (slots < 2 * t->cap)
+    uint32_t slots = 16; /* at most two thirds full: entries, gaps included, never exceed cap */
+    while (slots < t->cap + t->cap / 2)
         slots <<= 1;
     t->index = calloc(slots, sizeof(uint32_t));
     if (t->index == NULL) {
@@ -210,7 +210,7 @@ static int64_t table_find(const Table *t, int table, const unsigned char *key) {
 static int table_make_room(Table *t, int table) {
     if (t->used < t->cap)
         return 0;
-    if (t->cap && t->used - t->live >= t->cap / 4 + 1) {
+    if (t->cap && t->used - t->live >= t->cap / 8 + 1) {
         table_squeeze(t, table);
         return table_reindex(t, table);
     }
@@ -218,7 +218,7 @@ static int table_make_room(Table *t, int table) {
         PyErr_SetString(PyExc_OverflowError, "swarm table is full");
         return -1;
     }
-    return table_resize(t, table, t->cap + t->cap / 2 + 1);
+    return table_resize(t, table, t->cap + (t->cap < 16 ? t->cap / 2 : t->cap / 4) + 1);
 }
 
 static unsigned char *table_append(Table *t, int table, const unsigned char *key) {
