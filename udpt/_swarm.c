@@ -18,7 +18,7 @@
  *
  * write_snapshot_torrents writes the torrents of a snapshot (TrackerState.
  * snapshot_parts is its reference) from the torrent dict, Torrent's slots (their
- * offsets learnt by bind_torrent) and these arrays, through borrowed pointers
+ * offsets learnt by bind_fold) and these arrays, through borrowed pointers
  * only: the forked snapshot child (udpt/history/snapshot_fork.py) then copies
  * almost none of the daemon's pages.
  */
@@ -60,6 +60,26 @@ typedef struct {
 } SwarmObject;
 
 static uint64_t hash_seed;
+
+/* Whether two compact keys of ``size`` (6 or 18) bytes are equal: fixed-size loads the
+ * compiler inlines, where a call to memcmp cost a sixth of a replay. */
+static inline int same_key(const unsigned char *a, const unsigned char *b, Py_ssize_t size) {
+    uint32_t a4, b4;
+    uint16_t a2, b2;
+    if (size == KEY6) {
+        uint64_t a8[2], b8[2];
+        memcpy(a8, a, 16);
+        memcpy(b8, b, 16);
+        memcpy(&a2, a + 16, 2);
+        memcpy(&b2, b + 16, 2);
+        return ((a8[0] ^ b8[0]) | (a8[1] ^ b8[1]) | (uint64_t)(a2 ^ b2)) == 0;
+    }
+    memcpy(&a4, a, 4);
+    memcpy(&b4, b, 4);
+    memcpy(&a2, a + 4, 2);
+    memcpy(&b2, b + 4, 2);
+    return ((a4 ^ b4) | (uint32_t)(a2 ^ b2)) == 0;
+}
 
 static inline Py_ssize_t key_size(int table) { return table < 2 ? KEY4 : KEY6; }
 static inline Py_ssize_t stride(int table) { return key_size(table) + RECORD; }
@@ -191,7 +211,7 @@ static int64_t table_find(const Table *t, int table, const unsigned char *key) {
     if (t->index == NULL) {
         for (uint32_t position = 0; position < t->used; position++) {
             const unsigned char *e = entry(t, table, position);
-            if (memcmp(e, key, (size_t)size) == 0 && !is_gap(e, table))
+            if (same_key(e, key, size) && !is_gap(e, table))
                 return position;
         }
         return -1;
@@ -200,7 +220,7 @@ static int64_t table_find(const Table *t, int table, const unsigned char *key) {
          slot = (slot + 1) & t->mask) {
         uint32_t position = t->index[slot] - 1;
         const unsigned char *e = entry(t, table, position);
-        if (memcmp(e, key, (size_t)size) == 0 && !is_gap(e, table))
+        if (same_key(e, key, size) && !is_gap(e, table))
             return position;
     }
     return -1;
@@ -328,44 +348,29 @@ static int int64_item(PyObject *tuple, Py_ssize_t i, int64_t *out) {
     return 0;
 }
 
-static PyObject *Swarm_announce(SwarmObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "announce(peer, event)");
-        return NULL;
-    }
-    PyObject *e = args[1];
+/* Swarm.announce on a checked key: 1 if the announce completes, 0 if not, -1 on error. */
+static int swarm_announce(SwarmObject *self, const unsigned char *key, Py_ssize_t size,
+                          PyObject *e) {
     if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 10) {
         PyErr_SetString(PyExc_TypeError, "announce() takes an AnnounceAccepted");
-        return NULL;
+        return -1;
     }
     int64_t at_ms, event, uploaded, downloaded, left;
     unsigned long key_value = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(e, 5));
     if ((key_value == (unsigned long)-1 && PyErr_Occurred()) || int64_item(e, 0, &at_ms) < 0 ||
         int64_item(e, 6, &event) < 0 || int64_item(e, 7, &uploaded) < 0 ||
         int64_item(e, 8, &downloaded) < 0 || int64_item(e, 9, &left) < 0)
-        return NULL;
+        return -1;
     if (key_value > UINT32_MAX || event < 0 || event > 255) {
         PyErr_SetString(PyExc_OverflowError, "announce() field out of range");
-        return NULL;
+        return -1;
     }
     PyObject *peer_id = PyTuple_GET_ITEM(e, 4);
     if (!PyBytes_Check(peer_id)) {
         PyErr_SetString(PyExc_TypeError, "peer_id must be bytes");
-        return NULL;
+        return -1;
     }
-    Py_buffer peer;
-    if (PyObject_GetBuffer(args[0], &peer, PyBUF_SIMPLE) < 0)
-        return NULL;
-    if (check_peer(&peer) < 0) {
-        PyBuffer_Release(&peer);
-        return NULL;
-    }
-    int family = family_of_peer(peer.len);
-    Py_ssize_t size = peer.len;
-    unsigned char key[KEY6];
-    memcpy(key, peer.buf, (size_t)size);
-    PyBuffer_Release(&peer);
-
+    int family = family_of_peer(size);
     uint32_t at;
     int old_table = locate(self, family, key, &at);
     int counted = 0;
@@ -374,13 +379,13 @@ static PyObject *Swarm_announce(SwarmObject *self, PyObject *const *args, Py_ssi
         counted = entry(old, old_table, at)[size + AT_FLAG] == 1;
         table_mark_gap(old, old_table, at);
         if (table_tidy(old, old_table) < 0)
-            return NULL;
+            return -1;
     }
     int completes = !counted && left == 0 && event == EVENT_COMPLETED;
     int table = family + (left != 0);
     unsigned char *record = table_append(&self->tables[table], table, key);
     if (record == NULL)
-        return NULL;
+        return -1;
     record += size;
     /* struct's "20s": the peer id padded with zeros or cut to 20 bytes */
     Py_ssize_t id_size = PyBytes_GET_SIZE(peer_id);
@@ -394,7 +399,27 @@ static PyObject *Swarm_announce(SwarmObject *self, PyObject *const *args, Py_ssi
     store64(record + AT_LEFT, (uint64_t)left);
     record[AT_EVENT] = (unsigned char)event;
     record[AT_FLAG] = (unsigned char)(counted || completes);
-    return PyBool_FromLong(completes);
+    return completes;
+}
+
+static PyObject *Swarm_announce(SwarmObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "announce(peer, event)");
+        return NULL;
+    }
+    Py_buffer peer;
+    if (PyObject_GetBuffer(args[0], &peer, PyBUF_SIMPLE) < 0)
+        return NULL;
+    unsigned char key[KEY6];
+    Py_ssize_t size = peer.len;
+    int checked = check_peer(&peer);
+    if (checked == 0)
+        memcpy(key, peer.buf, (size_t)size);
+    PyBuffer_Release(&peer);
+    if (checked < 0)
+        return NULL;
+    int completes = swarm_announce(self, key, size, args[1]);
+    return completes < 0 ? NULL : PyBool_FromLong(completes);
 }
 
 static PyObject *Swarm_remove(SwarmObject *self, PyObject *arg) {
@@ -763,15 +788,17 @@ static PyTypeObject SwarmType = {
 
 /* -- the torrents of a snapshot, written without touching a reference count ---------- */
 
-/* What bind_torrent learnt of udpt/projections/torrents.py's Torrent: its slots' offsets. */
-static PyTypeObject *TorrentType;
+/* What bind_fold learnt: udpt/projections/torrents.py's Torrent and its slots' offsets, and
+ * the AnnounceAccepted class. */
+static PyTypeObject *TorrentType, *AnnounceType;
 static Py_ssize_t at_flagged, at_registered, at_completed, at_last_announce, at_swarm;
 
-static PyObject *bind_torrent(PyObject *module, PyObject *cls) {
-    if (!PyType_Check(cls)) {
-        PyErr_SetString(PyExc_TypeError, "bind_torrent() takes the Torrent class");
+static PyObject *bind_fold(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyType_Check(args[0]) || !PyType_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "bind_fold(Torrent, AnnounceAccepted)");
         return NULL;
     }
+    PyObject *cls = args[0];
     const char *names[] = {"flagged", "registered", "completed", "last_announce_ms", "swarm"};
     Py_ssize_t *offsets[] = {&at_flagged, &at_registered, &at_completed, &at_last_announce,
                              &at_swarm};
@@ -790,6 +817,7 @@ static PyObject *bind_torrent(PyObject *module, PyObject *cls) {
         }
     }
     Py_XSETREF(TorrentType, (PyTypeObject *)Py_NewRef(cls));
+    Py_XSETREF(AnnounceType, (PyTypeObject *)Py_NewRef(args[1]));
     Py_RETURN_NONE;
 }
 
@@ -901,7 +929,7 @@ static PyObject *write_snapshot_torrents(PyObject *module, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O!i:write_snapshot_torrents", &PyDict_Type, &torrents, &fd))
         return NULL;
     if (TorrentType == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "bind_torrent() first");
+        PyErr_SetString(PyExc_RuntimeError, "bind_fold() first");
         return NULL;
     }
     Py_ssize_t count = PyDict_GET_SIZE(torrents), at = 0, n = 0;
@@ -933,9 +961,198 @@ done:
     return result;
 }
 
+/* -- the fold of an announce ------------------------------------------------------- */
+
+#define MAX_COMPLETED 0xFFFFFFFFFFFFFFFFULL /* the snapshot holds 64 bits */
+#define EVENT_STOPPED 3                     /* AnnounceEvent.STOPPED */
+
+static int call_file(PyObject *index, PyObject *info_hash, PyObject *at_ms) {
+    PyObject *none = PyObject_CallMethod(index, "file", "OO", info_hash, at_ms);
+    Py_XDECREF(none);
+    return none == NULL ? -1 : 0;
+}
+
+/* TrackerState._announced (udpt/projections/state.py), the reference, step by step:
+ * fold_announce(torrents, by_oldest_peer, idle, e). Torrents are made by calling the
+ * Torrent class and stored through the table's __setitem__ (it keeps their order);
+ * Torrent's slots are read and written at the offsets bind_fold found. */
+static int fold_one(PyObject *torrents, PyObject *by_oldest, PyObject *idle, PyObject *e) {
+    if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 10) {
+        PyErr_SetString(PyExc_TypeError, "fold_announce() takes an AnnounceAccepted");
+        return -1;
+    }
+    PyObject *at_ms = PyTuple_GET_ITEM(e, 0), *info_hash = PyTuple_GET_ITEM(e, 1),
+             *ip = PyTuple_GET_ITEM(e, 2);
+    long port = PyLong_AsLong(PyTuple_GET_ITEM(e, 3));
+    long event = PyLong_AsLong(PyTuple_GET_ITEM(e, 6));
+    if (PyErr_Occurred())
+        return -1;
+    if (!PyBytes_Check(ip) || (PyBytes_GET_SIZE(ip) != 4 && PyBytes_GET_SIZE(ip) != 16) ||
+        port < 0 || port > 65535) {
+        PyErr_SetString(PyExc_ValueError, "an announce with no valid peer address");
+        return -1;
+    }
+    unsigned char key[KEY6];
+    Py_ssize_t size = PyBytes_GET_SIZE(ip) + 2;
+    memcpy(key, PyBytes_AS_STRING(ip), (size_t)size - 2);
+    key[size - 2] = (unsigned char)(port >> 8);
+    key[size - 1] = (unsigned char)port;
+    PyObject *torrent = PyDict_GetItemWithError(torrents, info_hash); /* borrowed */
+    if (torrent == NULL && PyErr_Occurred())
+        return -1;
+    if (torrent != NULL && (!Py_IS_TYPE(torrent, TorrentType) ||
+                            !Py_IS_TYPE(slot(torrent, at_swarm), &SwarmType))) {
+        PyErr_SetString(PyExc_TypeError, "a torrent table value that is not a Torrent");
+        return -1;
+    }
+    if (event == EVENT_STOPPED) {
+        if (torrent == NULL)
+            return 0;
+        SwarmObject *swarm = (SwarmObject *)slot(torrent, at_swarm);
+        uint32_t at;
+        int table = locate(swarm, family_of_peer(size), key, &at);
+        if (table < 0)
+            return 0;
+        table_mark_gap(&swarm->tables[table], table, at);
+        if (table_tidy(&swarm->tables[table], table) < 0)
+            return -1;
+        return Swarm_len(swarm) == 0 ? call_file(idle, info_hash, slot(torrent, at_last_announce))
+                                     : 0;
+    }
+    PyObject *made = NULL;
+    if (torrent == NULL) {
+        made = PyObject_CallNoArgs((PyObject *)TorrentType);
+        if (made == NULL || PyObject_SetItem(torrents, info_hash, made) < 0) {
+            Py_XDECREF(made);
+            return -1;
+        }
+        torrent = made; /* the table holds it now; our reference goes at the end */
+    } else {
+        int flagged = PyObject_IsTrue(slot(torrent, at_flagged));
+        if (flagged != 0)
+            return flagged < 0 ? -1 : 0; /* flagged between decision and commit: the flag wins */
+    }
+    int result = -1;
+    int filed = PySequence_Contains(by_oldest, info_hash);
+    if (filed < 0 || (!filed && call_file(by_oldest, info_hash, at_ms) < 0))
+        goto done;
+    PyObject **last = (PyObject **)((char *)torrent + at_last_announce);
+    Py_XSETREF(*last, Py_NewRef(at_ms));
+    int completes = swarm_announce((SwarmObject *)slot(torrent, at_swarm), key, size, e);
+    if (completes < 0)
+        goto done;
+    if (completes) {
+        unsigned long long completed = PyLong_AsUnsignedLongLong(slot(torrent, at_completed));
+        if (completed == (unsigned long long)-1 && PyErr_Occurred())
+            goto done;
+        if (completed < MAX_COMPLETED) {
+            PyObject *more = PyLong_FromUnsignedLongLong(completed + 1);
+            if (more == NULL)
+                goto done;
+            Py_XSETREF(*(PyObject **)((char *)torrent + at_completed), more);
+        }
+    }
+    result = 0;
+done:
+    Py_XDECREF(made);
+    return result;
+}
+
+static PyObject *fold_announce(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyDict_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "fold_announce(torrents, by_oldest, idle, event)");
+        return NULL;
+    }
+    if (TorrentType == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "bind_fold() first");
+        return NULL;
+    }
+    if (fold_one(args[0], args[1], args[2], args[3]) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* TrackerState.apply of events[start], events[start + 1], ... (seq first_seq + index) while
+ * they are announces: fold_announces(state, first_seq, events, start) -> the index reached.
+ * The stats and last_seq are brought up to date once, at the end, also when an announce
+ * fails (its error is raised then, last_seq naming the event before it). */
+static PyObject *fold_announces(PyObject *module, PyObject *args) {
+    PyObject *state, *events;
+    long long first_seq;
+    Py_ssize_t start;
+    if (!PyArg_ParseTuple(args, "OLO!n:fold_announces", &state, &first_seq, &PyList_Type, &events,
+                          &start))
+        return NULL;
+    if (TorrentType == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "bind_fold() first");
+        return NULL;
+    }
+    PyObject *torrents = PyObject_GetAttrString(state, "torrents");
+    PyObject *by_oldest = PyObject_GetAttrString(state, "_by_oldest_peer");
+    PyObject *idle = PyObject_GetAttrString(state, "_idle");
+    PyObject *stats = PyObject_GetAttrString(state, "stats");
+    PyObject *by_kind = stats ? PyObject_GetAttrString(stats, "by_kind") : NULL;
+    PyObject *last_value = PyObject_GetAttrString(state, "last_seq");
+    PyObject *result = NULL;
+    Py_ssize_t index = start;
+    long long last_seq = last_value ? PyLong_AsLongLong(last_value) : -1;
+    if (!torrents || !by_oldest || !idle || !by_kind || PyErr_Occurred())
+        goto done;
+    if (!PyDict_Check(torrents) || !PyDict_Check(by_kind)) {
+        PyErr_SetString(PyExc_TypeError, "fold_announces() takes a TrackerState");
+        goto done;
+    }
+    for (; index < PyList_GET_SIZE(events); index++) {
+        PyObject *e = PyList_GET_ITEM(events, index);
+        if (!Py_IS_TYPE(e, AnnounceType))
+            break;
+        if (first_seq + index <= last_seq) {
+            PyErr_Format(PyExc_ValueError, "event %lld applied after %lld", first_seq + index,
+                         last_seq);
+            break;
+        }
+        if (fold_one(torrents, by_oldest, idle, e) < 0)
+            break;
+        last_seq = first_seq + index;
+    }
+    if (index > start) { /* as apply() counts, for every event folded */
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        PyObject *name = PyUnicode_FromString("AnnounceAccepted");
+        PyObject *count = name ? PyDict_GetItemWithError(by_kind, name) : NULL;
+        PyObject *more = count ? PyLong_FromLongLong(PyLong_AsLongLong(count) + (index - start))
+                               : NULL;
+        PyObject *seq = PyLong_FromLongLong(last_seq);
+        int stored = more && seq && PyDict_SetItem(by_kind, name, more) == 0 &&
+                     PyObject_SetAttrString(state, "last_seq", seq) == 0;
+        Py_XDECREF(name);
+        Py_XDECREF(more);
+        Py_XDECREF(seq);
+        if (!stored) {
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(traceback);
+            goto done;
+        }
+        PyErr_Restore(type, value, traceback);
+    }
+    if (!PyErr_Occurred())
+        result = PyLong_FromSsize_t(index);
+done:
+    Py_XDECREF(torrents);
+    Py_XDECREF(by_oldest);
+    Py_XDECREF(idle);
+    Py_XDECREF(stats);
+    Py_XDECREF(by_kind);
+    Py_XDECREF(last_value);
+    return result;
+}
+
 static PyMethodDef snapshot_methods[] = {
-    {"bind_torrent", (PyCFunction)bind_torrent, METH_O, NULL},
+    {"bind_fold", (PyCFunction)(void (*)(void))bind_fold, METH_FASTCALL, NULL},
     {"write_snapshot_torrents", (PyCFunction)write_snapshot_torrents, METH_VARARGS, NULL},
+    {"fold_announce", (PyCFunction)(void (*)(void))fold_announce, METH_FASTCALL, NULL},
+    {"fold_announces", (PyCFunction)fold_announces, METH_VARARGS, NULL},
     {NULL},
 };
 

@@ -183,3 +183,23 @@ def test_the_compiled_snapshot_writer_writes_the_bytes_of_snapshot(events: list[
         state.write_snapshot(out)
         out.seek(0)
         assert out.read() == b"".join(state.snapshot_parts())
+
+
+def reference_state() -> TrackerState:
+    """A state that folds announces with the reference ``_announced``, not ``fold_announce``."""
+    state = TrackerState()
+    state._handlers[AnnounceAccepted] = state._announced  # type: ignore[assignment]
+    return state
+
+
+@settings(max_examples=300, deadline=None)
+@given(tracker_histories(max_events=80))
+def test_the_compiled_fold_of_announces_gives_the_reference_state_after_every_event(
+    events: list[Event],
+) -> None:
+    compiled, reference = TrackerState(), reference_state()
+    for seq, event in enumerate(events, 1):
+        compiled.apply(seq, event)
+        reference.apply(seq, event)
+        assert compiled.snapshot() == reference.snapshot(), (seq, event)
+        assert compiled.peer_count() == reference.peer_count()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from udpt.events.types import Event
 from udpt.projections import TrackerState
 
-__all__ = ["ApplyFailures", "apply_committed", "apply_failed"]
+__all__ = ["ApplyFailures", "apply_batch", "apply_committed", "apply_failed"]
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +59,19 @@ def apply_failed(
         failures.last_seq = seq
     if seq > state.last_seq:
         state.last_seq = seq
+
+
+def apply_batch(
+    state: TrackerState, first_seq: int, events: list[Event], failures: ApplyFailures | None = None
+) -> None:
+    """``apply_committed`` of each of ``events`` (``events[i]`` is event ``first_seq + i``),
+    through ``TrackerState.apply_many``: what a fold that looks at no single event uses."""
+    start = 0
+    while start < len(events):
+        try:
+            state.apply_many(first_seq, events, start)
+            return
+        except Exception:
+            failed = max(start, state.last_seq + 1 - first_seq)
+            apply_failed(state, first_seq + failed, events[failed], failures)
+            start = failed + 1

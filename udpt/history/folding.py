@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 from udpt.events.log import CorruptEntry, LogReader
 from udpt.events.types import Event
-from udpt.history.apply import ApplyFailures, apply_failed
+from udpt.history.apply import ApplyFailures, apply_batch, apply_failed
 from udpt.projections import TrackerState
 
 __all__ = [
@@ -64,11 +64,8 @@ class Fold:
     def __iter__(self) -> Iterator[tuple[int, Event]]:
         state, wanted, progress, failures = self.state, self.wanted, self.progress, self.failures
         apply = state.apply
-        previous = state.last_seq
         count = 0
-        for first, events in self.log.event_batches(previous + 1, self.end):
-            if first != previous + 1:
-                self.missing.append((previous + 1, first - 1))
+        for first, events in self._batches():
             for seq, event in enumerate(events, first):
                 count += 1
                 if progress is not None and count % PROGRESS_EVERY == 0:
@@ -80,6 +77,36 @@ class Fold:
                 except Exception:
                     apply_failed(state, seq, event, failures)
                 yield seq, event
+
+    def apply_all(self) -> int:
+        """Apply every event a batch at a time (``apply_batch``), yielding none; how many.
+
+        What a fold that only wants the state uses: the compiled core then folds a
+        run of announces in one call. ``wanted`` is not consulted.
+        """
+        state, progress, failures = self.state, self.progress, self.failures
+        count = 0
+        for first, events in self._batches():
+            done = 0
+            while done < len(events):  # cut at each multiple of PROGRESS_EVERY
+                step = len(events) - done
+                if progress is not None:
+                    step = min(step, PROGRESS_EVERY - count % PROGRESS_EVERY)
+                part = events if step == len(events) else events[done : done + step]
+                apply_batch(state, first + done, part, failures)
+                done += step
+                count += step
+                if progress is not None and count % PROGRESS_EVERY == 0:
+                    progress(first + done - 1)
+        return count
+
+    def _batches(self) -> Iterator[tuple[int, list[Event]]]:
+        """(first seq, events) of each value after ``state.last_seq``, noting what is missing."""
+        previous = self.state.last_seq
+        for first, events in self.log.event_batches(previous + 1, self.end):
+            if first != previous + 1:
+                self.missing.append((previous + 1, first - 1))
+            yield first, events
             previous = first + len(events) - 1
         if previous < self.end:
             self.missing.append((previous + 1, self.end))
@@ -96,4 +123,4 @@ def fold(
 
     Raises ``CorruptRecord`` at the first record that cannot be decoded.
     """
-    return sum(1 for _ in Fold(log, state, to_seq, failures=failures, progress=progress))
+    return Fold(log, state, to_seq, failures=failures, progress=progress).apply_all()

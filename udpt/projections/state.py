@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import BinaryIO
 
 from udpt.core import COMPILED
@@ -82,6 +83,10 @@ class TrackerState:
             TorrentImported: self._imported,  # type: ignore[dict-item]
             PeersExpired: self._expired,  # type: ignore[dict-item]
         }
+        if COMPILED:  # the same fold of an announce, in C (udpt/_swarm.c)
+            self._handlers[AnnounceAccepted] = partial(
+                _core.fold_announce, self.torrents, self._by_oldest_peer, self._idle
+            )
 
     # -- folding ---------------------------------------------------------
 
@@ -110,12 +115,29 @@ class TrackerState:
         self.stats.by_kind[_NAMES[PeersExpired]] += 1
         self.last_seq = seq
 
+    def apply_many(self, first_seq: int, events: list[Event], start: int = 0) -> None:
+        """``apply`` each of ``events[start:]``, ``events[i]`` as event ``first_seq + i``.
+
+        If one raises, its error is raised with ``last_seq`` naming the event
+        before it. The compiled core folds each run of announces in one call.
+        """
+        index, count = start, len(events)
+        while index < count:
+            event = events[index]
+            if COMPILED and type(event) is AnnounceAccepted:
+                index = _core.fold_announces(self, first_seq, events, index)
+            else:
+                self.apply(first_seq + index, event)
+                index += 1
+
     def apply_all(self, events: Iterable[tuple[int, Event]]) -> None:
         for seq, event in events:
             self.apply(seq, event)
 
     def _announced(self, e: AnnounceAccepted) -> None:
         """The busiest code in udpt, live and on replay: written for speed, see swarms.py.
+
+        The reference for the compiled core's ``fold_announce``, which replaces it.
 
         ``peer_status`` is inlined here and in ``Swarm.announce`` (a call per
         announce costs about a tenth of the fold); ``test_swarms.py`` checks

@@ -7,6 +7,7 @@ from typing import Any
 from sortedcontainers import SortedList
 
 from udpt.core import COMPILED
+from udpt.events.types import AnnounceAccepted
 from udpt.projections.swarms import Swarm
 
 __all__ = ["Torrent", "TorrentTable"]
@@ -93,7 +94,7 @@ class TorrentTable(dict[bytes, Torrent]):
         return list(self._ordered.islice(offset, offset + limit))
 
 
-if COMPILED:  # the compiled snapshot writer reads Torrent's slots (udpt/_swarm.c)
+if COMPILED:  # the compiled fold and snapshot writer use Torrent's slots (udpt/_swarm.c)
     from udpt import _core
 
-    _core.bind_torrent(Torrent)
+    _core.bind_fold(Torrent, AnnounceAccepted)

@@ -9,6 +9,7 @@ import pytest
 from udpt.events.log import EventLog
 from udpt.events.types import AnnounceAccepted, AnnounceEvent, Event, TorrentAdded
 from udpt.history import ApplyFailures, apply_committed, fold, recover, take_snapshot
+from udpt.history.apply import apply_batch
 from udpt.history.verification import verify
 from udpt.projections import TrackerState
 
@@ -103,3 +104,24 @@ def test_verify_names_the_event_that_could_not_be_applied(tmp_log: EventLog) -> 
     assert [(p.seq, p.message) for p in result.problems] == [
         (2, "event 2 could not be applied (see the log)")
     ]
+
+
+def test_a_batch_applies_a_failing_announce_by_the_same_rule_as_one_at_a_time() -> None:
+    """The compiled core folds a run of announces in one call: a failure inside the run
+    is counted at its own seq, and the announces after it are still applied."""
+    good = EVENTS[2]
+    events: list[Event] = [
+        good,
+        good._replace(port=70_000),  # no peer address: cannot be folded
+        good._replace(port=6882),
+        good._replace(port=6883, event=AnnounceEvent.STOPPED),
+    ]
+    one_at_a_time, failures = TrackerState(), ApplyFailures()
+    for seq, event in enumerate(events, 1):
+        apply_committed(one_at_a_time, seq, event, failures)
+    batched, batch_failures = TrackerState(), ApplyFailures()
+    apply_batch(batched, 1, events, batch_failures)
+    assert batch_failures == failures == ApplyFailures(count=1, last_seq=2)
+    assert batched.last_seq == 4
+    assert batched.snapshot() == one_at_a_time.snapshot()
+    assert len(batched.torrents[FINE].swarm) == 2
