@@ -667,6 +667,8 @@ static PyObject *Swarm_pack(SwarmObject *self, PyObject *unused) {
     for (int table = 0; table < 4; table++) {
         const Table *t = &self->tables[table];
         Py_ssize_t step = stride(table);
+        if (t->used == 0)
+            continue; /* no array at all */
         if (t->used == t->live) { /* no gaps: one copy */
             memcpy(write, t->entries, (size_t)t->used * step);
             write += (size_t)t->used * step;
