@@ -28,9 +28,11 @@ import make_log
 from udpt.clock import EventClock
 from udpt.config import load_config
 from udpt.events.log import EventLog
-from udpt.events.types import AnnounceAccepted
+from udpt.events.types import AnnounceAccepted, Event
+from udpt.history.apply import apply_batch
 from udpt.history.recovery import recover, take_snapshot
 from udpt.history.snapshot_fork import fork_snapshot
+from udpt.projections import TrackerState
 
 HERE = Path(__file__).resolve().parent
 Row = tuple[str, str, str]
@@ -44,10 +46,12 @@ class Scale:
     restart_torrents: int = 100_000
     restart_tail: int = 50_000
     stall_seconds: float = 30.0
+    few_peers: int = 300_000
+    one_peer_torrents: int = 200_000
 
     @classmethod
     def quick(cls) -> Scale:
-        return cls(2_000, 20_000, 5_000, 500, 500, 3.0)
+        return cls(2_000, 20_000, 5_000, 500, 500, 3.0, 3_000, 2_000)
 
 
 def write_log(db: Path, events: int, torrents: int, peers: int) -> int:
@@ -117,6 +121,26 @@ def part_restart(db: Path) -> dict:
         "tail": state.last_seq - snapshot_seq,
         "rss_per_peer": (rss_bytes() - before) / peers,
     }
+
+
+def part_memory_shape(peers: int, torrents: int) -> dict:
+    """Process growth per peer and per torrent for ``peers`` spread evenly over ``torrents``.
+
+    The state is folded in process from announces (a distinct IPv4 address per
+    peer, half of them seeders), a batch of a thousand at a time as replay does.
+    """
+    before = rss_bytes()
+    state = TrackerState()
+    batch: list[Event] = []
+    for n in range(peers):
+        ip = (0x0A000000 + n).to_bytes(4, "big")
+        info_hash = (n % torrents).to_bytes(20, "big")
+        batch.append(AnnounceAccepted(n, info_hash, ip, 6881, bytes(20), 0, 2, 0, 0, n % 2))
+        if len(batch) == 1000 or n == peers - 1:
+            apply_batch(state, state.last_seq + 1, batch)
+            batch = []
+    grown = rss_bytes() - before
+    return {"peers": state.peer_count(), "torrents": len(state.torrents), "bytes": grown}
 
 
 def part_snapshot_memory(db: Path) -> dict:
@@ -239,6 +263,19 @@ def measure_figures(work: Path, scale: Scale, rounds: int) -> list[Row]:
     rows.append(
         (f"RSS per peer ({peers:,} peers in {torrents:,} torrents)", f"{rss:.0f} bytes", "<= 100")
     )
+    for peers_n, torrents_n, per in (
+        (scale.few_peers, scale.few_peers // 3, "peer"),
+        (scale.one_peer_torrents, scale.one_peer_torrents, "torrent"),
+    ):
+        shape = in_fresh_process("memory_shape", Path(f"{peers_n}:{torrents_n}"))
+        count = shape["peers" if per == "peer" else "torrents"]
+        rows.append(
+            (
+                f"RSS per {per} ({shape['peers']:,} peers in {shape['torrents']:,} torrents)",
+                f"{shape['bytes'] / count:.0f} bytes",
+                "<= 100" if per == "peer" else "<= 200",
+            )
+        )
     memory = in_fresh_process("snapshot_memory", restart_db)
     rows.append(
         (
@@ -260,7 +297,10 @@ def measure_figures(work: Path, scale: Scale, rounds: int) -> list[Row]:
 
 if __name__ == "__main__":
     part, path = sys.argv[1], Path(sys.argv[2])
-    if part == "restart":
+    if part == "memory_shape":
+        peers, torrents = map(int, sys.argv[2].split(":"))
+        print(json.dumps(part_memory_shape(peers, torrents)))
+    elif part == "restart":
         print(json.dumps(part_restart(path)))
     elif part == "snapshot_memory":
         print(json.dumps(part_snapshot_memory(path)))
