@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,10 +150,12 @@ def part_snapshot_memory(db: Path) -> dict:
     The live state is this process's growth when it recovers the log (as the
     daemon holds it; it then freezes the collector's generations as the daemon
     does). The daemon forks its snapshot child (``udpt.history.snapshot_fork``):
-    parent and child share the memory until one of them writes to a page. The
-    sum of both processes' proportional set sizes is the memory they use
-    together; its peak while the child runs, less the parent's before the fork,
-    is what the snapshot adds. ``(live + added) / live`` is the figure.
+    parent and child share the memory until one of them writes to a page, so
+    the sum of both processes' proportional set sizes is what they use
+    together. Then the daemon stores the child's file in the log, which costs
+    LMDB's dirty pages of each transaction. The peak of either phase, less the
+    process's size before the fork, is what the snapshot adds:
+    ``(live + added) / live`` is the figure.
     """
     before = rss_bytes()
     with EventLog(db, readonly=True) as log:
@@ -160,23 +163,41 @@ def part_snapshot_memory(db: Path) -> dict:
     live = rss_bytes() - before
     gc.freeze()
     alone = _pss(os.getpid())
-    with tempfile.TemporaryDirectory() as work:
-        pid = fork_snapshot(state, Path(work) / "snapshot.partial")
-        together = alone
+    with tempfile.TemporaryDirectory() as work, EventLog(db) as log:
+        path = Path(work) / "snapshot.partial"
+        pid = fork_snapshot(state, path)
+        forked = alone
         while os.waitpid(pid, os.WNOHANG) == (0, 0):
             with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # it just exited
-                together = max(together, _pss(os.getpid()) + _pss(pid))
+                forked = max(forked, _pss(os.getpid()) + _pss(pid))
             time.sleep(0.005)
+        storing = threading.Thread(target=log.put_snapshot_file, args=(state.last_seq, path))
+        stored = alone
+        storing.start()
+        while storing.is_alive():
+            stored = max(stored, _pss(os.getpid()))
+            time.sleep(0.005)
+        storing.join()
+    together = max(forked, stored)
     added = together - alone
-    return {"live_bytes": live, "child_extra_bytes": added, "ratio": (live + added) / live}
+    return {
+        "live_bytes": live,
+        "fork_extra_bytes": forked - alone,
+        "store_extra_bytes": stored - alone,
+        "ratio": (live + added) / live,
+    }
 
 
 def _pss(pid: int) -> int:
-    """Proportional set size: shared pages count a share to each process that maps them."""
+    """Anonymous memory, proportionally: a page shared after a fork counts half to each.
+
+    File pages (the log's memory map, the page cache) are left out: the kernel
+    reclaims them when memory runs short.
+    """
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
+        if line.startswith("Pss_Anon:"):
             return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no Pss in /proc/{pid}/smaps_rollup")
+    raise RuntimeError(f"no Pss_Anon in /proc/{pid}/smaps_rollup")
 
 
 def part_stall(db: Path, seconds: float) -> dict:

@@ -426,7 +426,6 @@ async def _snapshot_periodically(running: Running) -> None:
     thread. It forks between two folded events, never halfway through a sweep.
     """
     config, state, intake = running.config, running.state, running.intake
-    loop = asyncio.get_running_loop()
     path = config.db_path / SNAPSHOT_FILE
     last_seq = running.snapshot_seq
     while True:
@@ -437,24 +436,49 @@ async def _snapshot_periodically(running: Running) -> None:
         if seq == last_seq:
             continue
         pid = fork_snapshot(state, path)
-        waiting = loop.run_in_executor(None, os.waitpid, pid, 0)
         try:
-            _, status = await asyncio.shield(waiting)
-            if status == 0:
-                await loop.run_in_executor(None, running.event_log.put_snapshot_file, seq, path)
-        except asyncio.CancelledError:
-            os.kill(pid, signal.SIGKILL)
-            await waiting
-            raise
+            status = await _exit_status(pid)
+            stored = status == 0 and await _store_snapshot(running.event_log, seq, path)
         finally:
             path.unlink(missing_ok=True)
-        if status == 0:
+        if stored:
             last_seq = seq
             running.observer.snapshot_taken(seq)
             log.debug("snapshot taken at seq %d", seq)
-        else:
+        elif status:
             code = os.waitstatus_to_exitcode(status)  # -N: killed by signal N
             log.warning("taking a snapshot at seq %d failed (exit %d)", seq, code)
+
+
+async def _store_snapshot(event_log: EventLog, seq: int, path: Path) -> bool:
+    """Store the child's file in the log from a thread; whether it was stored.
+
+    Cancelled (at shutdown), it lets the store finish first: the log closes after.
+    """
+    storing = asyncio.get_running_loop().run_in_executor(
+        None, event_log.put_snapshot_file, seq, path
+    )
+    try:
+        await asyncio.shield(storing)
+    except asyncio.CancelledError:
+        await storing
+        raise
+    except Exception:  # the log stays as it was; the next interval tries again
+        log.exception("storing the snapshot at seq %d failed", seq)
+        return False
+    return True
+
+
+async def _exit_status(pid: int) -> int:
+    """The wait status of child ``pid``, waited for on a thread; killed if we are cancelled."""
+    waiting = asyncio.get_running_loop().run_in_executor(None, os.waitpid, pid, 0)
+    try:
+        _, status = await asyncio.shield(waiting)
+    except asyncio.CancelledError:
+        os.kill(pid, signal.SIGKILL)
+        await waiting
+        raise
+    return status
 
 
 async def _maintain_log(running: Running, clock: EventClock) -> None:

@@ -79,6 +79,12 @@ _HASH_ID = struct.Struct(">I")
 _CHUNK = struct.Struct(">I")
 SNAPSHOT_CHUNK = 2000
 """Bytes per snapshot chunk: two fit in a 4 KiB leaf page (LMDB's largest node is 2040)."""
+SNAPSHOT_TXN_CHUNKS = 2048
+"""Chunks stored (or deleted) per transaction: LMDB keeps a transaction's dirty pages in
+memory until it commits, so a snapshot in one transaction cost its size again in memory."""
+SNAPSHOT_UNFINISHED = b"snapshot_unfinished:"
+"""Meta key prefix (+ seq key) of a snapshot being stored or deleted across transactions:
+never listed, so neither recovery nor pruning relies on it; swept by the next store."""
 
 
 class LogError(RuntimeError):
@@ -162,11 +168,17 @@ def _entries_from(
         yield first, value
 
 
-def _snapshot_seqs(txn: lmdb.Transaction, db: lmdb._Database) -> list[int]:
+def _snapshot_seqs(
+    txn: lmdb.Transaction, db: lmdb._Database, meta: lmdb._Database, *, unfinished: bool = False
+) -> list[int]:
+    """The seqs of the snapshots stored; with ``unfinished``, of those half stored or
+    half deleted (``SNAPSHOT_UNFINISHED``) instead, which are otherwise left out."""
     seqs: list[int] = []
     for key in txn.cursor(db).iternext(values=False):
         seq = key_seq(key[:8])
-        if not seqs or seqs[-1] != seq:
+        if (not seqs or seqs[-1] != seq) and (
+            txn.get(SNAPSHOT_UNFINISHED + key[:8], db=meta) is not None
+        ) == unfinished:
             seqs.append(seq)
     return seqs
 
@@ -185,10 +197,14 @@ def _read_snapshot(txn: lmdb.Transaction, db: lmdb._Database, seq: int) -> bytes
     return b"".join(chunks) if chunks else None
 
 
-def _delete_snapshot(cursor: lmdb.Cursor[Any], seq: int) -> None:
+def _delete_snapshot(cursor: lmdb.Cursor[Any], seq: int, limit: int) -> bool:
+    """Delete up to ``limit`` chunks of snapshot ``seq``; whether it is all gone."""
     prefix = seq_key(seq)
-    while cursor.set_range(prefix) and cursor.key()[:8] == prefix:
+    for _ in range(limit):
+        if not (cursor.set_range(prefix) and cursor.key()[:8] == prefix):
+            return True
         cursor.delete()
+    return not (cursor.set_range(prefix) and cursor.key()[:8] == prefix)
 
 
 PAGE_HEADER = 16
@@ -237,6 +253,7 @@ class EventLog:
         self._hash_ids: dict[bytes, int] | None = None
         """Number by hash, for writing; loaded at the first append."""
         self._hash_ids_lock = threading.Lock()
+        self._snapshot_lock = threading.Lock()
         self.value_limit = self.env.stat()["psize"] - PAGE_HEADER
         """The largest value that fits one page."""
         self._check_schema()
@@ -470,7 +487,7 @@ class EventLog:
         with self._read_txn() as txn:
             seqs = [
                 seq
-                for seq in _snapshot_seqs(txn, self._snapshots)
+                for seq in _snapshot_seqs(txn, self._snapshots, self._meta)
                 if max_seq is None or seq <= max_seq
             ]
             if not seqs:
@@ -480,7 +497,7 @@ class EventLog:
 
     def snapshot_seqs(self) -> list[int]:
         with self._read_txn() as txn:
-            return _snapshot_seqs(txn, self._snapshots)
+            return _snapshot_seqs(txn, self._snapshots, self._meta)
 
     def get_snapshot(self, seq: int) -> bytes | None:
         with self._read_txn() as txn:
@@ -670,37 +687,80 @@ class EventLog:
         MiB would need that many *contiguous* free pages, which a freelist
         fragmented by the writer's single pages rarely has: every snapshot then
         grew the file (with ``snapshot_interval = 2``, 18 MB to 63 MB in 20 s).
+        The chunks go in ``SNAPSHOT_TXN_CHUNKS`` at a time, the snapshot marked
+        unfinished until the last is in, and old ones are deleted the same way.
         """
-
-        self._write(lambda txn: self._store_snapshot(txn, seq, io.BytesIO(data)))
+        self._store_snapshot(seq, io.BytesIO(data))
 
     def put_snapshot_file(self, seq: int, path: Path) -> None:
         """``put_snapshot`` of the bytes in the file at ``path``, read a chunk at a time."""
+        with path.open("rb") as source:
+            self._store_snapshot(seq, source)
 
-        def work(txn: lmdb.Transaction) -> None:
-            with path.open("rb") as source:
-                self._store_snapshot(txn, seq, source)
+    def _store_snapshot(self, seq: int, source: BinaryIO) -> None:
+        """One store at a time (a second would sweep the first's unfinished chunks away)."""
+        with self._snapshot_lock:
+            self._store_snapshot_parts(seq, source)
+            with self._read_txn() as txn:
+                old = _snapshot_seqs(txn, self._snapshots, self._meta)[:-SNAPSHOTS_KEPT]
+            self._write(lambda txn: self._mark_unfinished(txn, old))
+            self._delete_unfinished()
 
-        self._write(work)
-
-    def _store_snapshot(self, txn: lmdb.Transaction, seq: int, source: BinaryIO) -> None:
-        cursor = txn.cursor(self._snapshots)
-        _delete_snapshot(cursor, seq)
+    def _store_snapshot_parts(self, seq: int, source: BinaryIO) -> None:
         prefix = seq_key(seq)
-        chunk = source.read(SNAPSHOT_CHUNK)
-        index = 0
-        while True:
-            key = prefix + _CHUNK.pack(index)
-            # Appending fills each leaf page; a plain put splits pages in half, leaving
-            # one chunk per page. An older seq than one stored cannot append.
-            if not cursor.put(key, chunk, append=True):
-                cursor.put(key, chunk)
-            chunk = source.read(SNAPSHOT_CHUNK)
-            if not chunk:
-                break
-            index += 1
-        for old in _snapshot_seqs(txn, self._snapshots)[:-SNAPSHOTS_KEPT]:
-            _delete_snapshot(cursor, old)
+        self._write(lambda txn: self._mark_unfinished(txn, [seq]))
+        self._delete_unfinished(seq)  # a snapshot of this seq stored before, or cut short
+        position = [0, 0]  # the next chunk's number and its first byte in ``source``
+        reached: list[tuple[int, int, bool]] = []
+
+        def part(txn: lmdb.Transaction) -> None:
+            """The next chunks, from ``position`` (so that a redo after MapFull starts over)."""
+            index, offset = position
+            source.seek(offset)
+            cursor = txn.cursor(self._snapshots)
+            last = False
+            for _ in range(SNAPSHOT_TXN_CHUNKS):
+                chunk = source.read(SNAPSHOT_CHUNK)
+                if not chunk and index:
+                    last = True
+                    break
+                key = prefix + _CHUNK.pack(index)
+                # Appending fills each leaf page; a plain put splits pages in half, leaving
+                # one chunk per page. An older seq than one stored cannot append.
+                if not cursor.put(key, chunk, append=True):
+                    cursor.put(key, chunk)
+                index, offset = index + 1, offset + len(chunk)
+                if len(chunk) < SNAPSHOT_CHUNK:
+                    last = True
+                    break
+            reached[:] = [(index, offset, last)]
+
+        last = False
+        while not last:
+            self._write(part)
+            index, offset, last = reached[0]
+            position[:] = [index, offset]
+        self._write(lambda txn: txn.delete(SNAPSHOT_UNFINISHED + prefix, db=self._meta))
+
+    def _mark_unfinished(self, txn: lmdb.Transaction, seqs: Sequence[int]) -> None:
+        for seq in seqs:
+            txn.put(SNAPSHOT_UNFINISHED + seq_key(seq), b"", db=self._meta)
+
+    def _delete_unfinished(self, only: int | None = None) -> None:
+        """Delete the snapshots marked unfinished (or just ``only``), in bounded transactions."""
+        with self._read_txn() as txn:
+            seqs = _snapshot_seqs(txn, self._snapshots, self._meta, unfinished=True)
+        for seq in seqs if only is None else [only]:
+            gone = [False]
+
+            def some(txn: lmdb.Transaction, seq: int = seq, gone: list[bool] = gone) -> None:
+                cursor = txn.cursor(self._snapshots)
+                gone[0] = _delete_snapshot(cursor, seq, SNAPSHOT_TXN_CHUNKS)
+                if gone[0] and seq != only:
+                    txn.delete(SNAPSHOT_UNFINISHED + seq_key(seq), db=self._meta)
+
+            while not gone[0]:
+                self._write(some)
 
     def delete_snapshots(self) -> None:
         self._write(lambda txn: txn.drop(self._snapshots, delete=False))

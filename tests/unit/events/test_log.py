@@ -13,8 +13,9 @@ import lmdb
 import pytest
 
 import udpt
+from udpt.events import log as log_module
 from udpt.events.codec import encode_event
-from udpt.events.log import SCHEMA_VERSION, EventLog, LogError
+from udpt.events.log import SCHEMA_VERSION, SNAPSHOT_CHUNK, EventLog, LogError
 from udpt.events.types import AnnounceAccepted, AnnounceEvent, Event, TorrentAdded
 
 TINY_MAP = 64 * 1024
@@ -119,6 +120,46 @@ def test_snapshots_keep_the_newest_two(tmp_log: EventLog) -> None:
     assert tmp_log.latest_snapshot() == (9, b"state at 9")
     tmp_log.delete_snapshots()
     assert (tmp_log.snapshot_seqs(), tmp_log.latest_snapshot()) == ([], None)
+
+
+def test_a_snapshot_stored_over_many_transactions_reads_back_whole(
+    tmp_log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(log_module, "SNAPSHOT_TXN_CHUNKS", 3)
+    sizes = {4: 0, 6: SNAPSHOT_CHUNK * 6, 8: SNAPSHOT_CHUNK * 7 + 5}
+    for seq, size in sizes.items():
+        tmp_log.put_snapshot(seq, bytes(range(256)) * (size // 256) + b"x" * (size % 256))
+    assert tmp_log.snapshot_seqs() == [6, 8]
+    for seq in (6, 8):
+        assert len(tmp_log.get_snapshot(seq) or b"") == sizes[seq]
+    assert tmp_log.get_snapshot(4) is None
+
+
+def test_a_snapshot_whose_store_was_cut_short_is_never_listed_and_is_swept_later(
+    tmp_log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listed, it could be trusted by recovery, or by pruning to drop the events before it."""
+    tmp_log.put_snapshot(5, b"five")
+    monkeypatch.setattr(log_module, "SNAPSHOT_TXN_CHUNKS", 1)
+    stored = 0
+
+    def crash_after_two(txn: object) -> None:
+        nonlocal stored
+        stored += 1
+        if stored > 3:  # the marker, one delete pass, then two parts
+            raise KeyboardInterrupt("killed")
+
+    write = tmp_log._write
+    monkeypatch.setattr(tmp_log, "_write", lambda work: (crash_after_two(None), write(work)))
+    with pytest.raises(KeyboardInterrupt):
+        tmp_log.put_snapshot(9, b"n" * (SNAPSHOT_CHUNK * 5))
+    monkeypatch.setattr(tmp_log, "_write", write)
+    assert tmp_log.get_snapshot(9) is not None  # some of its chunks are in
+    assert tmp_log.snapshot_seqs() == [5]
+    assert tmp_log.latest_snapshot() == (5, b"five")
+    tmp_log.put_snapshot(12, b"twelve")
+    assert tmp_log.snapshot_seqs() == [5, 12]
+    assert tmp_log.get_snapshot(9) is None
 
 
 @pytest.mark.parametrize(
