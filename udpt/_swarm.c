@@ -12,7 +12,8 @@
  * by last announce and expiry takes from the front. Gaps are squeezed out when
  * they are a third of the table. Tables of more than INDEXED entries keep an
  * open-addressing index (keyed hash, seed drawn at import) so that a lookup in
- * a big swarm costs no scan. The swarm holds no Python objects, so it is not
+ * a big swarm costs no scan; a swarm of INDEXED_SWARM peers or more keeps its
+ * peers per source once asked, as the reference does. The swarm holds no Python objects, so it is not
  * tracked by the garbage collector; its arrays come from malloc, away from the
  * Python objects whose reference counts change.
  *
@@ -55,9 +56,26 @@ typedef struct {
     uint32_t used, live, cap, mask;
 } Table;
 
+/* Peers per source (an address prefix), kept for big swarms as the reference keeps them:
+ * open addressing over (family, prefix), entries whose count fell to 0 left in place
+ * until the next rebuild. */
+typedef struct {
+    unsigned char key[17]; /* 4 or 6, then the prefix, zero-padded; key[0] == 0: empty */
+    uint32_t count;
+} Source;
+
+typedef struct {
+    Py_ssize_t v4_bytes, v6_bytes; /* the prefixes the counts are for */
+    uint32_t mask, occupied;
+    Source slots[];
+} Sources;
+
 typedef struct {
     PyObject_HEAD Table tables[4]; /* seeders4, leechers4, seeders6, leechers6 */
+    Sources *sources;              /* NULL: not asked, or fewer than INDEXED_SWARM peers */
 } SwarmObject;
+
+#define INDEXED_SWARM 64 /* swarms.INDEXED_SWARM */
 
 static uint64_t hash_seed;
 
@@ -272,6 +290,91 @@ static const unsigned char *table_head(const Table *t, int table) {
     return NULL;
 }
 
+/* -- counts per source ----------------------------------------------------------- */
+
+static void source_key(unsigned char key[17], const unsigned char *ip, Py_ssize_t ip_size,
+                       const Sources *sources) {
+    Py_ssize_t prefix = ip_size == 4 ? sources->v4_bytes : sources->v6_bytes;
+    memset(key, 0, 17);
+    key[0] = ip_size == 4 ? 4 : 6;
+    memcpy(key + 1, ip, (size_t)prefix);
+}
+
+static Source *source_slot(Sources *sources, const unsigned char key[17]) {
+    uint32_t slot = hash_key(key, 17) & sources->mask;
+    while (sources->slots[slot].key[0] && memcmp(sources->slots[slot].key, key, 17) != 0)
+        slot = (slot + 1) & sources->mask;
+    return &sources->slots[slot];
+}
+
+/* Add ``change`` to the count of the source of ``peer`` (a compact key of ``size`` bytes). */
+static void source_count(Sources *sources, const unsigned char *peer, Py_ssize_t size,
+                         int change) {
+    unsigned char key[17];
+    source_key(key, peer, size - 2, sources);
+    Source *found = source_slot(sources, key);
+    if (!found->key[0]) {
+        memcpy(found->key, key, 17);
+        sources->occupied++;
+    }
+    found->count += (uint32_t)change;
+}
+
+static Py_ssize_t Swarm_len(SwarmObject *self);
+
+/* Counts for ``prefixes`` built from the tables, room for twice the peers: NULL if no memory. */
+static Sources *sources_build(SwarmObject *self, Py_ssize_t v4_bytes, Py_ssize_t v6_bytes) {
+    uint32_t slots = 64;
+    while (slots < 2 * (uint32_t)Swarm_len(self))
+        slots <<= 1;
+    Sources *sources = calloc(1, sizeof *sources + slots * sizeof(Source));
+    if (sources == NULL)
+        return NULL;
+    sources->v4_bytes = v4_bytes;
+    sources->v6_bytes = v6_bytes;
+    sources->mask = slots - 1;
+    for (int table = 0; table < 4; table++) {
+        const Table *t = &self->tables[table];
+        for (uint32_t position = 0; position < t->used; position++) {
+            const unsigned char *e = entry(t, table, position);
+            if (!is_gap(e, table))
+                source_count(sources, e, key_size(table), 1);
+        }
+    }
+    return sources;
+}
+
+/* After a peer left: count it out, and drop the counts of a swarm grown small again. */
+static void sources_forget(SwarmObject *self, const unsigned char *peer, Py_ssize_t size) {
+    if (self->sources == NULL)
+        return;
+    source_count(self->sources, peer, size, -1);
+    if (Swarm_len(self) < INDEXED_SWARM / 2) {
+        free(self->sources);
+        self->sources = NULL;
+    }
+}
+
+/* After a newcomer: count it in; counts that fill two thirds of their room are rebuilt. */
+static void sources_add(SwarmObject *self, const unsigned char *peer, Py_ssize_t size) {
+    Sources *sources = self->sources;
+    if (sources == NULL)
+        return;
+    source_count(sources, peer, size, 1);
+    if (sources->occupied * 3 > 2 * (sources->mask + 1)) {
+        self->sources = sources_build(self, sources->v4_bytes, sources->v6_bytes);
+        free(sources); /* if the rebuild had no memory, the counts are asked for again */
+    }
+}
+
+/* Take the entry at ``at`` of ``table`` out of the swarm. */
+static int swarm_remove_at(SwarmObject *self, int table, uint32_t at) {
+    Table *t = &self->tables[table];
+    sources_forget(self, entry(t, table, at), key_size(table)); /* before the entry moves */
+    table_mark_gap(t, table, at);
+    return table_tidy(t, table);
+}
+
 /* -- the Swarm type ------------------------------------------------------------------ */
 
 static int family_of_peer(Py_ssize_t size) { return size == KEY4 ? 0 : 2; }
@@ -296,6 +399,7 @@ static PyObject *Swarm_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 static void Swarm_dealloc(SwarmObject *self) {
     for (int table = 0; table < 4; table++)
         table_free(&self->tables[table]);
+    free(self->sources);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -386,6 +490,8 @@ static int swarm_announce(SwarmObject *self, const unsigned char *key, Py_ssize_
     unsigned char *record = table_append(&self->tables[table], table, key);
     if (record == NULL)
         return -1;
+    if (old_table < 0)
+        sources_add(self, key, size);
     record += size;
     /* struct's "20s": the peer id padded with zeros or cut to 20 bytes */
     Py_ssize_t id_size = PyBytes_GET_SIZE(peer_id);
@@ -433,8 +539,7 @@ static PyObject *Swarm_remove(SwarmObject *self, PyObject *arg) {
     PyBuffer_Release(&peer);
     if (table < 0)
         Py_RETURN_FALSE;
-    table_mark_gap(&self->tables[table], table, at);
-    if (table_tidy(&self->tables[table], table) < 0)
+    if (swarm_remove_at(self, table, at) < 0)
         return NULL;
     Py_RETURN_TRUE;
 }
@@ -442,6 +547,8 @@ static PyObject *Swarm_remove(SwarmObject *self, PyObject *arg) {
 static PyObject *Swarm_clear(SwarmObject *self, PyObject *unused) {
     for (int table = 0; table < 4; table++)
         table_free(&self->tables[table]);
+    free(self->sources);
+    self->sources = NULL;
     Py_RETURN_NONE;
 }
 
@@ -484,18 +591,38 @@ static PyObject *Swarm_items(SwarmObject *self, PyObject *unused) {
     return items;
 }
 
+/* Mirrors SwarmPy.peers_from: a small swarm is scanned, a big one keeps counts per source
+ * (built on the first question, kept by every change, built again for other prefixes). */
 static PyObject *Swarm_peers_from(SwarmObject *self, PyObject *args) {
     Py_buffer ip;
     Py_ssize_t v4_bytes, v6_bytes;
     if (!PyArg_ParseTuple(args, "y*nn:peers_from", &ip, &v4_bytes, &v6_bytes))
         return NULL;
     int family = ip.len == 4 ? 0 : 2;
+    Py_ssize_t ip_size = family ? 16 : 4;
+    /* the quotas' prefixes are whole bytes of the address; clamped for any other ask */
+    v4_bytes = v4_bytes < 0 ? 0 : v4_bytes > 4 ? 4 : v4_bytes;
+    v6_bytes = v6_bytes < 0 ? 0 : v6_bytes > 16 ? 16 : v6_bytes;
     Py_ssize_t prefix = family ? v6_bytes : v4_bytes;
-    if (prefix > ip.len)
-        prefix = ip.len;
-    if (prefix < 0)
-        prefix = 0;
-    size_t count = 0;
+    PyObject *result = NULL;
+    if (ip.len != ip_size) { /* no peer of the swarm has this address's length */
+        result = PyLong_FromLong(0);
+        goto done;
+    }
+    Sources *sources = self->sources;
+    if (sources != NULL && (sources->v4_bytes != v4_bytes || sources->v6_bytes != v6_bytes)) {
+        free(sources);
+        self->sources = sources = NULL;
+    }
+    if (sources == NULL && Swarm_len(self) >= INDEXED_SWARM)
+        self->sources = sources = sources_build(self, v4_bytes, v6_bytes);
+    if (sources != NULL) {
+        unsigned char key[17];
+        source_key(key, ip.buf, ip.len, sources);
+        result = PyLong_FromUnsignedLong(source_slot(sources, key)->count);
+        goto done;
+    }
+    size_t count = 0; /* a small swarm, or no memory for counts: scan */
     for (int table = family; table < family + 2; table++) {
         const Table *t = &self->tables[table];
         for (uint32_t position = 0; position < t->used; position++) {
@@ -503,8 +630,10 @@ static PyObject *Swarm_peers_from(SwarmObject *self, PyObject *args) {
             count += memcmp(e, ip.buf, (size_t)prefix) == 0 && !is_gap(e, table);
         }
     }
+    result = PyLong_FromSize_t(count);
+done:
     PyBuffer_Release(&ip);
-    return PyLong_FromSize_t(count);
+    return result;
 }
 
 static PyObject *Swarm_oldest_ms(SwarmObject *self, PyObject *unused) {
@@ -536,6 +665,7 @@ static PyObject *Swarm_expire(SwarmObject *self, PyObject *arg) {
                 continue;
             if (last_seen(e, table) >= cutoff)
                 break;
+            sources_forget(self, e, key_size(table));
             table_mark_gap(t, table, position);
         }
         if (t->live != before) {
@@ -1015,8 +1145,7 @@ static int fold_one(PyObject *torrents, PyObject *by_oldest, PyObject *idle, PyO
         int table = locate(swarm, family_of_peer(size), key, &at);
         if (table < 0)
             return 0;
-        table_mark_gap(&swarm->tables[table], table, at);
-        if (table_tidy(&swarm->tables[table], table) < 0)
+        if (swarm_remove_at(swarm, table, at) < 0)
             return -1;
         return Swarm_len(swarm) == 0 ? call_file(idle, info_hash, slot(torrent, at_last_announce))
                                      : 0;

@@ -140,6 +140,37 @@ def test_a_big_swarm_answers_alike_through_growth_squeezes_and_expiry() -> None:
     assert observed(compiled) == observed(reference)
 
 
+def test_a_big_swarm_counts_peers_per_source_alike_through_every_change() -> None:
+    """Past INDEXED_SWARM peers both keep counts per source: kept by announces, removals,
+    expiry and clearing, built again when the prefixes change, dropped when it shrinks."""
+    compiled, reference = CompiledSwarm(), SwarmPy()
+    rng = Random(11)
+    v4 = [bytes([10, 2, n % 7, n % 5]) for n in range(40)]
+    v6 = [bytes(12) + bytes([0, n % 3, n % 4, n]) for n in range(20)]
+    prefixes = [(4, 16), (3, 8), (2, 6), (0, 0)]
+    for now in range(1, 6000):
+        ip = rng.choice(v4 if rng.random() < 0.7 else v6)
+        peer = ip + rng.randrange(1, 40).to_bytes(2, "big")
+        e = AnnounceAccepted(now, IH, ip, 1, b"p" * 20, 0, 0, 0, 0, rng.choice([0, 1]))
+        roll = rng.random()
+        if roll < 0.15:
+            assert compiled.remove(peer) == reference.remove(peer)
+        elif roll < 0.16:
+            assert compiled.expire(now - 300) == reference.expire(now - 300)
+        elif roll < 0.161:
+            compiled.clear()
+            reference.clear()
+        else:
+            assert compiled.announce(peer, e) == reference.announce(peer, e)
+        if now % 7 == 0:
+            v4_bytes, v6_bytes = prefixes[(now // 1000) % len(prefixes)]
+            asked = rng.choice(v4 + v6)
+            assert compiled.peers_from(asked, v4_bytes, v6_bytes) == reference.peers_from(
+                asked, v4_bytes, v6_bytes
+            ), (now, asked, len(reference))
+    assert observed(compiled) == observed(reference)
+
+
 def outcome(function, *args):  # type: ignore[no-untyped-def]
     try:
         return ("value", function(*args))
