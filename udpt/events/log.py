@@ -35,10 +35,11 @@ import io
 import struct
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 import lmdb
 
@@ -85,6 +86,9 @@ memory until it commits, so a snapshot in one transaction cost its size again in
 SNAPSHOT_UNFINISHED = b"snapshot_unfinished:"
 """Meta key prefix (+ seq key) of a snapshot being stored or deleted across transactions:
 never listed, so neither recovery nor pruning relies on it; swept by the next store."""
+
+
+_T = TypeVar("_T")
 
 
 class LogError(RuntimeError):
@@ -508,13 +512,13 @@ class EventLog:
 
     # -- writing (one thread only) ---------------------------------------
 
-    def _write(self, work: Callable[[lmdb.Transaction], object]) -> None:
-        """Run ``work(txn)`` in one write transaction, growing the map and redoing on MapFull."""
+    def _write(self, work: Callable[[lmdb.Transaction], _T]) -> _T:
+        """``work(txn)`` in one write transaction, growing the map and redoing on MapFull."""
         while True:
             try:
                 with self.env.begin(write=True) as txn:
-                    work(txn)
-                return
+                    result = work(txn)
+                return result
             except lmdb.MapFullError:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
 
@@ -709,58 +713,58 @@ class EventLog:
     def _store_snapshot_parts(self, seq: int, source: BinaryIO) -> None:
         prefix = seq_key(seq)
         self._write(lambda txn: self._mark_unfinished(txn, [seq]))
-        self._delete_unfinished(seq)  # a snapshot of this seq stored before, or cut short
-        position = [0, 0]  # the next chunk's number and its first byte in ``source``
-        reached: list[tuple[int, int, bool]] = []
-
-        def part(txn: lmdb.Transaction) -> None:
-            """The next chunks, from ``position`` (so that a redo after MapFull starts over)."""
-            index, offset = position
-            source.seek(offset)
-            cursor = txn.cursor(self._snapshots)
-            last = False
-            for _ in range(SNAPSHOT_TXN_CHUNKS):
-                chunk = source.read(SNAPSHOT_CHUNK)
-                if not chunk and index:
-                    last = True
-                    break
-                key = prefix + _CHUNK.pack(index)
-                # Appending fills each leaf page; a plain put splits pages in half, leaving
-                # one chunk per page. An older seq than one stored cannot append.
-                if not cursor.put(key, chunk, append=True):
-                    cursor.put(key, chunk)
-                index, offset = index + 1, offset + len(chunk)
-                if len(chunk) < SNAPSHOT_CHUNK:
-                    last = True
-                    break
-            reached[:] = [(index, offset, last)]
-
+        self._delete_chunks(seq)  # a snapshot of this seq stored before, or cut short
+        index = offset = 0
         last = False
         while not last:
-            self._write(part)
-            index, offset, last = reached[0]
-            position[:] = [index, offset]
-        self._write(lambda txn: txn.delete(SNAPSHOT_UNFINISHED + prefix, db=self._meta))
+            index, offset, last = self._write(
+                partial(self._put_chunks, prefix=prefix, source=source, index=index, offset=offset)
+            )
+        self._write(partial(self._unmark, seq=seq))
+
+    def _put_chunks(
+        self, txn: lmdb.Transaction, prefix: bytes, source: BinaryIO, index: int, offset: int
+    ) -> tuple[int, int, bool]:
+        """Up to ``SNAPSHOT_TXN_CHUNKS`` chunks, chunk ``index`` from byte ``offset`` of
+        ``source`` on (a redo after MapFull starts there again); where the next starts,
+        and whether ``source`` is used up."""
+        source.seek(offset)
+        cursor = txn.cursor(self._snapshots)
+        for _ in range(SNAPSHOT_TXN_CHUNKS):
+            chunk = source.read(SNAPSHOT_CHUNK)
+            if not chunk and index:
+                return index, offset, True
+            key = prefix + _CHUNK.pack(index)
+            # Appending fills each leaf page; a plain put splits pages in half, leaving
+            # one chunk per page. An older seq than one stored cannot append.
+            if not cursor.put(key, chunk, append=True):
+                cursor.put(key, chunk)
+            index, offset = index + 1, offset + len(chunk)
+            if len(chunk) < SNAPSHOT_CHUNK:
+                return index, offset, True
+        return index, offset, False
 
     def _mark_unfinished(self, txn: lmdb.Transaction, seqs: Sequence[int]) -> None:
         for seq in seqs:
             txn.put(SNAPSHOT_UNFINISHED + seq_key(seq), b"", db=self._meta)
 
-    def _delete_unfinished(self, only: int | None = None) -> None:
-        """Delete the snapshots marked unfinished (or just ``only``), in bounded transactions."""
+    def _unmark(self, txn: lmdb.Transaction, seq: int) -> None:
+        txn.delete(SNAPSHOT_UNFINISHED + seq_key(seq), db=self._meta)
+
+    def _delete_unfinished(self) -> None:
+        """Delete the snapshots marked unfinished, then their marks."""
         with self._read_txn() as txn:
             seqs = _snapshot_seqs(txn, self._snapshots, self._meta, unfinished=True)
-        for seq in seqs if only is None else [only]:
-            gone = [False]
+        for seq in seqs:
+            self._delete_chunks(seq)
+            self._write(partial(self._unmark, seq=seq))
 
-            def some(txn: lmdb.Transaction, seq: int = seq, gone: list[bool] = gone) -> None:
-                cursor = txn.cursor(self._snapshots)
-                gone[0] = _delete_snapshot(cursor, seq, SNAPSHOT_TXN_CHUNKS)
-                if gone[0] and seq != only:
-                    txn.delete(SNAPSHOT_UNFINISHED + seq_key(seq), db=self._meta)
-
-            while not gone[0]:
-                self._write(some)
+    def _delete_chunks(self, seq: int) -> None:
+        """Delete snapshot ``seq``'s chunks, ``SNAPSHOT_TXN_CHUNKS`` per transaction."""
+        while not self._write(
+            lambda txn: _delete_snapshot(txn.cursor(self._snapshots), seq, SNAPSHOT_TXN_CHUNKS)
+        ):
+            pass
 
     def delete_snapshots(self) -> None:
         self._write(lambda txn: txn.drop(self._snapshots, delete=False))

@@ -3,10 +3,11 @@
 ``fork()`` hands the child the daemon's memory copy-on-write. The child walks
 the state as it was at the fork — a state of the committed log, since the
 event loop forks between two folded events — and streams ``write_snapshot()``
-into a file; the daemon then stores the file in the log from a thread. The
-compiled swarms keep their peers in a few large arrays that the child only
-reads, so what gets copied is the pages of the torrent objects whose reference
-counts the walk touches, and the pages the daemon changes meanwhile. The child
+into a file; the daemon then stores the file in the log from a thread. With
+the compiled core the child writes from C through borrowed pointers, touching
+no reference count, so what gets copied is little more than the pages the
+daemon itself changes meanwhile (a Python walk copied every page holding a
+torrent object). The child
 uses nothing it shares with the daemon's other threads (no log: an LMDB
 environment must not cross a fork, no event loop, no logging) and leaves with
 ``os._exit``, so none of the daemon's exit handlers run twice.

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import lmdb
 import pytest
@@ -141,16 +142,17 @@ def test_a_snapshot_whose_store_was_cut_short_is_never_listed_and_is_swept_later
     """Listed, it could be trusted by recovery, or by pruning to drop the events before it."""
     tmp_log.put_snapshot(5, b"five")
     monkeypatch.setattr(log_module, "SNAPSHOT_TXN_CHUNKS", 1)
-    stored = 0
-
-    def crash_after_two(txn: object) -> None:
-        nonlocal stored
-        stored += 1
-        if stored > 3:  # the marker, one delete pass, then two parts
-            raise KeyboardInterrupt("killed")
-
     write = tmp_log._write
-    monkeypatch.setattr(tmp_log, "_write", lambda work: (crash_after_two(None), write(work)))
+    calls = 0
+
+    def killed_after_three(work: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls > 3:  # the mark, one delete pass, one part: then the process dies
+            raise KeyboardInterrupt("killed")
+        return write(work)
+
+    monkeypatch.setattr(tmp_log, "_write", killed_after_three)
     with pytest.raises(KeyboardInterrupt):
         tmp_log.put_snapshot(9, b"n" * (SNAPSHOT_CHUNK * 5))
     monkeypatch.setattr(tmp_log, "_write", write)
