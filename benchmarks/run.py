@@ -91,9 +91,17 @@ class LoadResult:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A port free for UDP and for TCP: opentracker binds both, and exits if either is taken."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port: int = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
 
 
 def build_loadgen(out: Path) -> Path:
@@ -109,13 +117,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wait_for_udp(port: int, timeout: float = 20.0) -> None:
-    """Until something answers a BEP 15 connect on ``port`` (the server is up)."""
+def wait_for_udp(port: int, timeout: float = 20.0, server: subprocess.Popen | None = None) -> None:
+    """Until something answers a BEP 15 connect on ``port`` (the server is up); raises at once
+    if ``server`` exits first."""
     connect = (0x41727101980).to_bytes(8, "big") + bytes(4) + b"wake"
     deadline = time.monotonic() + timeout
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.settimeout(0.2)
         while time.monotonic() < deadline:
+            if server is not None and server.poll() is not None:
+                raise RuntimeError(f"the server on port {port} exited ({server.returncode})")
             probe.sendto(connect, ("127.0.0.1", port))
             try:
                 probe.recv(64)
@@ -125,6 +136,29 @@ def wait_for_udp(port: int, timeout: float = 20.0) -> None:
     raise TimeoutError(f"nothing answered on UDP port {port} within {timeout} s")
 
 
+def start_answering(
+    start_server: Callable[[int], subprocess.Popen],
+) -> tuple[subprocess.Popen, int]:
+    """A started server that answers, and its port: on another port if it exits first (a port
+    ``free_port`` found free can be taken before the server binds it)."""
+    attempts = 3
+    while True:
+        attempts -= 1
+        port = free_port()
+        server = start_server(port)
+        try:
+            wait_for_udp(port, server=server)
+        except RuntimeError:  # it exited
+            if attempts:
+                continue
+            raise
+        except BaseException:
+            server.kill()
+            server.wait()
+            raise
+        return server, port
+
+
 def run_load(
     loadgen: Path,
     workload: Workload,
@@ -132,10 +166,8 @@ def run_load(
     rate: int = 0,
 ) -> LoadResult:
     """Start a fresh server, drive it for the workload's duration, stop it."""
-    port = free_port()
-    server = start_server(port)
+    server, port = start_answering(start_server)
     try:
-        wait_for_udp(port)
         cpu_before, wall_before = cpu_seconds(server.pid), time.monotonic()
         load = subprocess.run(
             ["taskset", "-c", LOADGEN_CPU, str(loadgen), *workload.args(port, rate)],

@@ -961,6 +961,25 @@ done:
     return NULL;
 }
 
+/* The batch's events that are not announces, in order, or NULL (an exception may be set). */
+static PyObject *other_events(const uint8_t *body, const udpt_batch *b, uint32_t count) {
+    size_t others_count = count - b->announces, offset = b->others_offset;
+    PyObject *others = PyList_New((Py_ssize_t)others_count);
+    for (size_t i = 0; others != NULL && i < others_count; i++) {
+        const uint8_t *record;
+        size_t record_size;
+        udpt_next_other(body, &offset, &record, &record_size);
+        PyObject *raw = bytes_of(record, record_size);
+        PyObject *event = raw ? PyObject_CallOneArg(decode_event_fn, raw) : NULL;
+        Py_XDECREF(raw);
+        if (event == NULL)
+            Py_CLEAR(others);
+        else
+            PyList_SET_ITEM(others, (Py_ssize_t)i, event);
+    }
+    return others;
+}
+
 /* The events of a batch body; NULL with an exception, or NULL without one when the
  * reference must decide (the layout is not one the encoder writes). */
 static PyObject *decode_body(const uint8_t *body, size_t size, uint32_t count,
@@ -968,26 +987,10 @@ static PyObject *decode_body(const uint8_t *body, size_t size, uint32_t count,
     udpt_batch b;
     if (udpt_scan_batch(body, size, count, &b))
         return NULL;
-    size_t n = b.announces, others_count = count - n, offset = b.others_offset;
+    size_t n = b.announces;
     PyObject *others = NULL, *announces = NULL, *events = NULL;
-    if (others_count) {
-        others = PyList_New((Py_ssize_t)others_count);
-        if (others == NULL)
-            return NULL;
-        for (size_t i = 0; i < others_count; i++) {
-            const uint8_t *record;
-            size_t record_size;
-            udpt_next_other(body, &offset, &record, &record_size);
-            PyObject *raw = bytes_of(record, record_size);
-            PyObject *event = raw ? PyObject_CallOneArg(decode_event_fn, raw) : NULL;
-            Py_XDECREF(raw);
-            if (event == NULL) {
-                Py_DECREF(others);
-                return NULL;
-            }
-            PyList_SET_ITEM(others, (Py_ssize_t)i, event);
-        }
-    }
+    if (count > n && (others = other_events(body, &b, count)) == NULL)
+        return NULL;
     if (n) {
         announces = decode_announces(&b, hashes);
         if (announces == NULL) {
@@ -1014,28 +1017,47 @@ static PyObject *decode_body(const uint8_t *body, size_t size, uint32_t count,
     return events;
 }
 
-static PyObject *decode_compiled(PyObject *value, PyObject *hashes) {
+/* The body of a batch value in a layout the compiled decoder reads: 1, with *owner the
+ * decompressed bytes (or NULL) to release after; 0 when it is not one (an exception may be
+ * set: the reference decides what to say). */
+static int batch_body(PyObject *value, PyObject **owner, const uint8_t **body, size_t *size,
+                      uint32_t *count) {
+    *owner = NULL;
     if (!PyBytes_CheckExact(value) || PyBytes_GET_SIZE(value) < 13)
-        return NULL;
+        return 0;
     const uint8_t *data = (const uint8_t *)PyBytes_AS_STRING(value);
-    size_t size = (size_t)PyBytes_GET_SIZE(value);
-    uint32_t count = ((uint32_t)data[1] << 24) | ((uint32_t)data[2] << 16) |
-                     ((uint32_t)data[3] << 8) | data[4];
-    if (data[0] == 0xB0)
-        return decode_body(data + 13, size - 13, count, hashes);
+    *count = ((uint32_t)data[1] << 24) | ((uint32_t)data[2] << 16) | ((uint32_t)data[3] << 8) |
+             data[4];
+    if (data[0] == 0xB0) {
+        *body = data + 13;
+        *size = (size_t)PyBytes_GET_SIZE(value) - 13;
+        return 1;
+    }
     if (data[0] != 0xB1)
-        return NULL;
-    PyObject *payload = PyMemoryView_FromMemory((char *)data + 13, (Py_ssize_t)(size - 13),
-                                                PyBUF_READ);
-    PyObject *body = payload ? PyObject_CallOneArg(zlib_decompress, payload) : NULL;
+        return 0;
+    PyObject *payload = PyMemoryView_FromMemory(
+        (char *)data + 13, PyBytes_GET_SIZE(value) - 13, PyBUF_READ);
+    PyObject *decompressed = payload ? PyObject_CallOneArg(zlib_decompress, payload) : NULL;
     Py_XDECREF(payload);
-    if (body == NULL)
+    if (decompressed == NULL || !PyBytes_Check(decompressed)) {
+        Py_XDECREF(decompressed);
+        return 0;
+    }
+    *owner = decompressed;
+    *body = (const uint8_t *)PyBytes_AS_STRING(decompressed);
+    *size = (size_t)PyBytes_GET_SIZE(decompressed);
+    return 1;
+}
+
+static PyObject *decode_compiled(PyObject *value, PyObject *hashes) {
+    PyObject *owner;
+    const uint8_t *body;
+    size_t size;
+    uint32_t count;
+    if (!batch_body(value, &owner, &body, &size, &count))
         return NULL;
-    PyObject *events = NULL;
-    if (PyBytes_Check(body))
-        events = decode_body((const uint8_t *)PyBytes_AS_STRING(body),
-                             (size_t)PyBytes_GET_SIZE(body), count, hashes);
-    Py_DECREF(body);
+    PyObject *events = decode_body(body, size, count, hashes);
+    Py_XDECREF(owner);
     return events;
 }
 
@@ -1080,6 +1102,207 @@ static PyObject *decode_batch_compiled_only(PyObject *self, PyObject *const *arg
     return events;
 }
 
+/* -- batches: decoded and folded in one pass ---------------------------------------- */
+
+/* Where an announce's peer is in a scanned batch, for reading its record (update_at). */
+typedef struct {
+    const udpt_batch *b;
+    size_t announce, peer;
+    int64_t at_ms;
+    uint8_t peer_id[20];
+} columns_at;
+
+static int signed_at(const udpt_column *column, size_t i, int64_t *out) {
+    uint64_t raw = udpt_column_raw(column, i);
+    if (!column->is_signed && raw > (uint64_t)INT64_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "a value of the record does not fit 64 bits");
+        return -1;
+    }
+    *out = (int64_t)raw;
+    return 0;
+}
+
+/* The peer's record, as udpt_peer_update_of would read the decoded AnnounceAccepted. */
+static int update_at(void *context, udpt_peer_update *u) {
+    columns_at *c = context;
+    const udpt_batch *b = c->b;
+    int64_t key;
+    if (signed_at(&b->keys, c->peer, &key) < 0 || signed_at(&b->uploaded, c->announce,
+                                                              &u->uploaded) < 0 ||
+        signed_at(&b->downloaded, c->announce, &u->downloaded) < 0 ||
+        signed_at(&b->left, c->announce, &u->left) < 0)
+        return -1;
+    if (key < 0 || key > UINT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "announce() field out of range");
+        return -1;
+    }
+    u->key = (uint32_t)key;
+    u->at_ms = c->at_ms;
+    u->event = (int64_t)udpt_column_raw(&b->events, c->announce);
+    udpt_unshuffle_item(b->peer_ids, b->peers, 20, c->peer, c->peer_id);
+    u->peer_id = c->peer_id;
+    u->peer_id_size = 20;
+    return 0;
+}
+
+/* For each peer of a batch with announces, its place among the peers of its family. */
+static uint32_t *family_positions(const udpt_batch *b) {
+    uint32_t *positions = PyMem_Malloc(b->peers * sizeof *positions);
+    if (positions == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    uint32_t next[2] = {0, 0};
+    for (size_t i = 0; i < b->peers; i++)
+        positions[i] = next[b->families[i] != 0]++;
+    return positions;
+}
+
+/* A failed announce, told as apply_failed tells one: failed(seq, event, error), the event
+ * decoded the reference's way. The error is the one pending; NULL if telling failed. */
+static PyObject *tell_failure(PyObject *failed, long long seq, const uint8_t *body, size_t size,
+                              uint32_t count, size_t index, PyObject *hashes) {
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL)
+        PyException_SetTraceback(value, traceback);
+    PyObject *events = decode_body(body, size, count, hashes);
+    PyObject *told = NULL;
+    if (events != NULL && value != NULL)
+        told = PyObject_CallFunction(failed, "LOO", seq, PyList_GET_ITEM(events, index), value);
+    else if (!PyErr_Occurred())
+        PyErr_SetString(PyExc_RuntimeError, "a failed announce could not be decoded again");
+    Py_XDECREF(events);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(traceback);
+    return told;
+}
+
+/* fold_batch(state, first_seq, value, hashes, start, stop, apply_other, failed): the events
+ * start..stop-1 of a stored batch value (event i is seq first_seq + i), applied to state
+ * as history/apply.apply_batch applies the decoded events: announces straight from the
+ * batch's columns (no event object made), each other event by apply_other(seq, event);
+ * an announce that fails is passed to failed(seq, event, error). True, or False when the
+ * value is not in a layout the compiled decoder reads (nothing is folded then: the caller
+ * decodes it the reference's way, which says what is wrong). */
+static PyObject *fold_batch(PyObject *self, PyObject *args) {
+    PyObject *state, *value, *hashes, *apply_other, *failed;
+    long long first_seq;
+    Py_ssize_t start, stop;
+    if (!PyArg_ParseTuple(args, "OLOOnnOO:fold_batch", &state, &first_seq, &value, &hashes,
+                          &start, &stop, &apply_other, &failed))
+        return NULL;
+    if (AnnounceAccepted == NULL || decode_event_fn == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "udpt._core.bind_batch was not called");
+        return NULL;
+    }
+    PyObject *owner, *others = NULL, *table = NULL, *result = NULL, *at_object = NULL;
+    uint32_t *positions = NULL;
+    const uint8_t *body;
+    size_t size;
+    uint32_t count;
+    udpt_batch b;
+    udpt_fold_target t = {0};
+    if (!batch_body(value, &owner, &body, &size, &count) ||
+        udpt_scan_batch(body, size, count, &b) != 0)
+        goto not_ours;
+    if (b.announces && b.hash_mode == 0) {
+        BUILD_LIST(table, b.local_count, bytes_of(b.local_hashes + 20 * i, 20));
+    } else if (b.announces) {
+        Py_ssize_t known = PyObject_Size(hashes);
+        if (known < 0 || b.max_hash_ref >= (uint64_t)known)
+            goto not_ours;
+        table = Py_NewRef(hashes);
+    }
+    if (count > b.announces && (others = other_events(body, &b, count)) == NULL)
+        goto not_ours;
+    if ((b.announces && (positions = family_positions(&b)) == NULL) ||
+        udpt_fold_begin(&t, state) < 0)
+        goto done;
+    size_t next_announce = 0, next_other = 0;
+    int64_t at = b.first_ms;
+    columns_at c = {.b = &b, .at_ms = INT64_MIN};
+    for (size_t i = 0; i < count; i++) {
+        long long seq = first_seq + (long long)i;
+        int in_range = (Py_ssize_t)i >= start && (Py_ssize_t)i < stop;
+        if (b.kinds ? b.kinds[i] : b.announces == 0) {
+            PyObject *event = PyList_GET_ITEM(others, next_other++);
+            if (!in_range)
+                continue;
+            if (udpt_fold_count(&t) < 0)
+                goto done;
+            PyObject *applied = PyObject_CallFunction(apply_other, "LO", seq, event);
+            if (applied == NULL)
+                goto done;
+            Py_DECREF(applied);
+            if (udpt_fold_resync(&t) < 0)
+                goto done;
+            continue;
+        }
+        size_t announce = next_announce++;
+        at = b.times_absolute ? (int64_t)udpt_column_raw(&b.times, announce)
+                              : at + (int64_t)udpt_column_raw(&b.times, announce);
+        if (!in_range)
+            continue;
+        if (at != c.at_ms || at_object == NULL) {
+            Py_XSETREF(at_object, PyLong_FromLongLong(at));
+            if (at_object == NULL)
+                goto done;
+            c.at_ms = at;
+        }
+        c.announce = announce;
+        c.peer = b.peer_identity ? announce : (size_t)udpt_column_raw(&b.peer_refs, announce);
+        uint8_t ip[16];
+        int v6 = b.families[c.peer] != 0;
+        if (v6)
+            udpt_unshuffle_item(b.v6, b.v6_count, 16, positions[c.peer], ip);
+        else
+            udpt_unshuffle_item(b.v4, b.peers - b.v6_count, 4, positions[c.peer], ip);
+        uint64_t port = udpt_column_raw(&b.ports, c.peer);
+        PyObject *info_hash = info_hash_at(table, udpt_column_raw(&b.hash_refs, announce));
+        if (info_hash == NULL)
+            goto done;
+        udpt_announce_at a = {
+            .at_ms = at_object,
+            .info_hash = info_hash,
+            .ip = ip,
+            .ip_size = v6 ? 16 : 4,
+            .port = port > 65535 ? -1 : (long)port,
+            .event = (long)udpt_column_raw(&b.events, announce),
+        };
+        int folded = udpt_fold_next(&t, seq) == 0 && udpt_fold_announce(&t, &a, update_at, &c) == 0;
+        Py_DECREF(info_hash);
+        if (folded) {
+            udpt_fold_done(&t, seq);
+            continue;
+        }
+        if (udpt_fold_count(&t) < 0)
+            goto done;
+        PyObject *told = tell_failure(failed, seq, body, size, count, i, hashes);
+        if (told == NULL)
+            goto done;
+        Py_DECREF(told);
+        if (udpt_fold_resync(&t) < 0)
+            goto done;
+    }
+    if (udpt_fold_count(&t) == 0)
+        result = Py_NewRef(Py_True);
+    goto done;
+not_ours:
+    PyErr_Clear(); /* the reference says what is wrong with the value */
+    result = Py_NewRef(Py_False);
+done:
+    udpt_fold_end(&t);
+    PyMem_Free(positions);
+    Py_XDECREF(at_object);
+    Py_XDECREF(table);
+    Py_XDECREF(others);
+    Py_XDECREF(owner);
+    return result;
+}
+
 /* -- the module --------------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
@@ -1109,6 +1332,8 @@ static PyMethodDef methods[] = {
     {"decode_batch_compiled_only", (PyCFunction)(void (*)(void))decode_batch_compiled_only,
      METH_FASTCALL | METH_KEYWORDS,
      "decode_batch without handing unusual layouts to the reference (for tests)."},
+    {"fold_batch", fold_batch, METH_VARARGS,
+     "history.apply.apply_batch of a stored batch value, decoded and folded in one pass."},
     {NULL, NULL, 0, NULL},
 };
 

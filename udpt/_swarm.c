@@ -452,28 +452,35 @@ static int int64_item(PyObject *tuple, Py_ssize_t i, int64_t *out) {
     return 0;
 }
 
-/* Swarm.announce on a checked key: 1 if the announce completes, 0 if not, -1 on error. */
-static int swarm_announce(SwarmObject *self, const unsigned char *key, Py_ssize_t size,
-                          PyObject *e) {
+/* An AnnounceAccepted's fields as Swarm.announce reads them; 0, or -1 with an exception. */
+static int peer_update_of(PyObject *e, udpt_peer_update *u) {
     if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 10) {
         PyErr_SetString(PyExc_TypeError, "announce() takes an AnnounceAccepted");
         return -1;
     }
-    int64_t at_ms, event, uploaded, downloaded, left;
     unsigned long key_value = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(e, 5));
-    if ((key_value == (unsigned long)-1 && PyErr_Occurred()) || int64_item(e, 0, &at_ms) < 0 ||
-        int64_item(e, 6, &event) < 0 || int64_item(e, 7, &uploaded) < 0 ||
-        int64_item(e, 8, &downloaded) < 0 || int64_item(e, 9, &left) < 0)
+    if ((key_value == (unsigned long)-1 && PyErr_Occurred()) || int64_item(e, 0, &u->at_ms) < 0 ||
+        int64_item(e, 6, &u->event) < 0 || int64_item(e, 7, &u->uploaded) < 0 ||
+        int64_item(e, 8, &u->downloaded) < 0 || int64_item(e, 9, &u->left) < 0)
         return -1;
-    if (key_value > UINT32_MAX || event < 0 || event > 255) {
+    if (key_value > UINT32_MAX || u->event < 0 || u->event > 255) {
         PyErr_SetString(PyExc_OverflowError, "announce() field out of range");
         return -1;
     }
+    u->key = (uint32_t)key_value;
     PyObject *peer_id = PyTuple_GET_ITEM(e, 4);
     if (!PyBytes_Check(peer_id)) {
         PyErr_SetString(PyExc_TypeError, "peer_id must be bytes");
         return -1;
     }
+    u->peer_id = (const unsigned char *)PyBytes_AS_STRING(peer_id);
+    u->peer_id_size = (size_t)PyBytes_GET_SIZE(peer_id);
+    return 0;
+}
+
+/* Swarm.announce on a checked key: 1 if the announce completes, 0 if not, -1 on error. */
+static int swarm_announce(SwarmObject *self, const unsigned char *key, Py_ssize_t size,
+                          const udpt_peer_update *u) {
     int family = family_of_peer(size);
     uint32_t at;
     int old_table = locate(self, family, key, &at);
@@ -485,8 +492,8 @@ static int swarm_announce(SwarmObject *self, const unsigned char *key, Py_ssize_
         if (table_tidy(old, old_table) < 0)
             return -1;
     }
-    int completes = !counted && left == 0 && event == EVENT_COMPLETED;
-    int table = family + (left != 0);
+    int completes = !counted && u->left == 0 && u->event == EVENT_COMPLETED;
+    int table = family + (u->left != 0);
     unsigned char *record = table_append(&self->tables[table], table, key);
     if (record == NULL)
         return -1;
@@ -494,16 +501,15 @@ static int swarm_announce(SwarmObject *self, const unsigned char *key, Py_ssize_
         sources_add(self, key, size);
     record += size;
     /* struct's "20s": the peer id padded with zeros or cut to 20 bytes */
-    Py_ssize_t id_size = PyBytes_GET_SIZE(peer_id);
     memset(record, 0, AT_KEY);
-    memcpy(record, PyBytes_AS_STRING(peer_id), (size_t)(id_size < AT_KEY ? id_size : AT_KEY));
-    uint32_t key_be = __builtin_bswap32((uint32_t)key_value);
+    memcpy(record, u->peer_id, u->peer_id_size < AT_KEY ? u->peer_id_size : AT_KEY);
+    uint32_t key_be = __builtin_bswap32(u->key);
     memcpy(record + AT_KEY, &key_be, 4);
-    store64(record + AT_LAST_SEEN, (uint64_t)at_ms);
-    store64(record + AT_UPLOADED, (uint64_t)uploaded);
-    store64(record + AT_DOWNLOADED, (uint64_t)downloaded);
-    store64(record + AT_LEFT, (uint64_t)left);
-    record[AT_EVENT] = (unsigned char)event;
+    store64(record + AT_LAST_SEEN, (uint64_t)u->at_ms);
+    store64(record + AT_UPLOADED, (uint64_t)u->uploaded);
+    store64(record + AT_DOWNLOADED, (uint64_t)u->downloaded);
+    store64(record + AT_LEFT, (uint64_t)u->left);
+    record[AT_EVENT] = (unsigned char)u->event;
     record[AT_FLAG] = (unsigned char)(counted || completes);
     return completes;
 }
@@ -524,7 +530,10 @@ static PyObject *Swarm_announce(SwarmObject *self, PyObject *const *args, Py_ssi
     PyBuffer_Release(&peer);
     if (checked < 0)
         return NULL;
-    int completes = swarm_announce(self, key, size, args[1]);
+    udpt_peer_update u;
+    if (peer_update_of(args[1], &u) < 0)
+        return NULL;
+    int completes = swarm_announce(self, key, size, &u);
     return completes < 0 ? NULL : PyBool_FromLong(completes);
 }
 
@@ -920,38 +929,48 @@ static PyTypeObject SwarmType = {
 
 /* -- the torrents of a snapshot, written without touching a reference count ---------- */
 
-/* What bind_fold learnt: udpt/projections/torrents.py's Torrent and its slots' offsets, and
- * the AnnounceAccepted class. */
-static PyTypeObject *TorrentType, *AnnounceType;
+/* What bind_fold learnt: udpt/projections/torrents.py's Torrent and its slots' offsets, the
+ * AnnounceAccepted class, and time_index.py's TimeIndex and the offset of its _bucket_of. */
+static PyTypeObject *TorrentType, *AnnounceType, *TimeIndexType;
 static Py_ssize_t at_flagged, at_registered, at_completed, at_last_announce, at_swarm;
+static Py_ssize_t at_bucket_of;
+
+/* The offset of cls's slot ``name`` (a member descriptor holding an object), or -1. */
+static Py_ssize_t slot_offset(PyObject *cls, const char *name) {
+    PyObject *slot = PyObject_GetAttrString(cls, name);
+    if (slot == NULL)
+        return -1;
+    Py_ssize_t offset = -1;
+    if (Py_IS_TYPE(slot, &PyMemberDescr_Type) &&
+        ((PyMemberDescrObject *)slot)->d_member->type == T_OBJECT_EX)
+        offset = ((PyMemberDescrObject *)slot)->d_member->offset;
+    else
+        PyErr_Format(PyExc_TypeError, "%s.%s is not a slot", ((PyTypeObject *)cls)->tp_name,
+                     name);
+    Py_DECREF(slot);
+    return offset;
+}
 
 static PyObject *bind_fold(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyType_Check(args[0]) || !PyType_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "bind_fold(Torrent, AnnounceAccepted)");
+    if (nargs != 3 || !PyType_Check(args[0]) || !PyType_Check(args[1]) ||
+        !PyType_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "bind_fold(Torrent, AnnounceAccepted, TimeIndex)");
         return NULL;
     }
-    PyObject *cls = args[0];
     const char *names[] = {"flagged", "registered", "completed", "last_announce_ms", "swarm"};
     Py_ssize_t *offsets[] = {&at_flagged, &at_registered, &at_completed, &at_last_announce,
                              &at_swarm};
-    for (int i = 0; i < 5; i++) {
-        PyObject *slot = PyObject_GetAttrString(cls, names[i]);
-        if (slot == NULL)
+    for (int i = 0; i < 5; i++)
+        if ((*offsets[i] = slot_offset(args[0], names[i])) < 0)
             return NULL;
-        int is_member = Py_IS_TYPE(slot, &PyMemberDescr_Type) &&
-                        ((PyMemberDescrObject *)slot)->d_member->type == T_OBJECT_EX;
-        if (is_member)
-            *offsets[i] = ((PyMemberDescrObject *)slot)->d_member->offset;
-        Py_DECREF(slot);
-        if (!is_member) {
-            PyErr_Format(PyExc_TypeError, "Torrent.%s is not a slot", names[i]);
-            return NULL;
-        }
-    }
-    Py_XSETREF(TorrentType, (PyTypeObject *)Py_NewRef(cls));
+    if ((at_bucket_of = slot_offset(args[2], "_bucket_of")) < 0)
+        return NULL;
+    Py_XSETREF(TorrentType, (PyTypeObject *)Py_NewRef(args[0]));
     Py_XSETREF(AnnounceType, (PyTypeObject *)Py_NewRef(args[1]));
+    Py_XSETREF(TimeIndexType, (PyTypeObject *)Py_NewRef(args[2]));
     Py_RETURN_NONE;
 }
+
 
 typedef struct {
     int fd;
@@ -999,8 +1018,18 @@ static int by_info_hash(const void *a, const void *b) {
     return order ? order : (nx > ny) - (nx < ny);
 }
 
-static inline PyObject *slot(PyObject *torrent, Py_ssize_t offset) {
-    return *(PyObject **)((char *)torrent + offset);
+static inline PyObject *slot(PyObject *object, Py_ssize_t offset) {
+    return *(PyObject **)((char *)object + offset);
+}
+
+/* ``key in index``; for a TimeIndex, straight in its dict (its __contains__ is a Python call). */
+static int index_holds(PyObject *index, PyObject *key) {
+    if (Py_IS_TYPE(index, TimeIndexType)) {
+        PyObject *bucket_of = slot(index, at_bucket_of);
+        if (bucket_of != NULL && PyDict_CheckExact(bucket_of))
+            return PyDict_Contains(bucket_of, key);
+    }
+    return PySequence_Contains(index, key);
 }
 
 /* One torrent's part of the snapshot: state._TORRENT (!20sBQq4I), then swarm.pack(). */
@@ -1104,32 +1133,23 @@ static int call_file(PyObject *index, PyObject *info_hash, PyObject *at_ms) {
     return none == NULL ? -1 : 0;
 }
 
-/* TrackerState._announced (udpt/projections/state.py), the reference, step by step:
- * fold_announce(torrents, by_oldest_peer, idle, e). Torrents are made by calling the
- * Torrent class and stored through the table's __setitem__ (it keeps their order);
- * Torrent's slots are read and written at the offsets bind_fold found. */
-static int fold_one(PyObject *torrents, PyObject *by_oldest, PyObject *idle, PyObject *e) {
-    if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 10) {
-        PyErr_SetString(PyExc_TypeError, "fold_announce() takes an AnnounceAccepted");
-        return -1;
-    }
-    PyObject *at_ms = PyTuple_GET_ITEM(e, 0), *info_hash = PyTuple_GET_ITEM(e, 1),
-             *ip = PyTuple_GET_ITEM(e, 2);
-    long port = PyLong_AsLong(PyTuple_GET_ITEM(e, 3));
-    long event = PyLong_AsLong(PyTuple_GET_ITEM(e, 6));
-    if (PyErr_Occurred())
-        return -1;
-    if (!PyBytes_Check(ip) || (PyBytes_GET_SIZE(ip) != 4 && PyBytes_GET_SIZE(ip) != 16) ||
-        port < 0 || port > 65535) {
+/* TrackerState._announced (udpt/projections/state.py), the reference, step by step, for
+ * the announce ``a`` into ``t``'s tables. Torrents are made by calling the Torrent class and
+ * stored through the table's __setitem__ (it keeps their order); Torrent's slots are read
+ * and written at the offsets bind_fold found. The peer's record is read by ``update`` only
+ * where the reference packs it, so that a record that cannot be read fails at the same step. */
+int udpt_fold_announce(const udpt_fold_target *t, const udpt_announce_at *a,
+                       udpt_read_update update, void *context) {
+    if ((a->ip_size != 4 && a->ip_size != 16) || a->port < 0 || a->port > 65535) {
         PyErr_SetString(PyExc_ValueError, "an announce with no valid peer address");
         return -1;
     }
     unsigned char key[KEY6];
-    Py_ssize_t size = PyBytes_GET_SIZE(ip) + 2;
-    memcpy(key, PyBytes_AS_STRING(ip), (size_t)size - 2);
-    key[size - 2] = (unsigned char)(port >> 8);
-    key[size - 1] = (unsigned char)port;
-    PyObject *torrent = PyDict_GetItemWithError(torrents, info_hash); /* borrowed */
+    Py_ssize_t size = a->ip_size + 2;
+    memcpy(key, a->ip, (size_t)a->ip_size);
+    key[size - 2] = (unsigned char)(a->port >> 8);
+    key[size - 1] = (unsigned char)a->port;
+    PyObject *torrent = PyDict_GetItemWithError(t->torrents, a->info_hash); /* borrowed */
     if (torrent == NULL && PyErr_Occurred())
         return -1;
     if (torrent != NULL && (!Py_IS_TYPE(torrent, TorrentType) ||
@@ -1137,7 +1157,7 @@ static int fold_one(PyObject *torrents, PyObject *by_oldest, PyObject *idle, PyO
         PyErr_SetString(PyExc_TypeError, "a torrent table value that is not a Torrent");
         return -1;
     }
-    if (event == EVENT_STOPPED) {
+    if (a->event == EVENT_STOPPED) {
         if (torrent == NULL)
             return 0;
         SwarmObject *swarm = (SwarmObject *)slot(torrent, at_swarm);
@@ -1147,13 +1167,14 @@ static int fold_one(PyObject *torrents, PyObject *by_oldest, PyObject *idle, PyO
             return 0;
         if (swarm_remove_at(swarm, table, at) < 0)
             return -1;
-        return Swarm_len(swarm) == 0 ? call_file(idle, info_hash, slot(torrent, at_last_announce))
-                                     : 0;
+        return Swarm_len(swarm) == 0
+                   ? call_file(t->idle, a->info_hash, slot(torrent, at_last_announce))
+                   : 0;
     }
     PyObject *made = NULL;
     if (torrent == NULL) {
         made = PyObject_CallNoArgs((PyObject *)TorrentType);
-        if (made == NULL || PyObject_SetItem(torrents, info_hash, made) < 0) {
+        if (made == NULL || PyObject_SetItem(t->torrents, a->info_hash, made) < 0) {
             Py_XDECREF(made);
             return -1;
         }
@@ -1164,12 +1185,15 @@ static int fold_one(PyObject *torrents, PyObject *by_oldest, PyObject *idle, PyO
             return flagged < 0 ? -1 : 0; /* flagged between decision and commit: the flag wins */
     }
     int result = -1;
-    int filed = PySequence_Contains(by_oldest, info_hash);
-    if (filed < 0 || (!filed && call_file(by_oldest, info_hash, at_ms) < 0))
+    udpt_peer_update u;
+    int filed = index_holds(t->by_oldest, a->info_hash);
+    if (filed < 0 || (!filed && call_file(t->by_oldest, a->info_hash, a->at_ms) < 0))
         goto done;
     PyObject **last = (PyObject **)((char *)torrent + at_last_announce);
-    Py_XSETREF(*last, Py_NewRef(at_ms));
-    int completes = swarm_announce((SwarmObject *)slot(torrent, at_swarm), key, size, e);
+    Py_XSETREF(*last, Py_NewRef(a->at_ms));
+    if (update(context, &u) < 0)
+        goto done;
+    int completes = swarm_announce((SwarmObject *)slot(torrent, at_swarm), key, size, &u);
     if (completes < 0)
         goto done;
     if (completes) {
@@ -1189,6 +1213,34 @@ done:
     return result;
 }
 
+static int update_of_tuple(void *e, udpt_peer_update *u) {
+    return peer_update_of((PyObject *)e, u);
+}
+
+/* fold_announce's work on one AnnounceAccepted tuple. */
+static int fold_one(const udpt_fold_target *t, PyObject *e) {
+    if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 10) {
+        PyErr_SetString(PyExc_TypeError, "fold_announce() takes an AnnounceAccepted");
+        return -1;
+    }
+    PyObject *ip = PyTuple_GET_ITEM(e, 2);
+    udpt_announce_at a = {
+        .at_ms = PyTuple_GET_ITEM(e, 0),
+        .info_hash = PyTuple_GET_ITEM(e, 1),
+        .port = PyLong_AsLong(PyTuple_GET_ITEM(e, 3)),
+        .event = PyLong_AsLong(PyTuple_GET_ITEM(e, 6)),
+    };
+    if (PyErr_Occurred())
+        return -1;
+    if (!PyBytes_Check(ip)) {
+        PyErr_SetString(PyExc_ValueError, "an announce with no valid peer address");
+        return -1;
+    }
+    a.ip = (const unsigned char *)PyBytes_AS_STRING(ip);
+    a.ip_size = PyBytes_GET_SIZE(ip);
+    return udpt_fold_announce(t, &a, update_of_tuple, e);
+}
+
 static PyObject *fold_announce(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 4 || !PyDict_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError, "fold_announce(torrents, by_oldest, idle, event)");
@@ -1198,9 +1250,87 @@ static PyObject *fold_announce(PyObject *module, PyObject *const *args, Py_ssize
         PyErr_SetString(PyExc_RuntimeError, "bind_fold() first");
         return NULL;
     }
-    if (fold_one(args[0], args[1], args[2], args[3]) < 0)
+    udpt_fold_target t = {.torrents = args[0], .by_oldest = args[1], .idle = args[2]};
+    if (fold_one(&t, args[3]) < 0)
         return NULL;
     Py_RETURN_NONE;
+}
+
+int udpt_fold_begin(udpt_fold_target *t, PyObject *state) {
+    if (TorrentType == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "bind_fold() first");
+        return -1;
+    }
+    t->state = state;
+    t->torrents = PyObject_GetAttrString(state, "torrents");
+    t->by_oldest = PyObject_GetAttrString(state, "_by_oldest_peer");
+    t->idle = PyObject_GetAttrString(state, "_idle");
+    PyObject *stats = PyObject_GetAttrString(state, "stats");
+    t->by_kind = stats ? PyObject_GetAttrString(stats, "by_kind") : NULL;
+    Py_XDECREF(stats);
+    t->folded = 0;
+    if (!t->torrents || !t->by_oldest || !t->idle || !t->by_kind || udpt_fold_resync(t) < 0)
+        return -1;
+    if (!PyDict_Check(t->torrents) || !PyDict_Check(t->by_kind)) {
+        PyErr_SetString(PyExc_TypeError, "the compiled fold takes a TrackerState");
+        return -1;
+    }
+    return 0;
+}
+
+int udpt_fold_next(udpt_fold_target *t, long long seq) {
+    if (seq <= t->last_seq) {
+        PyErr_Format(PyExc_ValueError, "event %lld applied after %lld", seq, t->last_seq);
+        return -1;
+    }
+    return 0;
+}
+
+void udpt_fold_done(udpt_fold_target *t, long long seq) {
+    t->last_seq = seq;
+    t->folded++;
+}
+
+/* As apply() counts, for every announce folded since the last call: the stats and last_seq.
+ * An exception already set is kept; 0, or -1 (with the exception of the update). */
+int udpt_fold_count(udpt_fold_target *t) {
+    if (t->folded == 0)
+        return 0;
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyObject *name = PyUnicode_FromString("AnnounceAccepted");
+    PyObject *count = name ? PyDict_GetItemWithError(t->by_kind, name) : NULL;
+    PyObject *more =
+        count ? PyLong_FromLongLong(PyLong_AsLongLong(count) + t->folded) : NULL;
+    PyObject *seq = PyLong_FromLongLong(t->last_seq);
+    int stored = more && seq && PyDict_SetItem(t->by_kind, name, more) == 0 &&
+                 PyObject_SetAttrString(t->state, "last_seq", seq) == 0;
+    Py_XDECREF(name);
+    Py_XDECREF(more);
+    Py_XDECREF(seq);
+    t->folded = 0;
+    if (!stored) {
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(traceback);
+        return -1;
+    }
+    PyErr_Restore(type, value, traceback);
+    return 0;
+}
+
+int udpt_fold_resync(udpt_fold_target *t) {
+    PyObject *last_value = PyObject_GetAttrString(t->state, "last_seq");
+    t->last_seq = last_value ? PyLong_AsLongLong(last_value) : -1;
+    Py_XDECREF(last_value);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+void udpt_fold_end(udpt_fold_target *t) {
+    Py_CLEAR(t->torrents);
+    Py_CLEAR(t->by_oldest);
+    Py_CLEAR(t->idle);
+    Py_CLEAR(t->by_kind);
 }
 
 /* TrackerState.apply of events[start], events[start + 1], ... (seq first_seq + index) while
@@ -1214,68 +1344,23 @@ static PyObject *fold_announces(PyObject *module, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OLO!n:fold_announces", &state, &first_seq, &PyList_Type, &events,
                           &start))
         return NULL;
-    if (TorrentType == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "bind_fold() first");
-        return NULL;
-    }
-    PyObject *torrents = PyObject_GetAttrString(state, "torrents");
-    PyObject *by_oldest = PyObject_GetAttrString(state, "_by_oldest_peer");
-    PyObject *idle = PyObject_GetAttrString(state, "_idle");
-    PyObject *stats = PyObject_GetAttrString(state, "stats");
-    PyObject *by_kind = stats ? PyObject_GetAttrString(stats, "by_kind") : NULL;
-    PyObject *last_value = PyObject_GetAttrString(state, "last_seq");
+    udpt_fold_target t = {0};
     PyObject *result = NULL;
     Py_ssize_t index = start;
-    long long last_seq = last_value ? PyLong_AsLongLong(last_value) : -1;
-    if (!torrents || !by_oldest || !idle || !by_kind || PyErr_Occurred())
+    if (udpt_fold_begin(&t, state) < 0)
         goto done;
-    if (!PyDict_Check(torrents) || !PyDict_Check(by_kind)) {
-        PyErr_SetString(PyExc_TypeError, "fold_announces() takes a TrackerState");
-        goto done;
-    }
     for (; index < PyList_GET_SIZE(events); index++) {
         PyObject *e = PyList_GET_ITEM(events, index);
         if (!Py_IS_TYPE(e, AnnounceType))
             break;
-        if (first_seq + index <= last_seq) {
-            PyErr_Format(PyExc_ValueError, "event %lld applied after %lld", first_seq + index,
-                         last_seq);
+        if (udpt_fold_next(&t, first_seq + index) < 0 || fold_one(&t, e) < 0)
             break;
-        }
-        if (fold_one(torrents, by_oldest, idle, e) < 0)
-            break;
-        last_seq = first_seq + index;
+        udpt_fold_done(&t, first_seq + index);
     }
-    if (index > start) { /* as apply() counts, for every event folded */
-        PyObject *type, *value, *traceback;
-        PyErr_Fetch(&type, &value, &traceback);
-        PyObject *name = PyUnicode_FromString("AnnounceAccepted");
-        PyObject *count = name ? PyDict_GetItemWithError(by_kind, name) : NULL;
-        PyObject *more = count ? PyLong_FromLongLong(PyLong_AsLongLong(count) + (index - start))
-                               : NULL;
-        PyObject *seq = PyLong_FromLongLong(last_seq);
-        int stored = more && seq && PyDict_SetItem(by_kind, name, more) == 0 &&
-                     PyObject_SetAttrString(state, "last_seq", seq) == 0;
-        Py_XDECREF(name);
-        Py_XDECREF(more);
-        Py_XDECREF(seq);
-        if (!stored) {
-            Py_XDECREF(type);
-            Py_XDECREF(value);
-            Py_XDECREF(traceback);
-            goto done;
-        }
-        PyErr_Restore(type, value, traceback);
-    }
-    if (!PyErr_Occurred())
+    if (udpt_fold_count(&t) == 0 && !PyErr_Occurred())
         result = PyLong_FromSsize_t(index);
 done:
-    Py_XDECREF(torrents);
-    Py_XDECREF(by_oldest);
-    Py_XDECREF(idle);
-    Py_XDECREF(stats);
-    Py_XDECREF(by_kind);
-    Py_XDECREF(last_value);
+    udpt_fold_end(&t);
     return result;
 }
 

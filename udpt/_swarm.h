@@ -1,10 +1,51 @@
-/* udpt/_swarm.c's entry point for the _core module's initialisation. */
+/* udpt/_swarm.c: the compiled swarm and fold, and what udpt/_core.c uses of them. */
 #ifndef UDPT_SWARM_H
 #define UDPT_SWARM_H
 
 #include <Python.h>
+#include <stdint.h>
 
-/* Adds the Swarm type to ``module``; 0, or -1 with an exception set. */
+/* Adds the Swarm type and the fold's functions to ``module``; 0, or -1 with an exception. */
 int udpt_swarm_register(PyObject *module);
+
+/* What a swarm keeps of an announce: the record's fields. */
+typedef struct {
+    int64_t at_ms, event, uploaded, downloaded, left;
+    uint32_t key;
+    const unsigned char *peer_id;
+    size_t peer_id_size;
+} udpt_peer_update;
+
+/* What the fold reads of an announce before it touches the peer's record. */
+typedef struct {
+    PyObject *at_ms, *info_hash; /* borrowed */
+    const unsigned char *ip;
+    Py_ssize_t ip_size;
+    long port, event;
+} udpt_announce_at;
+
+/* A TrackerState being folded into: its tables (new references), and the announces folded
+ * since the stats were last brought up to date. */
+typedef struct {
+    PyObject *state, *torrents, *by_oldest, *idle, *by_kind;
+    long long last_seq;
+    long long folded;
+} udpt_fold_target;
+
+/* Fills ``u`` with the peer's record; 0, or -1 with an exception set. */
+typedef int (*udpt_read_update)(void *context, udpt_peer_update *u);
+
+/* The fold of a TrackerState: begin (0 or -1), then for each announce of seq ``seq``
+ * udpt_fold_next (is it after last_seq?), udpt_fold_announce and udpt_fold_done; count
+ * brings the state's stats and last_seq up to date (before anything else folds into it,
+ * and at the end) and resync reads last_seq back after it has; end releases the tables. */
+int udpt_fold_begin(udpt_fold_target *t, PyObject *state);
+int udpt_fold_next(udpt_fold_target *t, long long seq);
+int udpt_fold_announce(const udpt_fold_target *t, const udpt_announce_at *a,
+                       udpt_read_update update, void *context);
+void udpt_fold_done(udpt_fold_target *t, long long seq);
+int udpt_fold_count(udpt_fold_target *t);
+int udpt_fold_resync(udpt_fold_target *t); /* last_seq again, after Python folded */
+void udpt_fold_end(udpt_fold_target *t);
 
 #endif

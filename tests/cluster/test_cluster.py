@@ -304,6 +304,29 @@ def test_torrent_created_at_once_on_two_nodes_is_one_torrent(nodes: list[Node]) 
     assert_same_history(nodes)
 
 
+def test_a_node_whose_clock_is_behind_cannot_put_the_logs_times_out_of_order(
+    nodes: list[Node], nats: NatsServer
+) -> None:
+    """Times follow the stream's order: one that arrives earlier than the last is raised."""
+    a = nodes[0]
+    with Client() as client:
+        assert client.announce(a, HASH) is not None
+        behind = subprocess.run(  # an announce decided on a clock an hour slow
+            [sys.executable, "-c", PUBLISH_BEHIND, nats.url, HASH.hex()],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert behind.returncode == 0, behind.stderr
+        assert client.announce(a, HASH) is not None
+    settle_and_stop(nodes)
+    assert_same_history(nodes)  # --verify: no event earlier than the one before it
+    with EventLog(nodes[0].db, readonly=True) as log:
+        times = [event.at_ms for _, event in log.events()]
+    assert len(times) == 3
+    assert times[0] == times[1] <= times[2]
+
+
 def test_flag_through_one_nodes_api_is_refused_on_another(
     nodes: list[Node], nats: NatsServer
 ) -> None:
@@ -413,6 +436,22 @@ import asyncio, sys, nats
 async def main():
     client = await nats.connect(sys.argv[1])
     await client.jetstream().purge_stream("udpt-log")
+    await client.close()
+asyncio.run(main())
+"""
+
+PUBLISH_BEHIND = """
+import asyncio, sys, time, nats
+from udpt.events.batch import encode_batch
+from udpt.events.types import AnnounceAccepted, AnnounceEvent
+async def main():
+    client = await nats.connect(sys.argv[1])
+    at_ms = int(time.time() * 1000) - 3_600_000
+    event = AnnounceAccepted(
+        at_ms, bytes.fromhex(sys.argv[2]), bytes([127, 0, 0, 9]), 6881, bytes(20), 1,
+        AnnounceEvent.STARTED, 0, 0, 100,
+    )
+    await client.jetstream().publish("udpt.batches", encode_batch([event]))
     await client.close()
 asyncio.run(main())
 """

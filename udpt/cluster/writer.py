@@ -15,7 +15,9 @@ differs is what "committed" means and in which order batches come back:
   from a pull consumer started after the last position it applied. Each
   message is appended to the local LMDB log as one batch, in one transaction
   that also records its stream position (meta ``cluster_position``), then
-  handed to ``committed(first_seq, batch, seconds)``. Local sequence numbers
+  handed to ``committed(first_seq, batch, seconds)``. An event whose time is
+  earlier than the one before it in the stream (nodes' clocks differ) is appended
+  and folded with that time instead (``_in_time_order``). Local sequence numbers
   are therefore the stream's order, counted in events: the same on every
   node, so logs compare event for event and ``tools/replay.py`` reads them
   unchanged. A foreign batch comes with payload None for each event (nobody
@@ -142,6 +144,11 @@ class ClusterWriter(GatheringWriter):
         self._publish_task: asyncio.Task[None] | None = None
         self.position = stream_position(event_log)
         self._next_seq = event_log.last_seq() + 1
+        self._last_ms = max(
+            (event.at_ms for _, event in event_log.events(self._next_seq - 1, self._next_seq - 1)),
+            default=0,
+        )
+        """The time of the last event appended (only the writer thread moves it)."""
         self.batches = 0
         """This node's batches acknowledged by JetStream."""
         self.committed = 0
@@ -407,7 +414,10 @@ class ClusterWriter(GatheringWriter):
                     continue
                 if own is not None:
                     self._forget(msg_id)
-                    batch = own.batch
+                    batch = [  # the events as appended: their times may have been raised
+                        (event, record, payload)
+                        for event, (_, record, payload) in zip(events, own.batch, strict=True)
+                    ]
                 else:
                     batch = [(event, b"", None) for event in events]
                     self.foreign_events += len(events)
@@ -425,12 +435,31 @@ class ClusterWriter(GatheringWriter):
         batches = []
         for value in values:
             try:
-                batches.append(decode_batch(value))
+                batches.append(self._in_time_order(decode_batch(value)))
             except DecodeError as error:
                 log.error("a stream message is not a udpt batch (%s); skipped", error)
                 batches.append([])
         self._log.append_batches(first, batches, ((POSITION_KEY, _POSITION.pack(position)),))
         return batches, time.perf_counter() - started
+
+    def _in_time_order(self, events: list[Event]) -> list[Event]:
+        """``events`` with each time raised to the last one appended, where it is earlier.
+
+        Nodes decide with their own clocks: two events decided at once on two nodes can
+        reach the stream a millisecond out of order, and machines' clocks differ by more.
+        The fold needs times that never go backwards (an expiry index files a torrent
+        no later than its oldest peer, projections/time_index.py), and every node raises
+        the same times of the same stream in the same order, so the logs stay equal.
+        """
+        last = self._last_ms
+        ordered: list[Event] = []
+        for event in events:
+            if event.at_ms < last:
+                event = event._replace(at_ms=last)
+            last = event.at_ms
+            ordered.append(event)
+        self._last_ms = last
+        return ordered
 
     # -- shutdown ----------------------------------------------------------------
 

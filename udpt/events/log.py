@@ -376,10 +376,7 @@ class EventLog:
         ``CorruptEntry`` for a value that cannot be decoded.
         """
         for first, value, hashes, low in self._values(from_seq, to_seq):
-            try:
-                events = decode_entry(value, hashes)
-            except DecodeError as exc:
-                raise CorruptEntry(first, str(exc)) from exc
+            events = self.decode_stored(first, value, hashes)
             last = first + len(events) - 1
             if first < low or (to_seq is not None and last > to_seq):
                 high = len(events) if to_seq is None else to_seq - first + 1
@@ -387,6 +384,29 @@ class EventLog:
                 first = max(first, low)
             if events:
                 yield first, events
+
+    def stored_batches(
+        self, from_seq: int = 1, to_seq: int | None = None
+    ) -> Iterator[tuple[int, bytes, HashTable, int, int]]:
+        """What ``event_batches`` gives, undecoded: (first seq, value, hash dictionary, start,
+        stop) of each value holding an event in range, whose events ``start`` to ``stop - 1``
+        are wanted. ``decode_stored`` decodes one; the compiled fold reads it as it is.
+        """
+        for first, value, hashes, low in self._values(from_seq, to_seq):
+            count = entry_count(value)
+            stop = count if to_seq is None else min(count, to_seq - first + 1)
+            start = max(low - first, 0)
+            if start < stop:
+                yield first, value, hashes, start, stop
+
+    @staticmethod
+    def decode_stored(first: int, value: bytes, hashes: HashTable) -> list[Event]:
+        """All the events of a value ``stored_batches`` gave; ``CorruptEntry`` if it cannot be
+        decoded."""
+        try:
+            return decode_entry(value, hashes)
+        except DecodeError as exc:
+            raise CorruptEntry(first, str(exc)) from exc
 
     def events(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[tuple[int, Event]]:
         """(seq, event) pairs with from_seq <= seq <= to_seq, in order."""

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 
+from udpt.core import COMPILED
+from udpt.events.batch import HashTable
 from udpt.events.types import Event
 from udpt.projections import TrackerState
 
-__all__ = ["ApplyFailures", "apply_batch", "apply_committed", "apply_failed"]
+if COMPILED:
+    from udpt import _core
+
+__all__ = ["ApplyFailures", "apply_batch", "apply_committed", "apply_failed", "apply_stored"]
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +50,25 @@ def apply_committed(
 
 
 def apply_failed(
-    state: TrackerState, seq: int, event: Event, failures: ApplyFailures | None
+    state: TrackerState,
+    seq: int,
+    event: Event,
+    failures: ApplyFailures | None,
+    error: BaseException | None = None,
 ) -> None:
     """Log and count the failed apply of ``seq``, then treat it as folded.
 
-    Called from the ``except`` block (the log carries the traceback).
-    ``state.last_seq`` moves past the event, so that a snapshot taken now is
-    filed under the position it holds and recovery does not apply the event's
-    partial effects a second time.
+    Called from the ``except`` block (the log carries the traceback), or given
+    the ``error``. ``state.last_seq`` moves past the event, so that a snapshot
+    taken now is filed under the position it holds and recovery does not apply
+    the event's partial effects a second time.
     """
-    log.exception("applying committed event %d (%s) failed", seq, type(event).__name__)
+    log.error(
+        "applying committed event %d (%s) failed",
+        seq,
+        type(event).__name__,
+        exc_info=error if error is not None else True,
+    )
     if failures is not None:
         failures.count += 1
         failures.last_seq = seq
@@ -75,3 +90,43 @@ def apply_batch(
             failed = max(start, state.last_seq + 1 - first_seq)
             apply_failed(state, first_seq + failed, events[failed], failures)
             start = failed + 1
+
+
+def apply_stored(
+    state: TrackerState,
+    first_seq: int,
+    value: bytes,
+    hashes: HashTable,
+    part: tuple[int, int],
+    failures: ApplyFailures | None = None,
+) -> bool:
+    """``apply_batch`` of events ``part[0]`` to ``part[1] - 1`` of a stored batch value, the
+    compiled core reading its announces straight from the value (no event objects).
+
+    False, with nothing applied, when that is not possible (the pure core, or a value
+    the compiled decoder does not read): the caller decodes the value instead.
+    """
+    if not COMPILED:
+        return False
+    start, stop = part
+    folded: bool = _core.fold_batch(
+        state,
+        first_seq,
+        value,
+        hashes,
+        start,
+        stop,
+        partial(apply_committed, state, failures=failures),
+        partial(_announce_failed, state, failures),
+    )
+    return folded
+
+
+def _announce_failed(
+    state: TrackerState,
+    failures: ApplyFailures | None,
+    seq: int,
+    event: Event,
+    error: BaseException,
+) -> None:
+    apply_failed(state, seq, event, failures, error)

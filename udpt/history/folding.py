@@ -8,10 +8,12 @@ with each event once it is applied.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 
-from udpt.events.log import CorruptEntry, LogReader
+from udpt.events.batch import HashTable
+from udpt.events.log import CorruptEntry, EventLog, LogReader
 from udpt.events.types import Event
-from udpt.history.apply import ApplyFailures, apply_batch, apply_failed
+from udpt.history.apply import ApplyFailures, apply_batch, apply_failed, apply_stored
 from udpt.projections import TrackerState
 
 __all__ = [
@@ -82,34 +84,85 @@ class Fold:
         """Apply every event a batch at a time (``apply_batch``), yielding none; how many.
 
         What a fold that only wants the state uses: the compiled core then folds a
-        run of announces in one call. ``wanted`` is not consulted.
+        run of announces in one call, and reads those of a live log's values without
+        decoding them into events (``apply_stored``). ``wanted`` is not consulted.
         """
-        state, progress, failures = self.state, self.progress, self.failures
+        progress = self.progress
         count = 0
-        for first, events in self._batches():
-            done = 0
-            while done < len(events):  # cut at each multiple of PROGRESS_EVERY
-                step = len(events) - done
+        for first, start, stop, apply_part in self._parts():
+            done = start
+            while done < stop:  # cut at each multiple of PROGRESS_EVERY
+                step = stop - done
                 if progress is not None:
                     step = min(step, PROGRESS_EVERY - count % PROGRESS_EVERY)
-                part = events if step == len(events) else events[done : done + step]
-                apply_batch(state, first + done, part, failures)
+                apply_part(done, done + step)
                 done += step
                 count += step
                 if progress is not None and count % PROGRESS_EVERY == 0:
                     progress(first + done - 1)
         return count
 
+    def _parts(self) -> Iterator[tuple[int, int, int, Callable[[int, int], None]]]:
+        """(first seq, start, stop, apply) of each value: ``apply(i, j)`` applies its events
+        ``i`` to ``j - 1`` (event ``k`` is seq ``first + k``)."""
+        state, failures = self.state, self.failures
+        if not isinstance(self.log, EventLog):
+            for first, events in self._batches():
+                yield first, 0, len(events), partial(_apply_slice, state, first, events, failures)
+            return
+        log = self.log
+        previous = state.last_seq
+        for first, value, hashes, start, stop in log.stored_batches(previous + 1, self.end):
+            self._note_gap(previous, first + start)
+            yield (
+                first,
+                start,
+                stop,
+                partial(_apply_value, log, state, first, value, hashes, failures),
+            )
+            previous = first + stop - 1
+        self._note_gap(previous, self.end + 1)
+
     def _batches(self) -> Iterator[tuple[int, list[Event]]]:
         """(first seq, events) of each value after ``state.last_seq``, noting what is missing."""
         previous = self.state.last_seq
         for first, events in self.log.event_batches(previous + 1, self.end):
-            if first != previous + 1:
-                self.missing.append((previous + 1, first - 1))
+            self._note_gap(previous, first)
             yield first, events
             previous = first + len(events) - 1
-        if previous < self.end:
-            self.missing.append((previous + 1, self.end))
+        self._note_gap(previous, self.end + 1)
+
+    def _note_gap(self, previous: int, first: int) -> None:
+        """Note the sequence numbers missing between ``previous`` and the next one read."""
+        if first > previous + 1:
+            self.missing.append((previous + 1, first - 1))
+
+
+def _apply_slice(
+    state: TrackerState,
+    first: int,
+    events: list[Event],
+    failures: ApplyFailures,
+    start: int,
+    stop: int,
+) -> None:
+    part = events if (start, stop) == (0, len(events)) else events[start:stop]
+    apply_batch(state, first + start, part, failures)
+
+
+def _apply_value(
+    log: EventLog,
+    state: TrackerState,
+    first: int,
+    value: bytes,
+    hashes: HashTable,
+    failures: ApplyFailures,
+    start: int,
+    stop: int,
+) -> None:
+    if not apply_stored(state, first, value, hashes, (start, stop), failures):
+        events = log.decode_stored(first, value, hashes)
+        apply_batch(state, first + start, events[start:stop], failures)
 
 
 def fold(

@@ -6,8 +6,6 @@ from typing import Any
 
 from sortedcontainers import SortedList
 
-from udpt.core import COMPILED
-from udpt.events.types import AnnounceAccepted
 from udpt.projections.swarms import Swarm
 
 __all__ = ["Torrent", "TorrentTable"]
@@ -92,9 +90,3 @@ class TorrentTable(dict[bytes, Torrent]):
     def page(self, offset: int, limit: int) -> list[bytes]:
         """Info hashes ``offset`` to ``offset + limit`` (exclusive), in order."""
         return list(self._ordered.islice(offset, offset + limit))
-
-
-if COMPILED:  # the compiled fold and snapshot writer use Torrent's slots (udpt/_swarm.c)
-    from udpt import _core
-
-    _core.bind_fold(Torrent, AnnounceAccepted)
