@@ -33,7 +33,7 @@ static PyObject *encode_batch_py, *decode_batch_py;
 
 static PyObject *zlib_compress, *zlib_decompress;
 
-#define ZLIB_LEVEL 6 /* batch.ZLIB_LEVEL */
+#define ZLIB_LEVEL 1 /* batch.ZLIB_LEVEL */
 #define I32_MAX 2147483647LL
 
 static int check_tuple_class(PyObject *cls) {

@@ -47,6 +47,9 @@ COMPACT_SCAN = 512
 PRUNE_ENTRIES = 32
 MAX_ROUNDS = 64
 """Transactions of each kind per run, so one run's time is bounded too."""
+AIM = 0.95
+"""Of a page, what the first cut of a value is sized for: between ``FULL`` and the page,
+so that most values are encoded once (each encoding compresses its events again)."""
 
 
 @dataclass(slots=True)
@@ -178,8 +181,8 @@ class LogMaintenance:
         returns that last one (the rest) unless it is full too: it starts the next run.
 
         The number of events per value is estimated from the bytes per event seen so
-        far, raised (at most twice) while the value is well under a page and cut by
-        5 % until it fits: one to three encodings per page.
+        far (aiming at ``AIM`` of a page), raised (at most twice) while the value is well
+        under a page and cut by 5 % until it fits: mostly one encoding per page.
         """
         first_seq = run[0][0]
         events = [event for _, value in run for event in self.log.decode(value)]
@@ -188,7 +191,7 @@ class LogMaintenance:
         start = 0
         while (len(events) - start) * per_event > limit:
             remaining = len(events) - start
-            count, grow = int(limit / per_event), 2
+            count, grow = int(limit * AIM / per_event), 2
             while True:
                 count = max(min(count, remaining), 1)
                 value = self._encode(events[start : start + count])

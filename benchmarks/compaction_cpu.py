@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""CPU per event of compaction: what the maintenance thread takes from the tracker's core.
+
+``python benchmarks/compaction_cpu.py [--events 200000] [--batch 50]`` writes
+``benchmarks/make_log.py``'s events into a log in a temp dir the way the live
+writer does (uncompressed batches of ``batch`` events, fsync off), then runs
+``LogMaintenance.compact`` until nothing is left to re-cut, and prints the
+thread's CPU time per event compacted and the bytes per event of the values it
+wrote. Under ``benchmarks/run.py``'s load the writer commits about 50 events at a
+time, so every event is compacted once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from random import Random
+
+import make_log
+
+from udpt.events.log import EventLog
+from udpt.events.maintenance import LogMaintenance, MaintenanceReport
+
+
+def measure(events: int, batch: int) -> tuple[float, float]:
+    """(CPU seconds per event compacted, bytes per event of the compacted values)."""
+    generated = list(make_log.generate(Random(7), events, 1000, 10_000))
+    with (
+        tempfile.TemporaryDirectory(prefix="udpt-compaction-") as tmp,
+        EventLog(Path(tmp) / "log", sync=False) as log,
+    ):
+        for start in range(0, len(generated), batch):
+            log.append_batch(start + 1, generated[start : start + batch])
+        maintenance = LogMaintenance(log, retention_ms=0)
+        compacted = 0
+        began = time.thread_time()
+        while True:
+            report = MaintenanceReport()
+            maintenance.compact(report)
+            if not report.compacted:
+                break
+            compacted += report.compacted
+        spent = time.thread_time() - began
+        entries, _ = log.entries(1, 1 << 30)
+        size = sum(len(value) for _, value in entries)
+    return spent / compacted, size / len(generated)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=50, help="events per batch written")
+    args = parser.parse_args(argv)
+    seconds, size = measure(args.events, args.batch)
+    print(f"compaction: {seconds * 1e6:.2f} us of CPU per event, values {size:.1f} bytes per event")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
