@@ -12,7 +12,7 @@ setup(
     ext_modules=[
         Extension(
             "udpt._core",
-            sources=["udpt/_core.c", "udpt/_codec.c", "udpt/_swarm.c"],
+            sources=["udpt/_core.c", "udpt/_codec.c", "udpt/_swarm.c", "udpt/_lane.c"],
             depends=["udpt/_codec.h", "udpt/_swarm.h"],
             extra_compile_args=FLAGS,
             optional=True,

@@ -6,7 +6,7 @@ daemon's own pieces (a compiled or reference ``UdpEndpoint``, the tracker, the
 intake, the group-commit writer on an LMDB log in a temp dir, fsync off) with
 ``benchmarks/run.py``'s load shape: 10,000 peers behind 25 source ports on
 1,000 torrents, 90 % announces (num_want 50) and 10 % scrapes. ``window``
-datagrams are handed to ``UdpEndpoint.handle`` at once, then the loop waits
+datagrams are handed to ``UdpEndpoint.handle_all`` at once, then the loop waits
 until every one is committed, folded and answered; replies go out through the
 socket to a sink that is emptied outside the measured time.
 
@@ -114,8 +114,7 @@ async def measure(requests: int, window: int, work: Path) -> float:
         for start in range(0, len(load), window):
             began = time.thread_time()
             now = clock.now_ms()
-            for data, addr in load[start : start + window]:
-                endpoint.handle(data, addr, now)
+            endpoint.handle_all(load[start : start + window], now)
             await writer.drain()
             await intake.drain()
             await asyncio.sleep(0)  # the replies' flush

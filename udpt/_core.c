@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "_codec.h"
+#include "_lane.h"
 #include "_swarm.h"
 
 /* -- state set by the bind_* functions ---------------------------------------------- */
@@ -141,7 +142,7 @@ static PyObject *make_record(PyTypeObject *cls, PyObject **items, Py_ssize_t siz
     return set_items(record, items, size) ? NULL : record;
 }
 
-static PyObject *request_value(int kind, const udpt_request *r) {
+PyObject *udpt_request_value(int kind, const udpt_request *r) {
     switch (kind) {
     case UDPT_CONNECT: {
         PyObject *items[1] = {bytes_of(r->transaction_id, 4)};
@@ -212,7 +213,7 @@ static PyObject *parse_request(PyObject *self, PyObject *const *args, Py_ssize_t
     udpt_request request;
     int kind = udpt_parse_request((const uint8_t *)PyBytes_AS_STRING(args[0]),
                                   (size_t)PyBytes_GET_SIZE(args[0]), max_hashes, &request);
-    return request_value(kind, &request);
+    return udpt_request_value(kind, &request);
 reference:
     if (parse_request_py == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "udpt._core.bind_wire was not called");
@@ -1355,7 +1356,7 @@ PyMODINIT_FUNC PyInit__core(void) {
         invalid_port_text == NULL || no_hashes_text == NULL)
         return NULL;
     PyObject *created = PyModule_Create(&module);
-    if (created != NULL && udpt_swarm_register(created) < 0)
+    if (created != NULL && (udpt_swarm_register(created) < 0 || udpt_lane_register(created) < 0))
         Py_CLEAR(created);
     return created;
 }

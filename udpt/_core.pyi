@@ -89,3 +89,27 @@ def fold_batch(
     failed: Callable[[int, Event, BaseException], object],
     /,
 ) -> bool: ...
+def bind_lane(
+    commit: type,
+    announce_accepted: type,
+    announce_events: tuple[object, ...],
+    over_quota: str,
+    new_torrents_over_quota: str,
+    flagged: str,
+    announce_request: type,
+    /,
+) -> None: ...
+def answer_announce(tracker: object, context: tuple[object, bytes], /) -> bytes: ...
+
+class Lane:
+    """udpt/udp.py's UdpEndpoint.handle for accepted announces, compiled (udpt/_lane.c)."""
+
+    handled: int
+    def __init__(
+        self,
+        endpoint: object,
+        request_keys: tuple[tuple[str, str], ...],
+        accepted_result: tuple[str, str],
+        answer: Callable[[object], bytes],
+    ) -> None: ...
+    def handle_all(self, taken: list[tuple[bytes, tuple[object, ...]]], now_ms: int, /) -> None: ...

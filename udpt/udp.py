@@ -28,6 +28,7 @@ import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from functools import partial
 from typing import Any, cast
 from typing import Protocol as TypingProtocol
 
@@ -35,11 +36,12 @@ from asyncio_dgram.aio import DatagramServer, Protocol, TransportClosed
 
 from udpt.addresses import canonical_ip
 from udpt.clock import EventClock
-from udpt.core import COMPILED_SOCKETS
+from udpt.core import COMPILED, COMPILED_SOCKETS
 from udpt.counters import Counters
-from udpt.events.types import AnnounceRefused
+from udpt.events.types import AnnounceAccepted, AnnounceEvent, AnnounceRefused, RefusalReason
 from udpt.intake import Intake
-from udpt.tracker import Tracker
+from udpt.quotas import NEW_TORRENTS_OVER_QUOTA, OVER_QUOTA
+from udpt.tracker import REFUSAL_MESSAGES, Commit, Decision, Tracker
 from udpt.wire import (
     AnnounceRequest,
     ConnectRequest,
@@ -88,6 +90,19 @@ _REFUSED_KEYS[InvalidRequest] = ("invalid", "error")
 _ERROR_ACTION = 3
 _ANNOUNCE_OK = ("announce", "ok")
 _ANNOUNCE_REFUSED = ("announce", "refused")
+
+if COMPILED:  # the compiled announce path (udpt/_lane.c) makes these values
+    from udpt import _core
+
+    _core.bind_lane(
+        Commit,
+        AnnounceAccepted,
+        tuple(AnnounceEvent),
+        OVER_QUOTA,
+        NEW_TORRENTS_OVER_QUOTA,
+        REFUSAL_MESSAGES[RefusalReason.FLAGGED],
+        AnnounceRequest,
+    )
 
 
 class _Transport(TypingProtocol):
@@ -174,7 +189,8 @@ class _ErrorLog:
         self._next_at = 0.0
         self._suppressed = 0
 
-    def report(self, source: str) -> None:
+    def report(self, source: str, error: BaseException | None = None) -> None:
+        """Log the error being handled (or ``error``) for a datagram from ``source``."""
         now = time.monotonic()
         if now < self._next_at:
             self._suppressed += 1
@@ -182,7 +198,12 @@ class _ErrorLog:
         self._next_at = now + ERROR_LOG_INTERVAL_S
         more = f" ({self._suppressed} more since the last report)" if self._suppressed else ""
         self._suppressed = 0
-        log.exception("unexpected error handling a datagram from %s%s", source, more)
+        log.error(
+            "unexpected error handling a datagram from %s%s",
+            source,
+            more,
+            exc_info=error if error is not None else True,
+        )
 
 
 class UdpEndpoint(ABC):
@@ -234,22 +255,29 @@ class UdpEndpoint(ABC):
             ip = canonical_ip(addr[0])
             kind = type(request)
             counters.requests[_REQUEST_KEYS[kind][len(ip)]] += 1
-            quotas = self.tracker.quotas
-            silenced = quotas.silenced
-            decision = self.tracker.decide(request, ip, now_ms)
-            if decision is None:  # a bad id, or a source over quota past its error replies
-                over = quotas.silenced != silenced
-                counters.dropped["over_quota" if over else "bad_connection_id"] += 1
-            elif isinstance(decision, bytes):
-                keys = _REFUSED_KEYS if decision[3] == _ERROR_ACTION else _RESPONSE_KEYS
-                self._send(decision, addr, keys[kind])
-            else:
-                result = (
-                    _ANNOUNCE_REFUSED if type(decision.event) is AnnounceRefused else _ANNOUNCE_OK
-                )
-                self.intake.submit(decision, self._deliver, (addr, result))
+            silenced = self.tracker.quotas.silenced
+            self._dispatch(kind, self.tracker.decide(request, ip, now_ms), addr, silenced)
         except Exception:
             self._errors.report(str(addr[0]))
+
+    def handle_all(self, taken: list[tuple[bytes, Address]], now_ms: int) -> None:
+        """``handle`` each (data, addr) of ``taken``, all at ``now_ms``."""
+        handle = self.handle
+        for data, addr in taken:
+            handle(data, addr, now_ms)
+
+    def _dispatch(self, kind: type, decision: Decision, addr: Address, silenced: int) -> None:
+        """Carry out the decision on a request of type ``kind``; ``silenced`` is the quotas'
+        count of silenced requests before it was decided."""
+        if decision is None:  # a bad id, or a source over quota past its error replies
+            over = self.tracker.quotas.silenced != silenced
+            self.counters.dropped["over_quota" if over else "bad_connection_id"] += 1
+        elif isinstance(decision, bytes):
+            keys = _REFUSED_KEYS if decision[3] == _ERROR_ACTION else _RESPONSE_KEYS
+            self._send(decision, addr, keys[kind])
+        else:
+            result = _ANNOUNCE_REFUSED if type(decision.event) is AnnounceRefused else _ANNOUNCE_OK
+            self.intake.submit(decision, self._deliver, (addr, result))
 
     def _deliver(self, to: tuple[Address, tuple[str, str]], outcome: Any) -> None:
         """The intake's answer to a recorded announce; a lost one was counted there."""
@@ -397,6 +425,21 @@ class BatchEndpoint(UdpEndpoint):
         self._outbox: list[tuple[bytes, Address]] = []
         self._results: list[tuple[str, str]] = []
         self._loop = asyncio.get_running_loop()
+        self._lane = (
+            _core.Lane(
+                self,
+                tuple(_REQUEST_KEYS[AnnounceRequest].values()),
+                _ANNOUNCE_OK,
+                partial(_core.answer_announce, tracker),
+            )
+            if COMPILED
+            else None
+        )
+        """The compiled announce path, which hands ``handle`` every other datagram."""
+
+    @property
+    def received(self) -> int:
+        return super().received + (self._lane.handled if self._lane is not None else 0)
 
     def _readable(self) -> None:
         try:
@@ -408,10 +451,13 @@ class BatchEndpoint(UdpEndpoint):
             self._rejected(rejected)
         self.receive_errors += errors
         if taken:
-            now = self.clock.now_ms()
-            handle = self.handle
-            for data, addr in taken:
-                handle(data, addr, now)
+            self.handle_all(taken, self.clock.now_ms())
+
+    def handle_all(self, taken: list[tuple[bytes, Address]], now_ms: int) -> None:
+        if self._lane is None:
+            super().handle_all(taken, now_ms)
+        else:
+            self._lane.handle_all(taken, now_ms)
 
     async def _serve(self) -> None:
         self._loop.add_reader(self._fd, self._readable)
