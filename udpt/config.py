@@ -508,10 +508,11 @@ class LogConfig:
         ),
     )
     commit_linger_ms: int = field(
-        default=2,
+        default=0,
         metadata=_spec(
             "Milliseconds the writer waits for more events before committing a batch; "
-            "0 = commit as soon as the writer is free.",
+            "0 = commit as soon as the writer is free (events arriving during a commit "
+            "make the next batch, so batches grow with the load anyway).",
             minimum=0,
             maximum=1000,
         ),

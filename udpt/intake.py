@@ -119,6 +119,8 @@ class Intake:
             self.sweep(commit.event.at_ms)
         if writer.submit(commit.event, (commit, deliver, to)):
             return None
+        if type(commit.event) is AnnounceAccepted:  # as failed() does: it creates nothing
+            self.tracker.settled(commit.event.info_hash)
         refused = _CLOSED if not writer.accepting else _FULL
         self.counters.dropped[refused.reason] += 1
         return refused

@@ -72,7 +72,7 @@ def test_no_file_runs_on_defaults_with_the_api_on_localhost() -> None:
     assert config.http.bind_address == "127.0.0.1:1212"
     assert dict(config.http.access_tokens) == {}
     assert config.log == LogConfig(
-        fsync=True, commit_linger_ms=2, snapshot_interval=300, map_size_mib=65536
+        fsync=True, commit_linger_ms=0, snapshot_interval=300, map_size_mib=65536
     )
     assert config.warnings == ()
     assert config == Config()

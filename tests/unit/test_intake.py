@@ -36,6 +36,7 @@ from udpt.events.writer import GroupCommitWriter
 from udpt.intake import Intake, NotRecorded, NotRecordedError
 from udpt.projections import TrackerState
 from udpt.tracker import Commit, Policy, Tracker
+from udpt.wire import AnnounceRequest
 
 HASHES = [bytes([n]) * 20 for n in range(1, 4)]
 
@@ -174,6 +175,38 @@ async def test_a_full_writer_refuses_instead_of_queueing(tmp_log: EventLog) -> N
     assert await road.append(events[11]) == 11
     await writer.close()
     assert [event for _, event in tmp_log.events()] == [*events[:10], events[11]]
+
+
+async def test_a_creation_the_full_writer_refuses_no_longer_counts_against_the_limit(
+    tmp_log: EventLog,
+) -> None:
+    """``max_torrents`` counts creations in flight; one that never reaches the log is none."""
+    road = Road(tmp_log, max_pending=1)
+    tracker = road.intake.tracker
+    assert road.submit(history(1)[0])  # the writer is full now
+    ip, now_ms = bytes([10, 0, 0, 9]), 5_000_000
+    request = AnnounceRequest(
+        tracker.connection_ids.issue(ip, now_ms / 1000),
+        b"tid0",
+        b"\xaa" * 20,
+        b"-XX0001-" + bytes(12),
+        0,
+        100,
+        0,
+        AnnounceEvent.STARTED,
+        bytes(4),
+        1,
+        -1,
+        6881,
+        b"",
+    )
+    decision = tracker.decide(request, ip, now_ms)
+    assert isinstance(decision, Commit)
+    assert tracker.creating == {b"\xaa" * 20: 1}
+    refused = road.intake.submit(decision, _collect, None)
+    assert refused is not None and refused.reason == "writer_full"
+    assert tracker.creating == {}
+    await road.writer.close()
 
 
 async def test_close_commits_everything_pending_then_refuses(tmp_log: EventLog) -> None:
