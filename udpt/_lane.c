@@ -58,8 +58,44 @@ static PyObject *bind_lane(PyObject *module, PyObject *args) {
 
 /* -- small helpers ------------------------------------------------------------------ */
 
+/* ``name`` as an interned str, made once: PyObject_GetAttrString would decode and hash a
+ * new str at every call, and the lane asks for a dozen attributes a datagram. The names
+ * are string literals, so a literal's address is its key. A borrowed reference. */
+static PyObject *name_of(const char *name) {
+    static struct {
+        const char *text;
+        PyObject *str;
+    } known[64];
+    static int count;
+    for (int i = 0; i < count; i++)
+        if (known[i].text == name)
+            return known[i].str;
+    PyObject *str = PyUnicode_InternFromString(name);
+    if (str == NULL || count == 64) {
+        if (str != NULL) /* never: the lane asks for fewer names than that */
+            PyErr_SetString(PyExc_SystemError, "the lane's table of names is full");
+        Py_XDECREF(str);
+        return NULL;
+    }
+    known[count].text = name;
+    known[count].str = str;
+    return known[count++].str;
+}
+
 static PyObject *attr(PyObject *object, const char *name) {
-    return PyObject_GetAttrString(object, name);
+    PyObject *str = name_of(name);
+    return str ? PyObject_GetAttr(object, str) : NULL;
+}
+
+/* object.name(*args) */
+static PyObject *call_method(PyObject *object, const char *name, PyObject **args, size_t count) {
+    PyObject *str = name_of(name);
+    if (str == NULL)
+        return NULL;
+    PyObject *stack[5] = {object};
+    for (size_t i = 0; i < count && i < 4; i++)
+        stack[i + 1] = args[i];
+    return PyObject_VectorcallMethod(str, stack, count + 1, NULL);
 }
 
 /* object.name as a C long long; -1 with an exception on failure. */
@@ -253,8 +289,8 @@ static int nothing_refuses(const Pass *p, PyObject *info_hash, const unsigned ch
 /* The reference's answer to a source over a quota: Tracker._over_quota, then dispatch. */
 static int over_quota(LaneObject *self, PyObject *request, PyObject *ip, PyObject *now_ms,
                       PyObject *text, PyObject *addr, PyObject *silenced) {
-    PyObject *decision = PyObject_CallMethod(self->tracker, "_over_quota", "OOOO",
-                                             PyTuple_GET_ITEM(request, 1), ip, now_ms, text);
+    PyObject *args[4] = {PyTuple_GET_ITEM(request, 1), ip, now_ms, text};
+    PyObject *decision = call_method(self->tracker, "_over_quota", args, 4);
     if (decision == NULL)
         return -1;
     PyObject *done = PyObject_CallFunctionObjArgs(self->dispatch, AnnounceRequestType, decision,
@@ -266,7 +302,8 @@ static int over_quota(LaneObject *self, PyObject *request, PyObject *ip, PyObjec
 
 /* A quota's verdict: quotas.<method>(ip, now_ms) (1 within it, 0 over, -1 error). */
 static int take(PyObject *quotas, const char *method, PyObject *ip, PyObject *now_ms) {
-    PyObject *taken = PyObject_CallMethod(quotas, method, "OO", ip, now_ms);
+    PyObject *args[2] = {ip, now_ms};
+    PyObject *taken = call_method(quotas, method, args, 2);
     if (taken == NULL)
         return -1;
     int truth = PyObject_IsTrue(taken);
@@ -664,12 +701,14 @@ static PyObject *answer_announce(PyObject *module, PyObject *const *args, Py_ssi
             goto done;
         PyObject *rng = attr(tracker, "_rng");
         PyObject *peer_bytes = PyBytes_FromStringAndSize((const char *)peer, size + 2);
-        if (rng && peer_bytes)
-            peers = PyObject_CallMethod(swarm, "select", "OOLO", peer_bytes,
-                                        left == 0 ? Py_True : Py_False,
-                                        wanted < cap ? wanted : cap, rng);
+        PyObject *count = PyLong_FromLongLong(wanted < cap ? wanted : cap);
+        if (rng && peer_bytes && count) {
+            PyObject *select[4] = {peer_bytes, left == 0 ? Py_True : Py_False, count, rng};
+            peers = call_method(swarm, "select", select, 4);
+        }
         Py_XDECREF(rng);
         Py_XDECREF(peer_bytes);
+        Py_XDECREF(count);
     }
     if (peers == NULL || (leechers = attr(swarm, "leechers")) == NULL ||
         (seeders = attr(swarm, "seeders")) == NULL)
