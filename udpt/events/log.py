@@ -216,6 +216,12 @@ PAGE_HEADER = 16
 FULL = 0.9
 """A value this close to a page is left as it is by compaction (udpt.events.maintenance)."""
 
+RAW_MARGIN = 1.25
+"""A batch estimated (from the bytes per event of the last one) at more than this many
+``FULL`` pages uncompressed is compressed at once: under load the writer's batches are
+bigger than a page, and encoding each one uncompressed first, to find that out, cost
+the writer a quarter of its encoding time."""
+
 
 class EventLog:
     """An LMDB-backed event log. Use as a context manager, or call ``close()``."""
@@ -260,6 +266,8 @@ class EventLog:
         self._snapshot_lock = threading.Lock()
         self.value_limit = self.env.stat()["psize"] - PAGE_HEADER
         """The largest value that fits one page."""
+        self._raw_bytes_per_event = 0.0
+        """Of the writer's last uncompressed value (``_batch_value``); 0: none yet."""
         self._check_schema()
 
     def _open_db(self, name: bytes) -> lmdb._Database | None:
@@ -628,8 +636,13 @@ class EventLog:
         soon after their commit; compressing them on the commit path as well took
         most of the writer's encoding time.
         """
-        value = encode_batch(events, intern, False)
-        return value if len(value) <= self.value_limit * FULL else encode_batch(events, intern)
+        page = self.value_limit * FULL
+        if len(events) * self._raw_bytes_per_event <= page * RAW_MARGIN:
+            value = encode_batch(events, intern, False)
+            self._raw_bytes_per_event = len(value) / len(events)
+            if len(value) <= page:
+                return value
+        return encode_batch(events, intern)  # too big uncompressed: not encoded so first
 
     def _writer_hash_ids(self) -> dict[bytes, int]:
         """Number by hash, loaded once (under a lock: the writer and maintenance threads
