@@ -1163,11 +1163,7 @@ static uint32_t *family_positions(const udpt_batch *b) {
  * decoded the reference's way. The error is the one pending; NULL if telling failed. */
 static PyObject *tell_failure(PyObject *failed, long long seq, const uint8_t *body, size_t size,
                               uint32_t count, size_t index, PyObject *hashes) {
-    PyObject *type, *value, *traceback;
-    PyErr_Fetch(&type, &value, &traceback);
-    PyErr_NormalizeException(&type, &value, &traceback);
-    if (traceback != NULL)
-        PyException_SetTraceback(value, traceback);
+    PyObject *value = udpt_take_error();
     PyObject *events = decode_body(body, size, count, hashes);
     PyObject *told = NULL;
     if (events != NULL && value != NULL)
@@ -1175,9 +1171,7 @@ static PyObject *tell_failure(PyObject *failed, long long seq, const uint8_t *bo
     else if (!PyErr_Occurred())
         PyErr_SetString(PyExc_RuntimeError, "a failed announce could not be decoded again");
     Py_XDECREF(events);
-    Py_XDECREF(type);
     Py_XDECREF(value);
-    Py_XDECREF(traceback);
     return told;
 }
 

@@ -78,6 +78,16 @@ def fold_announce(
     torrents: Mapping[bytes, object], by_oldest_peer: object, idle: object, event: Event, /
 ) -> None: ...
 def fold_announces(state: object, first_seq: int, events: list[Event], start: int, /) -> int: ...
+def fold_answered(
+    state: object,
+    first_seq: int,
+    batch: list[tuple[Event, bytes, object]],
+    start: int,
+    tracker: object,
+    failed: Callable[[int, Event, BaseException], object],
+    answer_failed: Callable[[int, BaseException], object],
+    /,
+) -> int: ...
 def fold_batch(
     state: object,
     first_seq: int,

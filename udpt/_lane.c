@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "_lane.h"
+#include "_swarm.h"
 
 #define EVENT_STOPPED 3 /* AnnounceEvent.STOPPED; parse_request maps others to 0..3 */
 
@@ -479,11 +480,7 @@ static PyObject *Lane_handle_all(LaneObject *self, PyObject *const *args, Py_ssi
             }
             Py_DECREF(done);
         } else if (outcome < 0) { /* as the reference's except clause: report, go on */
-            PyObject *type, *value, *traceback;
-            PyErr_Fetch(&type, &value, &traceback);
-            PyErr_NormalizeException(&type, &value, &traceback);
-            if (traceback != NULL && value != NULL)
-                PyException_SetTraceback(value, traceback);
+            PyObject *value = udpt_take_error();
             PyObject *host = PyObject_Str(PyTuple_Check(addr) && PyTuple_GET_SIZE(addr)
                                               ? PyTuple_GET_ITEM(addr, 0)
                                               : addr);
@@ -491,9 +488,7 @@ static PyObject *Lane_handle_all(LaneObject *self, PyObject *const *args, Py_ssi
                                             self->report, host, value ? value : Py_None, NULL)
                                       : NULL;
             Py_XDECREF(host);
-            Py_XDECREF(type);
             Py_XDECREF(value);
-            Py_XDECREF(traceback);
             if (reported == NULL) {
                 pass_release(&p);
                 return NULL;

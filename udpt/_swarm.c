@@ -1364,11 +1364,118 @@ done:
     return result;
 }
 
+/* Calls fn(args...) and drops the result; 0, or -1 with the exception. */
+static int call_for_effect(PyObject *fn, PyObject *const *args, size_t count) {
+    PyObject *result = PyObject_Vectorcall(fn, args, count, NULL);
+    Py_XDECREF(result);
+    return result == NULL ? -1 : 0;
+}
+
+PyObject *udpt_take_error(void) {
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (value != NULL && traceback != NULL)
+        PyException_SetTraceback(value, traceback);
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    return value;
+}
+
+/* Intake._fold's loop (udpt/intake.py), the reference, for the run of announces from
+ * batch[start] on: fold_answered(state, first_seq, batch, start, tracker, failed,
+ * answer_failed) -> the index of the first event that is not an AnnounceAccepted (or
+ * len(batch)). Each (event, record, payload) is folded as apply_committed folds it (a
+ * failing fold: failed(seq, event, error)); when the tracker counts creations and the
+ * event has a payload, tracker.settled(info_hash); then, with the state's stats and
+ * last_seq up to date, its payload (commit, deliver, to) is answered:
+ * deliver(to, commit.answer(commit.context)), a failure told to answer_failed(seq, error). */
+static PyObject *fold_answered(PyObject *module, PyObject *args) {
+    PyObject *state, *batch, *tracker, *failed, *answer_failed;
+    long long first_seq;
+    Py_ssize_t start;
+    if (!PyArg_ParseTuple(args, "OLO!nOOO:fold_answered", &state, &first_seq, &PyList_Type,
+                          &batch, &start, &tracker, &failed, &answer_failed))
+        return NULL;
+    udpt_fold_target t = {0};
+    PyObject *creating = NULL, *settled = NULL, *result = NULL;
+    Py_ssize_t index = start;
+    if (udpt_fold_begin(&t, state) < 0 || (creating = PyObject_GetAttrString(tracker,
+                                                                            "creating")) == NULL)
+        goto done;
+    for (; index < PyList_GET_SIZE(batch); index++) {
+        PyObject *item = PyList_GET_ITEM(batch, index);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3 ||
+            !Py_IS_TYPE(PyTuple_GET_ITEM(item, 0), AnnounceType))
+            break;
+        PyObject *event = PyTuple_GET_ITEM(item, 0), *payload = PyTuple_GET_ITEM(item, 2);
+        long long seq = first_seq + index;
+        if (udpt_fold_next(&t, seq) == 0 && fold_one(&t, event) == 0) {
+            udpt_fold_done(&t, seq);
+        } else {
+            if (udpt_fold_count(&t) < 0)
+                goto done;
+            PyObject *error = udpt_take_error();
+            PyObject *number = PyLong_FromLongLong(seq);
+            PyObject *told[3] = {number, event, error ? error : Py_None};
+            int ok = number != NULL && call_for_effect(failed, told, 3) == 0;
+            Py_XDECREF(number);
+            Py_XDECREF(error);
+            if (!ok || udpt_fold_resync(&t) < 0)
+                goto done;
+        }
+        if (payload == Py_None)
+            continue;
+        if (PyDict_Check(creating) && PyDict_GET_SIZE(creating) > 0) {
+            if (settled == NULL && (settled = PyObject_GetAttrString(tracker, "settled")) == NULL)
+                goto done;
+            PyObject *info_hash = PyTuple_GET_ITEM(event, 1);
+            if (call_for_effect(settled, &info_hash, 1) < 0)
+                goto done;
+        }
+        if (udpt_fold_count(&t) < 0) /* the answer sees the state as the reference's does */
+            goto done;
+        PyObject *commit = PyTuple_Check(payload) && PyTuple_GET_SIZE(payload) == 3
+                               ? PyTuple_GET_ITEM(payload, 0)
+                               : NULL;
+        if (commit == NULL || !PyTuple_Check(commit) || PyTuple_GET_SIZE(commit) != 3) {
+            PyErr_SetString(PyExc_TypeError, "a payload that is not (commit, deliver, to)");
+        } else {
+            PyObject *context = PyTuple_GET_ITEM(commit, 2);
+            PyObject *outcome = PyObject_Vectorcall(PyTuple_GET_ITEM(commit, 1), &context, 1,
+                                                    NULL);
+            if (outcome != NULL) {
+                PyObject *delivered[2] = {PyTuple_GET_ITEM(payload, 2), outcome};
+                call_for_effect(PyTuple_GET_ITEM(payload, 1), delivered, 2);
+                Py_DECREF(outcome);
+            }
+        }
+        if (PyErr_Occurred()) {
+            PyObject *error = udpt_take_error();
+            PyObject *number = PyLong_FromLongLong(seq);
+            PyObject *told[2] = {number, error ? error : Py_None};
+            int ok = number != NULL && call_for_effect(answer_failed, told, 2) == 0;
+            Py_XDECREF(number);
+            Py_XDECREF(error);
+            if (!ok)
+                goto done;
+        }
+    }
+    if (udpt_fold_count(&t) == 0)
+        result = PyLong_FromSsize_t(index);
+done:
+    udpt_fold_end(&t);
+    Py_XDECREF(creating);
+    Py_XDECREF(settled);
+    return result;
+}
+
 static PyMethodDef snapshot_methods[] = {
     {"bind_fold", (PyCFunction)(void (*)(void))bind_fold, METH_FASTCALL, NULL},
     {"write_snapshot_torrents", (PyCFunction)write_snapshot_torrents, METH_VARARGS, NULL},
     {"fold_announce", (PyCFunction)(void (*)(void))fold_announce, METH_FASTCALL, NULL},
     {"fold_announces", (PyCFunction)fold_announces, METH_VARARGS, NULL},
+    {"fold_answered", (PyCFunction)fold_answered, METH_VARARGS, NULL},
     {NULL},
 };
 

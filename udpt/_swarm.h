@@ -48,4 +48,8 @@ int udpt_fold_count(udpt_fold_target *t);
 int udpt_fold_resync(udpt_fold_target *t); /* last_seq again, after Python folded */
 void udpt_fold_end(udpt_fold_target *t);
 
+/* The exception pending, taken (normalised, its traceback attached), to hand to Python;
+ * NULL if none. */
+PyObject *udpt_take_error(void);
+
 #endif

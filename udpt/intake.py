@@ -30,14 +30,19 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any, NamedTuple
 
+from udpt.core import COMPILED
 from udpt.counters import Counters
 from udpt.events.types import AnnounceAccepted, PeersExpired
 from udpt.events.writer import Batch, Writer
-from udpt.history.apply import ApplyFailures, apply_committed, apply_failed
+from udpt.history.apply import ApplyFailures, apply_committed, apply_failed, tell_failed
 from udpt.projections import TrackerState
 from udpt.tracker import Commit, Tracker
+
+if COMPILED:
+    from udpt import _core
 
 __all__ = ["Deliver", "Intake", "NotRecorded", "NotRecordedError"]
 
@@ -95,6 +100,10 @@ class Intake:
         self._sweeping: Iterator[None] | None = None
         self._applied = asyncio.Event()
         self._applied.set()
+        self._fold_announces = _core.fold_answered if COMPILED else None
+        """The loop of ``_fold`` for a run of announces, compiled (udpt/_swarm.c)."""
+        self._tell = partial(tell_failed, state, self.apply_failures)
+        """How the compiled fold reports an announce it could not fold (``apply_failed``)."""
 
     @property
     def sweeping(self) -> bool:
@@ -167,8 +176,14 @@ class Intake:
         unapplied = self._unapplied
         deadline = time.perf_counter() + APPLY_SLICE_S
         while unapplied:
-            first_seq, batch, done = unapplied[0]
-            for index in range(done, len(batch)):
+            first_seq, batch, index = unapplied[0]
+            while index < len(batch):
+                if self._fold_announces is not None:
+                    index = self._fold_announces(
+                        state, first_seq, batch, index, self.tracker, self._tell, self._unanswered
+                    )
+                    if index == len(batch):
+                        break
                 seq = first_seq + index
                 event, _, payload = batch[index]
                 if type(event) is PeersExpired:
@@ -185,6 +200,7 @@ class Intake:
                         self.tracker.settled(event.info_hash)
                 if payload is not None:
                     self._answer(seq, payload)
+                index += 1
             unapplied.popleft()
         self._applied.set()
 
@@ -208,8 +224,12 @@ class Intake:
         commit, deliver, to = payload
         try:
             deliver(to, commit.answer(commit.context))
-        except Exception:
-            log.exception("answering event %d failed", seq)
+        except Exception as error:
+            Intake._unanswered(seq, error)
+
+    @staticmethod
+    def _unanswered(seq: int, error: BaseException) -> None:
+        log.error("answering event %d failed", seq, exc_info=error)
 
     def failed(self, batch: Batch, error: BaseException) -> None:
         """Nothing in ``batch`` was recorded: tell each caller so, acknowledge nothing."""

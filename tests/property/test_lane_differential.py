@@ -1,5 +1,7 @@
 """The compiled announce path against the reference: the same datagrams, the same effects.
 
+(The compiled path: ``udpt._core.Lane`` in, ``fold_answered`` out.)
+
 docs/DESIGN.md §11. Two trackers are wired as the daemon wires them (state,
 connection ids, quotas, intake, group-commit writer on an LMDB log in a temp dir,
 the compiled endpoint); one reads each batch of datagrams through its
@@ -134,8 +136,9 @@ class Pipeline:
         )
         assert isinstance(endpoint, BatchEndpoint)
         self.endpoint = endpoint
-        if not self.lane:
+        if not self.lane:  # the reference all the way: handle, and the intake's Python fold
             endpoint._lane = None
+            self.intake._fold_announces = None
         send = endpoint._send_all
 
         def recorded(fd: int, messages: list[tuple[bytes, Any]]) -> bytes:

@@ -20,6 +20,7 @@ import pytest
 from tests.support.disks import small_tmpfs
 from udpt.config import load_config
 from udpt.connection_ids import ConnectionIds
+from udpt.core import COMPILED
 from udpt.counters import Counters
 from udpt.events.log import EventLog
 from udpt.events.types import (
@@ -33,6 +34,7 @@ from udpt.events.types import (
     TorrentUnflagged,
 )
 from udpt.events.writer import GroupCommitWriter
+from udpt.history.apply import ApplyFailures
 from udpt.intake import Intake, NotRecorded, NotRecordedError
 from udpt.projections import TrackerState
 from udpt.tracker import Commit, Policy, Tracker
@@ -269,6 +271,43 @@ async def test_a_failing_callback_does_not_stop_the_others(
     assert acknowledged == [1, 3]
     assert "answering event 2 failed" in caplog.text
     assert road.state.last_seq == 3
+
+
+async def test_announces_that_cannot_be_folded_or_answered_are_told_and_the_rest_answered(
+    tmp_log: EventLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With either core: the compiled core folds and answers a run of announces in C."""
+    road = Road(tmp_log)
+    dict.__setitem__(road.state.torrents, HASHES[1], "not a torrent")  # its fold fails
+    acknowledged: list[object] = []
+
+    def broken(context: object) -> None:
+        raise RuntimeError("reply failed")
+
+    def announce(at_ms: int, info_hash: bytes) -> AnnounceAccepted:
+        return AnnounceAccepted(
+            at_ms, info_hash, b"\x0a\x00\x00\x01", 6881, bytes(20), 0, AnnounceEvent.NONE, 0, 0, 1
+        )
+
+    road.submit(announce(1000, HASHES[0]), acknowledged)
+    road.submit(announce(1001, HASHES[1]), acknowledged)  # not folded: still answered
+    road.intake.submit(Commit(announce(1002, HASHES[0]), broken, None), _collect, acknowledged)
+    road.submit(announce(1003, HASHES[2]), acknowledged)
+    with caplog.at_level(logging.ERROR):
+        await road.writer.close()
+    assert acknowledged == [1, 2, 4]
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages == [
+        "applying committed event 2 (AnnounceAccepted) failed",
+        "answering event 3 failed",
+    ]
+    assert [record.exc_info[0] for record in caplog.records if record.exc_info] == [
+        TypeError if COMPILED else AttributeError,
+        RuntimeError,
+    ]
+    assert road.intake.apply_failures == ApplyFailures(count=1, last_seq=2)
+    assert road.state.last_seq == 4
+    assert road.state.stats.by_kind["AnnounceAccepted"] == 3
 
 
 @pytest.fixture

@@ -20,7 +20,14 @@ from udpt.projections import TrackerState
 if COMPILED:
     from udpt import _core
 
-__all__ = ["ApplyFailures", "apply_batch", "apply_committed", "apply_failed", "apply_stored"]
+__all__ = [
+    "ApplyFailures",
+    "apply_batch",
+    "apply_committed",
+    "apply_failed",
+    "apply_stored",
+    "tell_failed",
+]
 
 log = logging.getLogger(__name__)
 
@@ -117,16 +124,17 @@ def apply_stored(
         start,
         stop,
         partial(apply_committed, state, failures=failures),
-        partial(_announce_failed, state, failures),
+        partial(tell_failed, state, failures),
     )
     return folded
 
 
-def _announce_failed(
+def tell_failed(
     state: TrackerState,
     failures: ApplyFailures | None,
     seq: int,
     event: Event,
     error: BaseException,
 ) -> None:
+    """``apply_failed`` for a fold in the compiled core, which hands over the ``error``."""
     apply_failed(state, seq, event, failures, error)
