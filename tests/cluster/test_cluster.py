@@ -65,10 +65,19 @@ class Node:
     def __init__(self, root: Path, node_id: str, nats: NatsServer) -> None:
         self.node_id = node_id
         self.db = root / node_id / "log"
-        self.udp = ("127.0.0.1", free_port(socket.SOCK_DGRAM))
-        self.http_port = free_port()
+        self.nats = nats
         self.config = root / node_id / "udpt.toml"
         self.config.parent.mkdir(parents=True)
+        self.stderr = root / node_id / "stderr.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self._started_at = 0  # where this start's lines begin in the stderr file
+        self._take_ports()
+
+    def _take_ports(self) -> None:
+        """Free ports, and the configuration naming them."""
+        self.udp = ("127.0.0.1", free_port(socket.SOCK_DGRAM))
+        self.http_port = free_port()
+        nats, node_id = self.nats, self.node_id
         self.config.write_text(
             f'db_path = "{self.db}"\n'
             'log_level = "warn"\n'
@@ -84,22 +93,33 @@ class Node:
             f'nats_url = "{nats.url}"\n'
             f'node_id = "{node_id}"\n'
         )
-        self.stderr = root / node_id / "stderr.log"
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         with open(self.stderr, "ab") as stderr:
+            self._started_at = stderr.tell()
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "udpt", "-c", str(self.config)], env=env, stderr=stderr
             )
 
     def wait_ready(self) -> None:
-        """Until a connect is answered: the node has caught up with the stream and serves."""
+        """Until a connect is answered: the node has caught up with the stream and serves.
+
+        A free port can be taken by another test between ``free_port`` and the node's
+        bind: a node that exits for that starts again on other ports, twice at most.
+        """
         deadline = time.monotonic() + START_TIMEOUT_S
+        rebinds = 2
         with Client() as client:
             while True:
-                assert self.process is not None and self.process.poll() is None, self.log()
+                assert self.process is not None
+                if self.process.poll() is not None:
+                    this_start = self.stderr.read_bytes()[self._started_at :]
+                    assert rebinds and b"cannot bind" in this_start, self.log()
+                    rebinds -= 1
+                    self._take_ports()
+                    self.start()
+                    continue
                 if client.request(self.udp, connect_request(b"redy"), timeout=0.2):
                     return
                 assert time.monotonic() < deadline, f"{self.node_id} did not start: {self.log()}"
@@ -261,6 +281,22 @@ def assert_same_history(nodes: list[Node]) -> None:
     assert histories[0], "the logs are empty"
     assert all(history == histories[0] for history in histories)
     assert all(state == states[0] for state in states)
+
+
+def test_a_node_whose_port_was_taken_meanwhile_starts_on_other_ports(
+    tmp_path: Path, nats: NatsServer
+) -> None:
+    """The harness itself: tests in parallel can take a port ``free_port`` found free."""
+    node = Node(tmp_path, "late", nats)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", node.http_port))
+        squatter.listen()
+        taken = node.http_port
+        node.start()
+        node.wait_ready()
+    assert node.http_port != taken
+    assert "cannot bind" in node.log()
+    node.stop()
 
 
 def test_peer_announced_on_one_node_is_returned_by_the_others(nodes: list[Node]) -> None:
