@@ -4,7 +4,8 @@
  * pure Python (handle, Tracker.decide, _announce, refusal, _no_room, the
  * connection-id check, Commit, intake) costs more than all the C it calls. A Lane
  * takes that way for a datagram that is an announce with a connection id the
- * ConnectionIds cache holds for the current window, and that no rule refuses:
+ * ConnectionIds cache holds for the current window or the one before, and that no rule
+ * refuses:
  * everything the reference would read is read first, nothing is changed before it
  * is known that the lane can finish, and any other datagram (a connect, a scrape,
  * garbage, an id to recompute, a refusal, a window boundary) goes to the reference
@@ -197,7 +198,7 @@ typedef struct {
     int dynamic, announce_quota, new_torrent_quota;
     long long max_scrape_hashes, max_torrents, max_peers, max_ports;
     long long window_ms, current_window, cache_limit;
-    PyObject *torrents, *creating, *quotas, *current_ids;
+    PyObject *torrents, *creating, *quotas, *current_ids, *previous_ids;
 } Pass;
 
 static void pass_release(Pass *p) {
@@ -205,6 +206,28 @@ static void pass_release(Pass *p) {
     Py_CLEAR(p->creating);
     Py_CLEAR(p->quotas);
     Py_CLEAR(p->current_ids);
+    Py_CLEAR(p->previous_ids);
+}
+
+/* The connection ids' window and caches, read together: the reference may move them on
+ * (a new window, new dicts) while it handles a datagram the lane passed to it. */
+static int pass_read_ids(LaneObject *self, Pass *p) {
+    Py_CLEAR(p->current_ids);
+    Py_CLEAR(p->previous_ids);
+    PyObject *ids = attr(self->tracker, "connection_ids");
+    long long window_s = 0;
+    int ok = ids && attr_ll(ids, "_window_s", &window_s) == 0 &&
+             attr_ll(ids, "_current_window", &p->current_window) == 0 &&
+             attr_ll(ids, "CACHE_LIMIT", &p->cache_limit) == 0 &&
+             (p->current_ids = attr(ids, "_current")) != NULL &&
+             (p->previous_ids = attr(ids, "_previous")) != NULL;
+    Py_XDECREF(ids);
+    if (ok && (!PyDict_Check(p->current_ids) || !PyDict_Check(p->previous_ids) || window_s <= 0)) {
+        PyErr_SetString(PyExc_TypeError, "Lane: unexpected connection ids");
+        ok = 0;
+    }
+    p->window_ms = window_s * 1000;
+    return ok ? 0 : -1;
 }
 
 static int pass_read(LaneObject *self, Pass *p) {
@@ -213,9 +236,7 @@ static int pass_read(LaneObject *self, Pass *p) {
     p->quotas = attr(self->tracker, "quotas");
     PyObject *quota_policy = p->quotas ? attr(p->quotas, "policy") : NULL; /* what it applies */
     PyObject *state = attr(self->tracker, "state");
-    PyObject *ids = attr(self->tracker, "connection_ids");
-    long long window_s = 0;
-    int ok = policy && quota_policy && state && ids &&
+    int ok = policy && quota_policy && state &&
              (p->dynamic = attr_true(policy, "dynamic")) >= 0 &&
              attr_ll(policy, "max_scrape_hashes", &p->max_scrape_hashes) == 0 &&
              attr_ll(policy, "max_torrents", &p->max_torrents) == 0 &&
@@ -223,22 +244,16 @@ static int pass_read(LaneObject *self, Pass *p) {
              attr_ll(policy, "max_ports_per_source", &p->max_ports) == 0 &&
              (p->announce_quota = attr_true(quota_policy, "announces_per_s")) >= 0 &&
              (p->new_torrent_quota = attr_true(quota_policy, "new_torrents_per_min")) >= 0 &&
-             attr_ll(ids, "_window_s", &window_s) == 0 &&
-             attr_ll(ids, "_current_window", &p->current_window) == 0 &&
-             attr_ll(ids, "CACHE_LIMIT", &p->cache_limit) == 0 &&
-             (p->current_ids = attr(ids, "_current")) != NULL &&
+             pass_read_ids(self, p) == 0 &&
              (p->torrents = attr(state, "torrents")) != NULL &&
              (p->creating = attr(self->tracker, "creating")) != NULL;
     Py_XDECREF(policy);
     Py_XDECREF(quota_policy);
     Py_XDECREF(state);
-    Py_XDECREF(ids);
-    if (ok && (!PyDict_Check(p->current_ids) || !PyDict_Check(p->torrents) ||
-               !PyDict_Check(p->creating) || window_s <= 0)) {
+    if (ok && (!PyDict_Check(p->torrents) || !PyDict_Check(p->creating))) {
         PyErr_SetString(PyExc_TypeError, "Lane: an unexpected tracker");
         ok = 0;
     }
-    p->window_ms = window_s * 1000;
     if (!ok)
         pass_release(p);
     return ok ? 0 : -1;
@@ -420,12 +435,19 @@ static int lane_one(LaneObject *self, const Pass *p, PyObject *data, PyObject *a
     if (ip == NULL)
         return -1;
     int result = 1;
-    PyObject *known = PyDict_GetItemWithError(p->current_ids, ip); /* borrowed */
-    if (known == NULL || !PyBytes_Check(known) || PyBytes_GET_SIZE(known) != 8 ||
-        !same_id((const unsigned char *)PyBytes_AS_STRING(known), r.connection_id)) {
-        result = PyErr_Occurred() ? -1 : 1;
-        goto done;
+    /* The id of the current window or, cached too, of the one before (ConnectionIds) */
+    int valid = 0;
+    for (int w = 0; w < 2 && !valid; w++) {
+        PyObject *known = PyDict_GetItemWithError(w ? p->previous_ids : p->current_ids, ip);
+        if (known == NULL && PyErr_Occurred()) {
+            result = -1;
+            goto done;
+        }
+        valid = known != NULL && PyBytes_Check(known) && PyBytes_GET_SIZE(known) == 8 &&
+                same_id((const unsigned char *)PyBytes_AS_STRING(known), r.connection_id);
     }
+    if (!valid)
+        goto done;
     peer[ip_size] = (unsigned char)(r.port >> 8);
     peer[ip_size + 1] = (unsigned char)r.port;
     PyObject *request = udpt_request_value(UDPT_ANNOUNCE, &r);
@@ -474,7 +496,9 @@ static PyObject *Lane_handle_all(LaneObject *self, PyObject *const *args, Py_ssi
         int outcome = lane_one(self, &p, data, addr, args[1], now);
         if (outcome == 1) {
             PyObject *done = PyObject_CallFunctionObjArgs(self->handle, data, addr, args[1], NULL);
-            if (done == NULL) { /* the reference reports its own errors: this is worse */
+            /* the reference reports its own errors: a failure here is worse */
+            if (done == NULL || pass_read_ids(self, &p) < 0) {
+                Py_XDECREF(done);
                 pass_release(&p);
                 return NULL;
             }

@@ -63,10 +63,10 @@ def new_secret() -> bytes:
 class ConnectionIds:
     """Issues and checks connection ids for one secret and window length."""
 
-    __slots__ = ("_current", "_current_window", "_keyed", "_window_s")
+    __slots__ = ("_current", "_current_window", "_keyed", "_previous", "_window_s")
 
     CACHE_LIMIT = 65_536
-    """Most ids remembered for the current window (one dict entry each, about 150 bytes)."""
+    """Most ids remembered for each of the two windows (one dict entry each, about 150 bytes)."""
 
     def __init__(self, secret: bytes, window_s: int = 120) -> None:
         if not _MIN_SECRET_SIZE <= len(secret) <= _MAX_SECRET_SIZE:
@@ -80,10 +80,13 @@ class ConnectionIds:
         # skips that on every call (about a third of the cost).
         self._keyed = hashlib.blake2b(key=secret, digest_size=CONNECTION_ID_SIZE)
         self._window_s = window_s
-        # ip -> its id in the current window. Every announce and scrape is checked,
-        # and the same clients come back within a window: a lookup costs a fraction
-        # of a keyed hash. Bounded, and emptied when the window moves on.
+        # ip -> its id in the current window, and in the window before. Every announce
+        # and scrape is checked, and the same clients come back within a window: a
+        # lookup costs a fraction of a keyed hash. A client keeps its id across a window's
+        # end, so at any time many hold one of the previous window: when the window moves
+        # on, the current window's ids become the previous window's. Each is bounded.
         self._current: dict[bytes, bytes] = {}
+        self._previous: dict[bytes, bytes] = {}
         self._current_window = 0
 
     def issue(self, ip: bytes, now: float) -> bytes:
@@ -94,16 +97,28 @@ class ConnectionIds:
         """Whether ``connection_id`` was issued to ``ip`` in this window or the one before."""
         window = int(now // self._window_s)
         return compare_digest(connection_id, self._current_id(window, ip)) or compare_digest(
-            connection_id, self._mac(window - 1, ip)
+            connection_id, self._previous_id(ip)
         )
 
     def _current_id(self, window: int, ip: bytes) -> bytes:
-        if window != self._current_window or len(self._current) >= self.CACHE_LIMIT:
-            self._current.clear()
+        if window != self._current_window:
+            self._previous = self._current if window == self._current_window + 1 else {}
+            self._current = {}
             self._current_window = window
+        elif len(self._current) >= self.CACHE_LIMIT:
+            self._current.clear()
         cid = self._current.get(ip)
         if cid is None:
             cid = self._current[ip] = self._mac(window, ip)
+        return cid
+
+    def _previous_id(self, ip: bytes) -> bytes:
+        """``ip``'s id in the window before the current one (``_current_id`` set it)."""
+        cid = self._previous.get(ip)
+        if cid is None:
+            cid = self._mac(self._current_window - 1, ip)
+            if len(self._previous) < self.CACHE_LIMIT:
+                self._previous[ip] = cid
         return cid
 
     def _mac(self, window: int, ip: bytes) -> bytes:
