@@ -120,6 +120,7 @@ class Lane:
         endpoint: object,
         request_keys: tuple[tuple[str, str], ...],
         accepted_result: tuple[str, str],
+        scraped_result: tuple[str, str],
         answer: Callable[[object], bytes],
     ) -> None: ...
     def handle_all(self, taken: list[tuple[bytes, tuple[object, ...]]], now_ms: int, /) -> None: ...

@@ -5,7 +5,7 @@
  * connection-id check, Commit, intake) costs more than all the C it calls. A Lane
  * takes that way for a datagram that is an announce with a connection id the
  * ConnectionIds cache holds for the current window or the one before, and that no rule
- * refuses:
+ * refuses (and a scrape with such an id):
  * everything the reference would read is read first, nothing is changed before it
  * is known that the lane can finish, and any other datagram (a connect, a scrape,
  * garbage, an id to recompute, a refusal, a window boundary) goes to the reference
@@ -35,7 +35,7 @@
  * reply builders. */
 static PyTypeObject *CommitType, *AcceptedType;
 static PyObject *announce_events, *over_quota_text, *new_torrents_text, *flagged_text;
-static PyObject *build_announce, *build_error, *AnnounceRequestType;
+static PyObject *build_announce, *build_error, *build_scrape, *AnnounceRequestType;
 static PyObject *one;
 
 static PyObject *bind_lane(PyObject *module, PyObject *args) {
@@ -187,8 +187,10 @@ static int same_id(const unsigned char *a, const unsigned char *b) {
 typedef struct {
     PyObject_HEAD
     PyObject *tracker, *handle, *dispatch, *deliver, *submit, *report, *requests, *answer;
-    PyObject *request_keys[2]; /* the request counter's keys for IPv4 and IPv6 */
+    PyObject *request_keys[4]; /* the request counter's keys: announce, scrape; IPv4, IPv6 */
     PyObject *accepted_result; /* the responses counter's key for an accepted announce */
+    PyObject *scraped_result;  /* and for a scrape answered */
+    PyObject *send;            /* UdpEndpoint._send(reply, addr, result) */
     Py_ssize_t receive_buffer;
     long long handled;
 } LaneObject;
@@ -407,6 +409,53 @@ done:
     return result;
 }
 
+/* A scrape with a valid id: counted, answered (Tracker.scrape, then UdpEndpoint._send). */
+static int scrape(LaneObject *self, const Pass *p, const udpt_request *r, PyObject *ip,
+                  PyObject *addr) {
+    self->handled++;
+    if (count_one(self->requests, self->request_keys[2 + (PyBytes_GET_SIZE(ip) != 4)]) < 0)
+        return -1;
+    PyObject *entries = PyList_New((Py_ssize_t)r->hash_count);
+    for (size_t i = 0; entries != NULL && i < r->hash_count; i++) {
+        PyObject *info_hash = PyBytes_FromStringAndSize((const char *)r->hashes + 20 * i, 20);
+        PyObject *torrent = info_hash ? PyDict_GetItemWithError(p->torrents, info_hash) : NULL;
+        PyObject *entry = NULL;
+        if (torrent == NULL && info_hash != NULL && !PyErr_Occurred()) {
+            entry = Py_BuildValue("(iii)", 0, 0, 0); /* unknown: zeros */
+        } else if (torrent != NULL) {
+            PyObject *swarm = attr(torrent, "swarm");
+            PyObject *seeders = swarm ? attr(swarm, "seeders") : NULL;
+            PyObject *completed = attr(torrent, "completed");
+            PyObject *leechers = swarm ? attr(swarm, "leechers") : NULL;
+            if (seeders && completed && leechers)
+                entry = PyTuple_Pack(3, seeders, completed, leechers);
+            Py_XDECREF(swarm);
+            Py_XDECREF(seeders);
+            Py_XDECREF(completed);
+            Py_XDECREF(leechers);
+        }
+        Py_XDECREF(info_hash);
+        if (entry == NULL)
+            Py_CLEAR(entries);
+        else
+            PyList_SET_ITEM(entries, (Py_ssize_t)i, entry);
+    }
+    PyObject *transaction_id = entries ? PyBytes_FromStringAndSize(
+                                             (const char *)r->transaction_id, 4)
+                                       : NULL;
+    PyObject *parts[2] = {transaction_id, entries};
+    PyObject *reply = transaction_id ? PyObject_Vectorcall(build_scrape, parts, 2, NULL) : NULL;
+    Py_XDECREF(transaction_id);
+    Py_XDECREF(entries);
+    if (reply == NULL)
+        return -1;
+    PyObject *sent[3] = {reply, addr, self->scraped_result};
+    PyObject *done = PyObject_Vectorcall(self->send, sent, 3, NULL);
+    Py_DECREF(reply);
+    Py_XDECREF(done);
+    return done == NULL ? -1 : 0;
+}
+
 /* One datagram: 0 taken (or answered), 1 for the reference, -1 on error. */
 static int lane_one(LaneObject *self, const Pass *p, PyObject *data, PyObject *addr,
                     PyObject *now_ms, long long now) {
@@ -419,9 +468,9 @@ static int lane_one(LaneObject *self, const Pass *p, PyObject *data, PyObject *a
         return 1; /* port 0, R1, is the reference's to count */
     }
     udpt_request r;
-    if (udpt_parse_request((const uint8_t *)PyBytes_AS_STRING(data),
-                           (size_t)PyBytes_GET_SIZE(data), p->max_scrape_hashes,
-                           &r) != UDPT_ANNOUNCE)
+    int kind = udpt_parse_request((const uint8_t *)PyBytes_AS_STRING(data),
+                                  (size_t)PyBytes_GET_SIZE(data), p->max_scrape_hashes, &r);
+    if (kind != UDPT_ANNOUNCE && kind != UDPT_SCRAPE)
         return 1;
     unsigned char peer[18];
     Py_ssize_t ip_size = canonical_ip(PyTuple_GET_ITEM(addr, 0), peer);
@@ -448,6 +497,10 @@ static int lane_one(LaneObject *self, const Pass *p, PyObject *data, PyObject *a
     }
     if (!valid)
         goto done;
+    if (kind == UDPT_SCRAPE) {
+        result = scrape(self, p, &r, ip, addr);
+        goto done;
+    }
     peer[ip_size] = (unsigned char)(r.port >> 8);
     peer[ip_size + 1] = (unsigned char)r.port;
     PyObject *request = udpt_request_value(UDPT_ANNOUNCE, &r);
@@ -525,17 +578,20 @@ static PyObject *Lane_handle_all(LaneObject *self, PyObject *const *args, Py_ssi
 }
 
 static PyObject *Lane_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
-    PyObject *endpoint, *keys, *accepted_result, *answer;
-    static char *names[] = {"endpoint", "request_keys", "accepted_result", "answer", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!O!O:Lane", names, &endpoint, &PyTuple_Type,
-                                     &keys, &PyTuple_Type, &accepted_result, &answer))
+    PyObject *endpoint, *keys, *accepted_result, *scraped_result, *answer;
+    static char *names[] = {"endpoint", "request_keys", "accepted_result", "scraped_result",
+                            "answer", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!O!O!O:Lane", names, &endpoint,
+                                     &PyTuple_Type, &keys, &PyTuple_Type, &accepted_result,
+                                     &PyTuple_Type, &scraped_result, &answer))
         return NULL;
     if (CommitType == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "bind_lane() first");
         return NULL;
     }
-    if (PyTuple_GET_SIZE(keys) != 2) {
-        PyErr_SetString(PyExc_TypeError, "request_keys: (IPv4 key, IPv6 key)");
+    if (PyTuple_GET_SIZE(keys) != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "request_keys: announce's IPv4 and IPv6 keys, then scrape's");
         return NULL;
     }
     LaneObject *self = (LaneObject *)type->tp_alloc(type, 0);
@@ -550,6 +606,7 @@ static PyObject *Lane_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) 
              (self->handle = attr(endpoint, "handle")) != NULL &&
              (self->dispatch = attr(endpoint, "_dispatch")) != NULL &&
              (self->deliver = attr(endpoint, "_deliver")) != NULL &&
+             (self->send = attr(endpoint, "_send")) != NULL &&
              (self->submit = attr(intake, "submit")) != NULL &&
              (self->report = attr(errors, "report")) != NULL &&
              (self->requests = attr(counters, "requests")) != NULL &&
@@ -565,9 +622,10 @@ static PyObject *Lane_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) 
         Py_DECREF(self);
         return NULL;
     }
-    self->request_keys[0] = Py_NewRef(PyTuple_GET_ITEM(keys, 0));
-    self->request_keys[1] = Py_NewRef(PyTuple_GET_ITEM(keys, 1));
+    for (int i = 0; i < 4; i++)
+        self->request_keys[i] = Py_NewRef(PyTuple_GET_ITEM(keys, i));
     self->accepted_result = Py_NewRef(accepted_result);
+    self->scraped_result = Py_NewRef(scraped_result);
     self->answer = Py_NewRef(answer);
     self->receive_buffer = (Py_ssize_t)receive_buffer;
     return (PyObject *)self;
@@ -584,9 +642,11 @@ static int Lane_traverse(LaneObject *self, visitproc visit, void *arg) {
     Py_VISIT(self->report);
     Py_VISIT(self->requests);
     Py_VISIT(self->answer);
-    Py_VISIT(self->request_keys[0]);
-    Py_VISIT(self->request_keys[1]);
+    for (int i = 0; i < 4; i++)
+        Py_VISIT(self->request_keys[i]);
     Py_VISIT(self->accepted_result);
+    Py_VISIT(self->scraped_result);
+    Py_VISIT(self->send);
     return 0;
 }
 
@@ -599,9 +659,11 @@ static int Lane_clear(LaneObject *self) {
     Py_CLEAR(self->report);
     Py_CLEAR(self->requests);
     Py_CLEAR(self->answer);
-    Py_CLEAR(self->request_keys[0]);
-    Py_CLEAR(self->request_keys[1]);
+    for (int i = 0; i < 4; i++)
+        Py_CLEAR(self->request_keys[i]);
     Py_CLEAR(self->accepted_result);
+    Py_CLEAR(self->scraped_result);
+    Py_CLEAR(self->send);
     return 0;
 }
 
@@ -758,8 +820,9 @@ static PyMethodDef lane_functions[] = {
 int udpt_lane_register(PyObject *module) {
     build_announce = PyObject_GetAttrString(module, "build_announce_response");
     build_error = PyObject_GetAttrString(module, "build_error_response");
+    build_scrape = PyObject_GetAttrString(module, "build_scrape_response");
     one = PyLong_FromLong(1);
-    if (build_announce == NULL || build_error == NULL || one == NULL ||
+    if (build_announce == NULL || build_error == NULL || build_scrape == NULL || one == NULL ||
         PyType_Ready(&LaneType) < 0)
         return -1;
     Py_INCREF(&LaneType);

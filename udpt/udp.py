@@ -428,14 +428,15 @@ class BatchEndpoint(UdpEndpoint):
         self._lane = (
             _core.Lane(
                 self,
-                tuple(_REQUEST_KEYS[AnnounceRequest].values()),
+                (*_REQUEST_KEYS[AnnounceRequest].values(), *_REQUEST_KEYS[ScrapeRequest].values()),
                 _ANNOUNCE_OK,
+                _RESPONSE_KEYS[ScrapeRequest],
                 partial(_core.answer_announce, tracker),
             )
             if COMPILED
             else None
         )
-        """The compiled announce path, which hands ``handle`` every other datagram."""
+        """The compiled announce and scrape path, which hands ``handle`` every other datagram."""
 
     @property
     def received(self) -> int:

@@ -1,6 +1,7 @@
 """The compiled announce path against the reference: the same datagrams, the same effects.
 
-(The compiled path: ``udpt._core.Lane`` in, ``fold_answered`` out.)
+(The compiled path: ``udpt._core.Lane`` in, for announces and scrapes; ``fold_answered``
+out.)
 
 docs/DESIGN.md §11. Two trackers are wired as the daemon wires them (state,
 connection ids, quotas, intake, group-commit writer on an LMDB log in a temp dir,
