@@ -31,9 +31,10 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 class NatsServer:
     """One JetStream server on 127.0.0.1; ``url`` is what ``[cluster] nats_url`` names."""
 
-    def __init__(self, store_dir: Path) -> None:
+    def __init__(self, store_dir: Path, jetstream: bool = True) -> None:
         assert NATS_SERVER is not None, "nats-server is not installed"
         self.store_dir = store_dir
+        self.jetstream = jetstream
         self.port = free_port()
         self.monitor_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -49,7 +50,7 @@ class NatsServer:
             self.process = subprocess.Popen(
                 [
                     NATS_SERVER,
-                    "-js",
+                    *(["-js"] if self.jetstream else []),
                     "-a",
                     "127.0.0.1",
                     "-p",
@@ -63,7 +64,9 @@ class NatsServer:
                 stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + READY_TIMEOUT_S
-        health = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
+        health = f"http://127.0.0.1:{self.monitor_port}/healthz"
+        if self.jetstream:
+            health += "?js-enabled-only=true"
         while True:
             assert self.process.poll() is None, f"nats-server exited: {self._log.read_text()}"
             try:

@@ -20,15 +20,18 @@ replicas), so the last node started with a changed ``[log] retention`` sets it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import nats
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NoStreamResponseError, ServiceUnavailableError
 
 from udpt.config import ClusterConfig
 
@@ -37,6 +40,12 @@ __all__ = ["CONNECT_TIMEOUT_S", "StreamLink", "open_link", "shared_secret"]
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5.0
+JETSTREAM_READY_S = 30.0
+"""How long a node waits for JetStream to answer once the server does: a server that has
+just started answers connections before its JetStream does."""
+JETSTREAM_RETRY_S = 0.1
+_NOT_READY = (NoRespondersError, NoStreamResponseError, ServiceUnavailableError, NatsTimeoutError)
+"""What JetStream's API answers (or fails to) before it is ready."""
 DUPLICATE_WINDOW_S = 120.0
 SECRET_SUBJECT = "secrets.connection-id"
 # JetStream's error codes: "stream name already in use with a different configuration",
@@ -131,6 +140,22 @@ async def open_link(cluster: ClusterConfig, retention_s: int) -> StreamLink:
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create the stream, or bring it to ``config``; waits up to ``JETSTREAM_READY_S`` for a
+    JetStream that does not answer yet."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + JETSTREAM_READY_S
+    while True:
+        try:
+            await _add_or_update(js, config)
+            return
+        except _NOT_READY as error:
+            if loop.time() >= deadline:
+                raise
+            log.info("JetStream does not answer yet (%s); trying again", type(error).__name__)
+            await asyncio.sleep(JETSTREAM_RETRY_S)
+
+
+async def _add_or_update(js: JetStreamContext, config: StreamConfig) -> None:
     try:
         await js.add_stream(config)
     except BadRequestError as error:
