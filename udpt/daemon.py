@@ -231,8 +231,14 @@ async def _cluster_secret(config: Config, link: StreamLink) -> bytes:
     """The connection-id secret every node shares, so an id from one is valid at all."""
     from udpt.cluster.link import shared_secret
 
-    assert config.cluster is not None
-    return await shared_secret(link, new_secret(), config.cluster.stream)
+    cluster = config.cluster
+    assert cluster is not None
+    try:
+        return await shared_secret(link, new_secret(), cluster.stream)
+    except Exception as exc:  # one line, exit 1, as for a NATS that cannot be reached
+        raise StartupError(
+            f"cluster.stream {cluster.stream}: cannot read the cluster's secret: {exc!r}"
+        ) from exc
 
 
 async def _serve_sockets(

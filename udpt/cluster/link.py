@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 import nats
 from nats.aio.client import Client
@@ -38,6 +40,8 @@ from udpt.config import ClusterConfig
 __all__ = ["CONNECT_TIMEOUT_S", "StreamLink", "open_link", "shared_secret"]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 CONNECT_TIMEOUT_S = 5.0
 JETSTREAM_READY_S = 30.0
@@ -139,20 +143,24 @@ async def open_link(cluster: ClusterConfig, retention_s: int) -> StreamLink:
     return link
 
 
-async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
-    """Create the stream, or bring it to ``config``; waits up to ``JETSTREAM_READY_S`` for a
-    JetStream that does not answer yet."""
+async def _when_ready(step: Callable[[], Awaitable[_T]]) -> _T:
+    """``step()``, asked again for up to ``JETSTREAM_READY_S`` while JetStream does not
+    answer yet (a stream just created may not take messages at once either)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + JETSTREAM_READY_S
     while True:
         try:
-            await _add_or_update(js, config)
-            return
+            return await step()
         except _NOT_READY as error:
             if loop.time() >= deadline:
                 raise
             log.info("JetStream does not answer yet (%s); trying again", type(error).__name__)
             await asyncio.sleep(JETSTREAM_RETRY_S)
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create the stream, or bring it to ``config``."""
+    await _when_ready(partial(_add_or_update, js, config))
 
 
 async def _add_or_update(js: JetStreamContext, config: StreamConfig) -> None:
@@ -165,17 +173,20 @@ async def _add_or_update(js: JetStreamContext, config: StreamConfig) -> None:
         log.info("JetStream stream %s updated to this node's settings", config.name)
 
 
+async def _store_first(js: JetStreamContext, subject: str, candidate: bytes) -> None:
+    """Publish ``candidate`` unless the subject holds a message already (then: nothing)."""
+    try:
+        await js.publish(subject, candidate, headers={"Nats-Expected-Last-Subject-Sequence": "0"})
+    except BadRequestError as error:
+        if error.err_code != _WRONG_LAST_SEQUENCE:
+            raise  # not "another node stored one first"
+
+
 async def shared_secret(link: StreamLink, candidate: bytes, prefix: str) -> bytes:
     """The cluster's connection-id secret: ``candidate`` if this node stores it first."""
     subject = f"{prefix}.{SECRET_SUBJECT}"
-    try:
-        await link.js.publish(
-            subject, candidate, headers={"Nats-Expected-Last-Subject-Sequence": "0"}
-        )
-    except BadRequestError as error:
-        if error.err_code != _WRONG_LAST_SEQUENCE:
-            raise  # not "another node stored one first": read below
-    stored = await link.js.get_last_msg(f"{prefix}-secrets", subject)
+    await _when_ready(partial(_store_first, link.js, subject, candidate))
+    stored = await _when_ready(partial(link.js.get_last_msg, f"{prefix}-secrets", subject))
     if stored.data is None:
         raise RuntimeError(f"JetStream stream {prefix}-secrets holds an empty secret")
     return stored.data
