@@ -142,30 +142,14 @@ static PyObject *make_record(PyTypeObject *cls, PyObject **items, Py_ssize_t siz
     return set_items(record, items, size) ? NULL : record;
 }
 
-PyObject *udpt_request_value(int kind, const udpt_request *r) {
+static PyObject *request_value(int kind, const udpt_request *r) {
     switch (kind) {
     case UDPT_CONNECT: {
         PyObject *items[1] = {bytes_of(r->transaction_id, 4)};
         return make_record(ConnectRequest, items, 1);
     }
-    case UDPT_ANNOUNCE: {
-        PyObject *items[13] = {
-            bytes_of(r->connection_id, 8),
-            bytes_of(r->transaction_id, 4),
-            bytes_of(r->info_hash, 20),
-            bytes_of(r->peer_id, 20),
-            PyLong_FromLongLong(r->downloaded),
-            PyLong_FromLongLong(r->left),
-            PyLong_FromLongLong(r->uploaded),
-            PyLong_FromUnsignedLong(r->event),
-            bytes_of(r->ip, 4),
-            PyLong_FromUnsignedLong(r->key),
-            PyLong_FromLong(r->num_want),
-            PyLong_FromLong(r->port),
-            bytes_of(r->url_data, r->url_data_size),
-        };
-        return make_record(AnnounceRequest, items, 13);
-    }
+    case UDPT_ANNOUNCE:
+        return udpt_announce_request(AnnounceRequest, r);
     case UDPT_SCRAPE: {
         PyObject *hashes = PyTuple_New((Py_ssize_t)r->hash_count);
         if (hashes == NULL)
@@ -213,7 +197,7 @@ static PyObject *parse_request(PyObject *self, PyObject *const *args, Py_ssize_t
     udpt_request request;
     int kind = udpt_parse_request((const uint8_t *)PyBytes_AS_STRING(args[0]),
                                   (size_t)PyBytes_GET_SIZE(args[0]), max_hashes, &request);
-    return udpt_request_value(kind, &request);
+    return request_value(kind, &request);
 reference:
     if (parse_request_py == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "udpt._core.bind_wire was not called");

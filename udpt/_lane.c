@@ -135,6 +135,25 @@ static PyObject *record(PyTypeObject *type, PyObject **items, Py_ssize_t size) {
     return made;
 }
 
+PyObject *udpt_announce_request(PyTypeObject *type, const udpt_request *r) {
+    PyObject *items[13] = {
+        PyBytes_FromStringAndSize((const char *)r->connection_id, 8),
+        PyBytes_FromStringAndSize((const char *)r->transaction_id, 4),
+        PyBytes_FromStringAndSize((const char *)r->info_hash, 20),
+        PyBytes_FromStringAndSize((const char *)r->peer_id, 20),
+        PyLong_FromLongLong(r->downloaded),
+        PyLong_FromLongLong(r->left),
+        PyLong_FromLongLong(r->uploaded),
+        PyLong_FromUnsignedLong(r->event),
+        PyBytes_FromStringAndSize((const char *)r->ip, 4),
+        PyLong_FromUnsignedLong(r->key),
+        PyLong_FromLong(r->num_want),
+        PyLong_FromLong(r->port),
+        PyBytes_FromStringAndSize((const char *)r->url_data, (Py_ssize_t)r->url_data_size),
+    };
+    return record(type, items, 13);
+}
+
 /* counter[key] += 1, for a collections.Counter (a dict whose missing keys count 0). */
 static int count_one(PyObject *counter, PyObject *key) {
     PyObject *count = PyDict_GetItemWithError(counter, key);
@@ -503,7 +522,7 @@ static int lane_one(LaneObject *self, const Pass *p, PyObject *data, PyObject *a
     }
     peer[ip_size] = (unsigned char)(r.port >> 8);
     peer[ip_size + 1] = (unsigned char)r.port;
-    PyObject *request = udpt_request_value(UDPT_ANNOUNCE, &r);
+    PyObject *request = udpt_announce_request((PyTypeObject *)AnnounceRequestType, &r);
     if (request == NULL) {
         result = -1;
         goto done;

@@ -1,4 +1,4 @@
-/* udpt/_lane.c, the compiled announce path, and what it uses of udpt/_core.c. */
+/* udpt/_lane.c, the compiled announce path, and what udpt/_core.c uses of it. */
 #ifndef UDPT_LANE_H
 #define UDPT_LANE_H
 
@@ -6,8 +6,8 @@
 
 #include "_codec.h"
 
-/* The request NamedTuple udpt.wire.parse_request returns for a parsed datagram. */
-PyObject *udpt_request_value(int kind, const udpt_request *r);
+/* The AnnounceRequest (``type``, udpt.wire's) that parse_request returns for ``r``. */
+PyObject *udpt_announce_request(PyTypeObject *type, const udpt_request *r);
 
 /* Adds the Lane type and answer_announce to ``module`` (once its functions are in it);
  * 0, or -1 with an exception set. */
