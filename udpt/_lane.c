@@ -15,6 +15,11 @@
  * by answer_announce, the compiled Tracker.announce_reply. A source over a quota
  * gets what the reference gives it (Tracker._over_quota, UdpEndpoint._dispatch).
  *
+ * The commits taken from one read go to the intake together (Intake.submit_all), and
+ * before the reference handles anything, so the log's order stays the reference's.
+ * Their answers, and the scrapes', are queued for the endpoint's flush as
+ * BatchEndpoint._send queues them (lane_send), with no Python frame per reply.
+ *
  * tests/property/test_lane_differential.py puts the same datagrams through a
  * Lane and through the reference handle and compares replies, counters, quotas
  * and logs.
@@ -37,6 +42,7 @@ static PyTypeObject *CommitType, *AcceptedType;
 static PyObject *announce_events, *over_quota_text, *new_torrents_text, *flagged_text;
 static PyObject *build_announce, *build_error, *build_scrape, *AnnounceRequestType;
 static PyObject *one;
+static PyObject *lane_source; /* who a failure of the commits handed over together is from */
 
 static PyObject *bind_lane(PyObject *module, PyObject *args) {
     PyObject *commit, *accepted, *events, *over, *new_torrents, *flagged, *request;
@@ -205,11 +211,14 @@ static int same_id(const unsigned char *a, const unsigned char *b) {
 
 typedef struct {
     PyObject_HEAD
-    PyObject *tracker, *handle, *dispatch, *deliver, *submit, *report, *requests, *answer;
+    PyObject *tracker, *handle, *dispatch, *submit_all, *report, *requests, *answer;
     PyObject *request_keys[4]; /* the request counter's keys: announce, scrape; IPv4, IPv6 */
     PyObject *accepted_result; /* the responses counter's key for an accepted announce */
     PyObject *scraped_result;  /* and for a scrape answered */
-    PyObject *send;            /* UdpEndpoint._send(reply, addr, result) */
+    PyObject *endpoint;        /* a BatchEndpoint: its _outbox and _results, as _send fills them */
+    PyObject *flush, *call_soon; /* its _flush, its loop's call_soon */
+    PyObject *deliver;         /* this lane's deliver: UdpEndpoint._deliver, compiled */
+    PyObject *commits;         /* (commit, deliver, to) taken, not yet handed to the intake */
     Py_ssize_t receive_buffer;
     long long handled;
 } LaneObject;
@@ -323,9 +332,67 @@ static int nothing_refuses(const Pass *p, PyObject *info_hash, const unsigned ch
     return result;
 }
 
+/* The commits taken so far to the intake (Intake.submit_all), in the order taken: before
+ * anything the reference does, so that the log's order is the reference's. */
+static int hand_over(LaneObject *self) {
+    Py_ssize_t count = PyList_GET_SIZE(self->commits);
+    if (count == 0)
+        return 0;
+    PyObject *commits = self->commits;
+    self->commits = PyList_New(0);
+    if (self->commits == NULL) {
+        self->commits = commits;
+        return -1;
+    }
+    PyObject *done = PyObject_CallOneArg(self->submit_all, commits);
+    Py_DECREF(commits);
+    Py_XDECREF(done);
+    return done == NULL ? -1 : 0;
+}
+
+/* BatchEndpoint._send(reply, addr, result): queued for the flush at the end of this pass
+ * of the loop, which is scheduled by the first reply queued. */
+static int lane_send(LaneObject *self, PyObject *reply, PyObject *addr, PyObject *result) {
+    PyObject *outbox = attr(self->endpoint, "_outbox");
+    PyObject *results = outbox ? attr(self->endpoint, "_results") : NULL;
+    PyObject *message = results ? PyTuple_Pack(2, reply, addr) : NULL;
+    int ok = message != NULL && PyList_Check(outbox) && PyList_Check(results);
+    if (message != NULL && !ok)
+        PyErr_SetString(PyExc_TypeError, "Lane: an endpoint without an outbox");
+    if (ok && PyList_GET_SIZE(outbox) == 0) {
+        PyObject *scheduled = PyObject_CallOneArg(self->call_soon, self->flush);
+        ok = scheduled != NULL;
+        Py_XDECREF(scheduled);
+    }
+    ok = ok && PyList_Append(outbox, message) == 0 && PyList_Append(results, result) == 0;
+    Py_XDECREF(message);
+    Py_XDECREF(outbox);
+    Py_XDECREF(results);
+    return ok ? 0 : -1;
+}
+
+/* deliver(to, outcome): UdpEndpoint._deliver, the answer to a commit the lane took; ``to`` is
+ * (addr, result). A NotRecorded outcome was counted by the intake and gets no reply. */
+static PyObject *Lane_deliver(LaneObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 2) {
+        PyErr_SetString(PyExc_TypeError, "deliver((addr, result), outcome)");
+        return NULL;
+    }
+    if (self->endpoint == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "this lane's endpoint is gone");
+        return NULL;
+    }
+    if (PyBytes_CheckExact(args[1]) &&
+        lane_send(self, args[1], PyTuple_GET_ITEM(args[0], 0), PyTuple_GET_ITEM(args[0], 1)) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 /* The reference's answer to a source over a quota: Tracker._over_quota, then dispatch. */
 static int over_quota(LaneObject *self, PyObject *request, PyObject *ip, PyObject *now_ms,
                       PyObject *text, PyObject *addr, PyObject *silenced) {
+    if (hand_over(self) < 0)
+        return -1;
     PyObject *args[4] = {PyTuple_GET_ITEM(request, 1), ip, now_ms, text};
     PyObject *decision = call_method(self->tracker, "_over_quota", args, 4);
     if (decision == NULL)
@@ -415,11 +482,10 @@ static int take_announce(LaneObject *self, const Pass *p, PyObject *request, PyO
         if (stored < 0)
             goto submitted;
     }
-    PyObject *outcome = PyObject_CallFunctionObjArgs(self->submit, commit, self->deliver, to, NULL);
-    if (outcome != NULL) {
-        Py_DECREF(outcome);
+    PyObject *payload = PyTuple_Pack(3, commit, self->deliver, to);
+    if (payload != NULL && PyList_Append(self->commits, payload) == 0)
         result = 0;
-    }
+    Py_XDECREF(payload);
 submitted:
     Py_XDECREF(commit);
     Py_XDECREF(to);
@@ -468,11 +534,9 @@ static int scrape(LaneObject *self, const Pass *p, const udpt_request *r, PyObje
     Py_XDECREF(entries);
     if (reply == NULL)
         return -1;
-    PyObject *sent[3] = {reply, addr, self->scraped_result};
-    PyObject *done = PyObject_Vectorcall(self->send, sent, 3, NULL);
+    int sent = lane_send(self, reply, addr, self->scraped_result);
     Py_DECREF(reply);
-    Py_XDECREF(done);
-    return done == NULL ? -1 : 0;
+    return sent;
 }
 
 /* One datagram: 0 taken (or answered), 1 for the reference, -1 on error. */
@@ -540,6 +604,18 @@ done:
     return result;
 }
 
+/* The error being handled, reported as the reference's except clause reports it, for a
+ * datagram from ``source`` (a str): 0 once reported. */
+static int report(LaneObject *self, PyObject *source) {
+    PyObject *value = udpt_take_error();
+    PyObject *reported = source ? PyObject_CallFunctionObjArgs(self->report, source,
+                                                               value ? value : Py_None, NULL)
+                                : NULL;
+    Py_XDECREF(value);
+    Py_XDECREF(reported);
+    return reported == NULL ? -1 : 0;
+}
+
 /* handle_all(taken, now_ms): UdpEndpoint.handle(data, addr, now_ms) of each (data, addr). */
 static PyObject *Lane_handle_all(LaneObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2 || !PyList_Check(args[0])) {
@@ -566,33 +642,35 @@ static PyObject *Lane_handle_all(LaneObject *self, PyObject *const *args, Py_ssi
         }
         PyObject *data = PyTuple_GET_ITEM(item, 0), *addr = PyTuple_GET_ITEM(item, 1);
         int outcome = lane_one(self, &p, data, addr, args[1], now);
+        if (outcome == 1 && hand_over(self) < 0 && report(self, lane_source) < 0)
+            outcome = -2;
         if (outcome == 1) {
             PyObject *done = PyObject_CallFunctionObjArgs(self->handle, data, addr, args[1], NULL);
             /* the reference reports its own errors: a failure here is worse */
-            if (done == NULL || pass_read_ids(self, &p) < 0) {
-                Py_XDECREF(done);
-                pass_release(&p);
-                return NULL;
-            }
-            Py_DECREF(done);
-        } else if (outcome < 0) { /* as the reference's except clause: report, go on */
-            PyObject *value = udpt_take_error();
+            Py_XDECREF(done);
+            if (done == NULL || pass_read_ids(self, &p) < 0)
+                outcome = -2;
+        } else if (outcome == -1) { /* as the reference's except clause: report, go on */
             PyObject *host = PyObject_Str(PyTuple_Check(addr) && PyTuple_GET_SIZE(addr)
                                               ? PyTuple_GET_ITEM(addr, 0)
                                               : addr);
-            PyObject *reported = host ? PyObject_CallFunctionObjArgs(
-                                            self->report, host, value ? value : Py_None, NULL)
-                                      : NULL;
+            if (report(self, host) < 0)
+                outcome = -2;
             Py_XDECREF(host);
-            Py_XDECREF(value);
-            if (reported == NULL) {
-                pass_release(&p);
-                return NULL;
-            }
-            Py_DECREF(reported);
+        }
+        if (outcome == -2) { /* what was taken still goes to the intake */
+            PyObject *type, *value, *traceback;
+            PyErr_Fetch(&type, &value, &traceback);
+            if (hand_over(self) < 0)
+                PyErr_Clear();
+            PyErr_Restore(type, value, traceback);
+            pass_release(&p);
+            return NULL;
         }
     }
     pass_release(&p);
+    if (hand_over(self) < 0 && report(self, lane_source) < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -619,20 +697,26 @@ static PyObject *Lane_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) 
     PyObject *counters = attr(endpoint, "counters");
     PyObject *intake = attr(endpoint, "intake");
     PyObject *errors = attr(endpoint, "_errors");
+    PyObject *loop = NULL;
     long long receive_buffer = 0;
+    self->endpoint = Py_NewRef(endpoint);
     int ok = counters && intake && errors &&
              (self->tracker = attr(endpoint, "tracker")) != NULL &&
              (self->handle = attr(endpoint, "handle")) != NULL &&
              (self->dispatch = attr(endpoint, "_dispatch")) != NULL &&
-             (self->deliver = attr(endpoint, "_deliver")) != NULL &&
-             (self->send = attr(endpoint, "_send")) != NULL &&
-             (self->submit = attr(intake, "submit")) != NULL &&
+             (self->flush = attr(endpoint, "_flush")) != NULL &&
+             (loop = attr(endpoint, "_loop")) != NULL &&
+             (self->call_soon = attr(loop, "call_soon")) != NULL &&
+             (self->deliver = attr((PyObject *)self, "deliver")) != NULL &&
+             (self->commits = PyList_New(0)) != NULL &&
+             (self->submit_all = attr(intake, "submit_all")) != NULL &&
              (self->report = attr(errors, "report")) != NULL &&
              (self->requests = attr(counters, "requests")) != NULL &&
              attr_ll(endpoint, "receive_buffer", &receive_buffer) == 0;
     Py_XDECREF(counters);
     Py_XDECREF(intake);
     Py_XDECREF(errors);
+    Py_XDECREF(loop);
     if (ok && !PyDict_Check(self->requests)) {
         PyErr_SetString(PyExc_TypeError, "Lane: the request counter is not a Counter");
         ok = 0;
@@ -656,8 +740,12 @@ static int Lane_traverse(LaneObject *self, visitproc visit, void *arg) {
     Py_VISIT(self->tracker);
     Py_VISIT(self->handle);
     Py_VISIT(self->dispatch);
+    Py_VISIT(self->submit_all);
+    Py_VISIT(self->endpoint);
+    Py_VISIT(self->flush);
+    Py_VISIT(self->call_soon);
     Py_VISIT(self->deliver);
-    Py_VISIT(self->submit);
+    Py_VISIT(self->commits);
     Py_VISIT(self->report);
     Py_VISIT(self->requests);
     Py_VISIT(self->answer);
@@ -665,7 +753,6 @@ static int Lane_traverse(LaneObject *self, visitproc visit, void *arg) {
         Py_VISIT(self->request_keys[i]);
     Py_VISIT(self->accepted_result);
     Py_VISIT(self->scraped_result);
-    Py_VISIT(self->send);
     return 0;
 }
 
@@ -673,8 +760,12 @@ static int Lane_clear(LaneObject *self) {
     Py_CLEAR(self->tracker);
     Py_CLEAR(self->handle);
     Py_CLEAR(self->dispatch);
+    Py_CLEAR(self->submit_all);
+    Py_CLEAR(self->endpoint);
+    Py_CLEAR(self->flush);
+    Py_CLEAR(self->call_soon);
     Py_CLEAR(self->deliver);
-    Py_CLEAR(self->submit);
+    Py_CLEAR(self->commits);
     Py_CLEAR(self->report);
     Py_CLEAR(self->requests);
     Py_CLEAR(self->answer);
@@ -682,7 +773,6 @@ static int Lane_clear(LaneObject *self) {
         Py_CLEAR(self->request_keys[i]);
     Py_CLEAR(self->accepted_result);
     Py_CLEAR(self->scraped_result);
-    Py_CLEAR(self->send);
     return 0;
 }
 
@@ -699,6 +789,8 @@ static PyObject *Lane_get_handled(LaneObject *self, void *unused) {
 static PyMethodDef Lane_methods[] = {
     {"handle_all", (PyCFunction)(void (*)(void))Lane_handle_all, METH_FASTCALL,
      "UdpEndpoint.handle(data, addr, now_ms) of each (data, addr) of a list."},
+    {"deliver", (PyCFunction)(void (*)(void))Lane_deliver, METH_FASTCALL,
+     "UdpEndpoint._deliver(to, outcome) for the commits the lane takes."},
     {NULL},
 };
 
@@ -841,8 +933,9 @@ int udpt_lane_register(PyObject *module) {
     build_error = PyObject_GetAttrString(module, "build_error_response");
     build_scrape = PyObject_GetAttrString(module, "build_scrape_response");
     one = PyLong_FromLong(1);
+    lane_source = PyUnicode_FromString("the sources of the announces read together");
     if (build_announce == NULL || build_error == NULL || build_scrape == NULL || one == NULL ||
-        PyType_Ready(&LaneType) < 0)
+        lane_source == NULL || PyType_Ready(&LaneType) < 0)
         return -1;
     Py_INCREF(&LaneType);
     if (PyModule_AddObject(module, "Lane", (PyObject *)&LaneType) < 0) {

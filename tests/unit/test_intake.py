@@ -211,6 +211,27 @@ async def test_a_creation_the_full_writer_refuses_no_longer_counts_against_the_l
     await road.writer.close()
 
 
+async def test_commits_submitted_together_are_taken_as_one_by_one_up_to_the_limit(
+    tmp_log: EventLog,
+) -> None:
+    """``submit_all`` (the compiled lane's way in): the first commits that fit are queued in
+    order and answered; the rest are refused, counted and delivered nothing, as ``submit``
+    would have refused each of them."""
+    road = Road(tmp_log, max_pending=3)
+    events = history(5)
+    outcomes: list[object] = []
+    road.intake.submit_all([(Commit(e, road._seq, None), _collect, outcomes) for e in events])
+    assert road.writer.pending == 3
+    assert road.intake.counters.dropped["writer_full"] == 2
+    await road.writer.drain()
+    await road.intake.drain()
+    assert outcomes == [1, 2, 3]
+    road.intake.submit_all([(Commit(e, road._seq, None), _collect, outcomes) for e in events[3:]])
+    await road.writer.close()
+    assert outcomes == [1, 2, 3, 4, 5]
+    assert [event for _, event in tmp_log.events()] == events
+
+
 async def test_close_commits_everything_pending_then_refuses(tmp_log: EventLog) -> None:
     road = Road(tmp_log, linger_s=0.05)
     acknowledged: list[object] = []

@@ -57,6 +57,7 @@ class Writer(Protocol):
     @property
     def accepting(self) -> bool: ...
     def submit(self, event: Event, payload: Any = None) -> bool: ...
+    def submit_all(self, items: list[tuple[Event, Any]]) -> int: ...
     async def drain(self) -> None: ...
     async def close(self) -> None: ...
 
@@ -99,6 +100,29 @@ class GatheringWriter(ABC):
         if not self.accepting or len(self._pending) >= self.max_pending:
             return False
         self._pending.append((event, encode_event(event), payload))
+        self._queued()
+        return True
+
+    def submit_all(self, items: list[tuple[Event, Any]]) -> int:
+        """``submit`` of each (event, payload) in order; how many were queued.
+
+        Those queued are the first ones: once the writer is full, every later one
+        would be refused too. One call for the run of announces the compiled lane
+        (udpt/_lane.c) takes from one read of the socket. Raises ValueError,
+        queueing none, if the codec cannot record one of them.
+        """
+        if not self.accepting:
+            return 0
+        pending = self._pending
+        queued = items[: max(0, self.max_pending - len(pending))]
+        if not queued:
+            return 0
+        pending.extend([(event, encode_event(event), payload) for event, payload in queued])
+        self._queued()
+        return len(queued)
+
+    def _queued(self) -> None:
+        """Events were queued: the writer is not idle, and a batch starts unless one is due."""
         self._idle.clear()
         if not self._storing and not self._scheduled:
             self._scheduled = True
@@ -106,7 +130,6 @@ class GatheringWriter(ABC):
                 self._loop.call_later(self._linger_s, self._start_batch)
             else:
                 self._loop.call_soon(self._start_batch)
-        return True
 
     @abstractmethod
     def _start_batch(self) -> None:
