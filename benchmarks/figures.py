@@ -36,6 +36,8 @@ from udpt.history.snapshot_fork import fork_snapshot
 from udpt.projections import TrackerState
 
 HERE = Path(__file__).resolve().parent
+EPOCH_MS = 1_764_720_000_000
+"""2025-12-03 in milliseconds since 1970: when the memory shapes' announces happen."""
 Row = tuple[str, str, str]
 
 
@@ -128,7 +130,9 @@ def part_memory_shape(peers: int, torrents: int) -> dict:
     """Process growth per peer and per torrent for ``peers`` spread evenly over ``torrents``.
 
     The state is folded in process from announces (a distinct IPv4 address per
-    peer, half of them seeders), a batch of a thousand at a time as replay does.
+    peer, half of them seeders), a batch of a thousand at a time as replay does,
+    at times of today's clock: a time in milliseconds since 1970 is an int of its
+    own in Python, where a small one would be shared.
     """
     before = rss_bytes()
     state = TrackerState()
@@ -136,7 +140,8 @@ def part_memory_shape(peers: int, torrents: int) -> dict:
     for n in range(peers):
         ip = (0x0A000000 + n).to_bytes(4, "big")
         info_hash = (n % torrents).to_bytes(20, "big")
-        batch.append(AnnounceAccepted(n, info_hash, ip, 6881, bytes(20), 0, 2, 0, 0, n % 2))
+        at_ms = EPOCH_MS + n
+        batch.append(AnnounceAccepted(at_ms, info_hash, ip, 6881, bytes(20), 0, 2, 0, 0, n % 2))
         if len(batch) == 1000 or n == peers - 1:
             apply_batch(state, state.last_seq + 1, batch)
             batch = []

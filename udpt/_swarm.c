@@ -50,11 +50,16 @@
 #define INDEXED 8
 #define EVENT_COMPLETED 1 /* AnnounceEvent.COMPLETED */
 
+/* One table: a header and its entries in one allocation. An empty table is ``no_peers``,
+ * shared, so a swarm pays for the tables it uses only (most torrents have one peer). */
 typedef struct {
-    unsigned char *entries; /* used entries of key + record, in the order they were appended */
-    uint32_t *index;        /* entry position + 1 per slot, 0 for an empty slot; NULL if small */
+    uint32_t *index; /* entry position + 1 per slot, 0 for an empty slot; NULL if small */
     uint32_t used, live, cap, mask;
+    unsigned char entries[]; /* used entries of key + record, in the order they were appended */
 } Table;
+
+static const Table no_peers; /* read only: a write to it would be a bug, and faults */
+#define NO_PEERS ((Table *)&no_peers)
 
 /* Peers per source (an address prefix), kept for big swarms as the reference keeps them:
  * open addressing over (family, prefix), entries whose count fell to 0 left in place
@@ -71,7 +76,7 @@ typedef struct {
 } Sources;
 
 typedef struct {
-    PyObject_HEAD Table tables[4]; /* seeders4, leechers4, seeders6, leechers6 */
+    PyObject_HEAD Table *tables[4]; /* seeders4, leechers4, seeders6, leechers6 */
     Sources *sources;              /* NULL: not asked, or fewer than INDEXED_SWARM peers */
 } SwarmObject;
 
@@ -102,8 +107,9 @@ static inline int same_key(const unsigned char *a, const unsigned char *b, Py_ss
 static inline Py_ssize_t key_size(int table) { return table < 2 ? KEY4 : KEY6; }
 static inline Py_ssize_t stride(int table) { return key_size(table) + RECORD; }
 
+/* Entry ``position`` of ``t``; writable only when ``t`` is (never ``no_peers``, which has none). */
 static inline unsigned char *entry(const Table *t, int table, uint32_t position) {
-    return t->entries + (size_t)position * stride(table);
+    return (unsigned char *)t->entries + (size_t)position * stride(table);
 }
 
 static inline int is_gap(const unsigned char *e, int table) {
@@ -149,10 +155,12 @@ static uint32_t hash_key(const unsigned char *key, Py_ssize_t size) {
 
 /* -- one table ----------------------------------------------------------------------- */
 
-static void table_free(Table *t) {
-    free(t->entries);
-    free(t->index);
-    memset(t, 0, sizeof *t);
+static void table_free(Table **slot) {
+    if (*slot != NO_PEERS) {
+        free((*slot)->index);
+        free(*slot);
+        *slot = NO_PEERS;
+    }
 }
 
 static int table_reindex(Table *t, int table) {
@@ -198,29 +206,33 @@ static void table_squeeze(Table *t, int table) {
     t->used = kept;
 }
 
-static int table_resize(Table *t, int table, uint32_t cap) {
-    unsigned char *entries = realloc(t->entries, (size_t)cap * stride(table));
-    if (entries == NULL) {
+static int table_resize(Table **slot, int table, uint32_t cap) {
+    Table *old = *slot == NO_PEERS ? NULL : *slot;
+    Table *t = realloc(old, sizeof *t + (size_t)cap * stride(table));
+    if (t == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    t->entries = entries;
+    if (old == NULL)
+        memset(t, 0, sizeof *t);
     t->cap = cap;
+    *slot = t;
     return table_reindex(t, table);
 }
 
 /* After a removal: free an empty table, squeeze one that is a third gaps (shrinking its
  * allocation when it is less than half used), so gaps never cost more than half the live. */
-static int table_tidy(Table *t, int table) {
+static int table_tidy(Table **slot, int table) {
+    Table *t = *slot;
     if (t->live == 0) {
-        table_free(t);
+        table_free(slot);
         return 0;
     }
     if (t->used - t->live < t->live / 2 + 1)
         return 0;
     table_squeeze(t, table);
     if (t->live < t->cap / 2)
-        return table_resize(t, table, t->live + t->live / 2 + 1);
+        return table_resize(slot, table, t->live + t->live / 2 + 1);
     return table_reindex(t, table);
 }
 
@@ -245,7 +257,8 @@ static int64_t table_find(const Table *t, int table, const unsigned char *key) {
 }
 
 /* Room for one more entry at the end: squeeze if a quarter is gaps, else grow by half. */
-static int table_make_room(Table *t, int table) {
+static int table_make_room(Table **slot, int table) {
+    Table *t = *slot;
     if (t->used < t->cap)
         return 0;
     if (t->cap && t->used - t->live >= t->cap / 8 + 1) {
@@ -256,12 +269,13 @@ static int table_make_room(Table *t, int table) {
         PyErr_SetString(PyExc_OverflowError, "swarm table is full");
         return -1;
     }
-    return table_resize(t, table, t->cap + (t->cap < 16 ? t->cap / 2 : t->cap / 4) + 1);
+    return table_resize(slot, table, t->cap + (t->cap < 16 ? t->cap / 2 : t->cap / 4) + 1);
 }
 
-static unsigned char *table_append(Table *t, int table, const unsigned char *key) {
-    if (table_make_room(t, table) < 0)
+static unsigned char *table_append(Table **slot, int table, const unsigned char *key) {
+    if (table_make_room(slot, table) < 0)
         return NULL;
+    Table *t = *slot;
     uint32_t position = t->used++;
     t->live++;
     unsigned char *e = entry(t, table, position);
@@ -334,7 +348,7 @@ static Sources *sources_build(SwarmObject *self, Py_ssize_t v4_bytes, Py_ssize_t
     sources->v6_bytes = v6_bytes;
     sources->mask = slots - 1;
     for (int table = 0; table < 4; table++) {
-        const Table *t = &self->tables[table];
+        const Table *t = self->tables[table];
         for (uint32_t position = 0; position < t->used; position++) {
             const unsigned char *e = entry(t, table, position);
             if (!is_gap(e, table))
@@ -369,10 +383,10 @@ static void sources_add(SwarmObject *self, const unsigned char *peer, Py_ssize_t
 
 /* Take the entry at ``at`` of ``table`` out of the swarm. */
 static int swarm_remove_at(SwarmObject *self, int table, uint32_t at) {
-    Table *t = &self->tables[table];
+    Table *t = self->tables[table];
     sources_forget(self, entry(t, table, at), key_size(table)); /* before the entry moves */
     table_mark_gap(t, table, at);
-    return table_tidy(t, table);
+    return table_tidy(&self->tables[table], table);
 }
 
 /* -- the Swarm type ------------------------------------------------------------------ */
@@ -393,7 +407,11 @@ static PyObject *Swarm_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_TypeError, "Swarm() takes no arguments");
         return NULL;
     }
-    return type->tp_alloc(type, 0); /* zeroed: four empty tables */
+    SwarmObject *self = (SwarmObject *)type->tp_alloc(type, 0);
+    if (self != NULL)
+        for (int table = 0; table < 4; table++)
+            self->tables[table] = NO_PEERS;
+    return (PyObject *)self;
 }
 
 static void Swarm_dealloc(SwarmObject *self) {
@@ -404,14 +422,14 @@ static void Swarm_dealloc(SwarmObject *self) {
 }
 
 static Py_ssize_t Swarm_len(SwarmObject *self) {
-    const Table *t = self->tables;
-    return (Py_ssize_t)t[0].live + t[1].live + t[2].live + t[3].live;
+    Table *const *t = self->tables;
+    return (Py_ssize_t)t[0]->live + t[1]->live + t[2]->live + t[3]->live;
 }
 
 /* The table holding ``key`` of family ``family`` (0 or 2), or -1; its position in *at. */
 static int locate(SwarmObject *self, int family, const unsigned char *key, uint32_t *at) {
     for (int table = family; table < family + 2; table++) {
-        int64_t position = table_find(&self->tables[table], table, key);
+        int64_t position = table_find(self->tables[table], table, key);
         if (position >= 0) {
             *at = (uint32_t)position;
             return table;
@@ -432,16 +450,16 @@ static int Swarm_contains(SwarmObject *self, PyObject *arg) {
 }
 
 static PyObject *Swarm_get_seeders(SwarmObject *self, void *closure) {
-    return PyLong_FromSize_t((size_t)self->tables[0].live + self->tables[2].live);
+    return PyLong_FromSize_t((size_t)self->tables[0]->live + self->tables[2]->live);
 }
 
 static PyObject *Swarm_get_leechers(SwarmObject *self, void *closure) {
-    return PyLong_FromSize_t((size_t)self->tables[1].live + self->tables[3].live);
+    return PyLong_FromSize_t((size_t)self->tables[1]->live + self->tables[3]->live);
 }
 
 static PyObject *Swarm_counts(SwarmObject *self, PyObject *unused) {
-    const Table *t = self->tables;
-    return Py_BuildValue("(IIII)", t[0].live, t[1].live, t[2].live, t[3].live);
+    Table *const *t = self->tables;
+    return Py_BuildValue("(IIII)", t[0]->live, t[1]->live, t[2]->live, t[3]->live);
 }
 
 static int int64_item(PyObject *tuple, Py_ssize_t i, int64_t *out) {
@@ -486,10 +504,10 @@ static int swarm_announce(SwarmObject *self, const unsigned char *key, Py_ssize_
     int old_table = locate(self, family, key, &at);
     int counted = 0;
     if (old_table >= 0) {
-        Table *old = &self->tables[old_table];
+        Table *old = self->tables[old_table];
         counted = entry(old, old_table, at)[size + AT_FLAG] == 1;
         table_mark_gap(old, old_table, at);
-        if (table_tidy(old, old_table) < 0)
+        if (table_tidy(&self->tables[old_table], old_table) < 0)
             return -1;
     }
     int completes = !counted && u->left == 0 && u->event == EVENT_COMPLETED;
@@ -572,7 +590,7 @@ static PyObject *Swarm_record(SwarmObject *self, PyObject *arg) {
     PyBuffer_Release(&peer);
     if (table < 0)
         Py_RETURN_NONE;
-    const unsigned char *e = entry(&self->tables[table], table, at);
+    const unsigned char *e = entry(self->tables[table], table, at);
     return Py_BuildValue("(Ny#)", PyBool_FromLong(table % 2 == 0), e + size, (Py_ssize_t)RECORD);
 }
 
@@ -581,7 +599,7 @@ static PyObject *Swarm_items(SwarmObject *self, PyObject *unused) {
     if (items == NULL)
         return NULL;
     for (int table = 0; table < 4; table++) {
-        const Table *t = &self->tables[table];
+        const Table *t = self->tables[table];
         Py_ssize_t size = key_size(table);
         for (uint32_t position = 0; position < t->used; position++) {
             const unsigned char *e = entry(t, table, position);
@@ -633,7 +651,7 @@ static PyObject *Swarm_peers_from(SwarmObject *self, PyObject *args) {
     }
     size_t count = 0; /* a small swarm, or no memory for counts: scan */
     for (int table = family; table < family + 2; table++) {
-        const Table *t = &self->tables[table];
+        const Table *t = self->tables[table];
         for (uint32_t position = 0; position < t->used; position++) {
             const unsigned char *e = entry(t, table, position);
             count += memcmp(e, ip.buf, (size_t)prefix) == 0 && !is_gap(e, table);
@@ -649,7 +667,7 @@ static PyObject *Swarm_oldest_ms(SwarmObject *self, PyObject *unused) {
     int found = 0;
     int64_t oldest = 0;
     for (int table = 0; table < 4; table++) {
-        const unsigned char *head = table_head(&self->tables[table], table);
+        const unsigned char *head = table_head(self->tables[table], table);
         if (head != NULL && (!found || last_seen(head, table) < oldest)) {
             oldest = last_seen(head, table);
             found = 1;
@@ -666,7 +684,7 @@ static PyObject *Swarm_expire(SwarmObject *self, PyObject *arg) {
         return NULL;
     size_t removed = 0;
     for (int table = 0; table < 4; table++) {
-        Table *t = &self->tables[table];
+        Table *t = self->tables[table];
         uint32_t before = t->live;
         for (uint32_t position = 0; position < t->used; position++) {
             const unsigned char *e = entry(t, table, position);
@@ -679,7 +697,7 @@ static PyObject *Swarm_expire(SwarmObject *self, PyObject *arg) {
         }
         if (t->live != before) {
             removed += before - t->live;
-            if (table_tidy(t, table) < 0)
+            if (table_tidy(&self->tables[table], table) < 0)
                 return NULL;
         }
     }
@@ -690,7 +708,7 @@ static PyObject *Swarm_expire(SwarmObject *self, PyObject *arg) {
 static Py_ssize_t gather(SwarmObject *self, int first, int last, const unsigned char ***out) {
     size_t total = 0;
     for (int table = first; table <= last; table++)
-        total += self->tables[table].live;
+        total += self->tables[table]->live;
     const unsigned char **keys = PyMem_Malloc((total ? total : 1) * sizeof *keys);
     if (keys == NULL) {
         PyErr_NoMemory();
@@ -698,7 +716,7 @@ static Py_ssize_t gather(SwarmObject *self, int first, int last, const unsigned 
     }
     Py_ssize_t n = 0;
     for (int table = first; table <= last; table++) {
-        const Table *t = &self->tables[table];
+        const Table *t = self->tables[table];
         for (uint32_t position = 0; position < t->used; position++) {
             const unsigned char *e = entry(t, table, position);
             if (!is_gap(e, table))
@@ -748,11 +766,11 @@ static PyObject *Swarm_select(SwarmObject *self, PyObject *const *args, Py_ssize
     Py_ssize_t size = key_size(family);
     const unsigned char *me = requester.buf;
     int mine = requester.len == size; /* a key of another length is in no table */
-    Py_ssize_t seeders = is_seeder ? 0 : (Py_ssize_t)self->tables[family].live;
+    Py_ssize_t seeders = is_seeder ? 0 : (Py_ssize_t)self->tables[family]->live;
     Py_ssize_t n = gather(self, is_seeder ? family + 1 : family, family + 1, &keys);
     if (n < 0)
         goto done;
-    int listed = !is_seeder && mine && table_find(&self->tables[family + 1], family + 1, me) >= 0;
+    int listed = !is_seeder && mine && table_find(self->tables[family + 1], family + 1, me) >= 0;
     if (n - listed <= count) { /* everybody eligible fits */
         result = PyBytes_FromStringAndSize(NULL, (n - listed) * size);
         if (result == NULL)
@@ -798,13 +816,13 @@ done:
 static PyObject *Swarm_pack(SwarmObject *self, PyObject *unused) {
     Py_ssize_t total = 0;
     for (int table = 0; table < 4; table++)
-        total += (Py_ssize_t)self->tables[table].live * stride(table);
+        total += (Py_ssize_t)self->tables[table]->live * stride(table);
     PyObject *packed = PyBytes_FromStringAndSize(NULL, total);
     if (packed == NULL)
         return NULL;
     unsigned char *write = (unsigned char *)PyBytes_AS_STRING(packed);
     for (int table = 0; table < 4; table++) {
-        const Table *t = &self->tables[table];
+        const Table *t = self->tables[table];
         Py_ssize_t step = stride(table);
         if (t->used == 0)
             continue; /* no array at all */
@@ -851,7 +869,7 @@ static PyObject *Swarm_load(SwarmObject *self, PyObject *args) {
             }
     read = data.buf;
     for (int table = 0; table < 4; table++) {
-        Table *t = &self->tables[table];
+        Table **t = &self->tables[table];
         Py_ssize_t step = stride(table);
         if (sizes[table] == 0)
             continue;
@@ -881,8 +899,10 @@ done:
 static PyObject *Swarm_sizeof(SwarmObject *self, PyObject *unused) {
     size_t total = sizeof *self;
     for (int table = 0; table < 4; table++) {
-        const Table *t = &self->tables[table];
-        total += (size_t)t->cap * stride(table) + (t->index ? (size_t)(t->mask + 1) * 4 : 0);
+        const Table *t = self->tables[table];
+        if (t != NO_PEERS)
+            total += sizeof *t + (size_t)t->cap * stride(table) +
+                     (t->index ? (size_t)(t->mask + 1) * 4 : 0);
     }
     return PyLong_FromSize_t(total);
 }
@@ -1059,13 +1079,13 @@ static int write_torrent(Output *out, PyObject *info_hash, PyObject *torrent) {
     store64(head + 21, completed);
     store64(head + 29, (uint64_t)last_announce);
     for (int table = 0; table < 4; table++) {
-        uint32_t live = __builtin_bswap32(peers->tables[table].live);
+        uint32_t live = __builtin_bswap32(peers->tables[table]->live);
         memcpy(head + 37 + 4 * table, &live, 4);
     }
     if (output_put(out, head, sizeof head) < 0)
         return -1;
     for (int table = 0; table < 4; table++) {
-        const Table *t = &peers->tables[table];
+        const Table *t = peers->tables[table];
         size_t step = (size_t)stride(table);
         if (t->used == t->live) {
             if (output_put(out, t->entries, t->used * step) < 0)

@@ -28,11 +28,14 @@ BUCKET_MS = 60_000
 class TimeIndex:
     """Keys (info hashes) filed by a time in milliseconds."""
 
-    __slots__ = ("_bucket_of", "_buckets")
+    __slots__ = ("_bucket_of", "_buckets", "_numbers")
 
     def __init__(self) -> None:
         self._buckets: dict[int, set[bytes]] = {}
         self._bucket_of: dict[bytes, int] = {}
+        self._numbers: dict[int, int] = {}
+        """Each bucket's number, one int object for all its keys: ``ms // BUCKET_MS`` makes
+        a new one (32 bytes) each time, and ``_bucket_of`` holds one per torrent."""
 
     def __contains__(self, key: bytes) -> bool:
         return key in self._bucket_of
@@ -51,12 +54,18 @@ class TimeIndex:
             if keys is not None:
                 keys.discard(key)
                 if not keys:
-                    del self._buckets[old]
+                    self._drop(old)
         if bucket is None:
             del self._bucket_of[key]
         else:
+            bucket = self._numbers.setdefault(bucket, bucket)
             self._bucket_of[key] = bucket
             self._buckets.setdefault(bucket, set()).add(key)
+
+    def _drop(self, bucket: int) -> set[bytes] | None:
+        """Take ``bucket`` out, with its keys (None if it is out already)."""
+        self._numbers.pop(bucket, None)
+        return self._buckets.pop(bucket, None)
 
     def _due_buckets(self, cutoff_ms: int) -> list[int]:
         last = (cutoff_ms - 1) // BUCKET_MS
@@ -77,7 +86,7 @@ class TimeIndex:
         the last one it was given, filed back under their bucket: early, never late.
         """
         for bucket in self._due_buckets(cutoff_ms):
-            keys = self._buckets.pop(bucket, None)
+            keys = self._drop(bucket)
             if keys is None:
                 continue
             key = None

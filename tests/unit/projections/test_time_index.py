@@ -62,3 +62,17 @@ def test_a_visit_stopped_early_files_back_what_it_did_not_file() -> None:
     taken.close()
     assert sorted(index.due(BUCKET_MS)) == [bytes([n]) for n in range(10)]
     assert visited in index
+
+
+def test_keys_of_one_bucket_share_its_number_whatever_the_time_they_were_filed_at() -> None:
+    """Today's times in milliseconds make a new int per division: kept per key, a million
+    torrents would hold a million copies of a few bucket numbers (32 MB)."""
+    index = TimeIndex()
+    now_ms = 1_764_720_000_000
+    for n in range(1_000):
+        index.file(n.to_bytes(20, "big"), now_ms + n * 180)  # three minutes: three buckets
+    numbers = {id(bucket) for bucket in index._bucket_of.values()}
+    assert len(numbers) == len(set(index._bucket_of.values())) == 3
+    for n in range(1_000):
+        index.file(n.to_bytes(20, "big"), None)
+    assert index._numbers == {}
