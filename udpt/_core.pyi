@@ -72,7 +72,26 @@ class Swarm:
     def pack(self) -> bytes: ...
     def load(self, packed: bytes | memoryview, sizes: tuple[int, int, int, int]) -> None: ...
 
-def bind_fold(torrent: type, announce_accepted: type, time_index: type, /) -> None: ...
+class Torrent(Swarm):
+    """udpt/projections/torrents.py's TorrentPy, compiled (udpt/_swarm.c): its own swarm."""
+
+    flagged: bool
+    registered: bool
+    completed: int
+    last_announce_ms: int
+    def __init__(
+        self,
+        *,
+        flagged: bool = False,
+        registered: bool = False,
+        completed: int = 0,
+        last_announce_ms: int = 0,
+    ) -> None: ...
+    @property
+    def swarm(self) -> Torrent: ...
+    def is_forgettable(self, torrent_cutoff_ms: int) -> bool: ...
+
+def bind_fold(announce_accepted: type, time_index: type, /) -> None: ...
 def write_snapshot_torrents(torrents: Mapping[bytes, object], fd: int, /) -> None: ...
 def fold_announce(
     torrents: Mapping[bytes, object], by_oldest_peer: object, idle: object, event: Event, /

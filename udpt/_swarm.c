@@ -897,7 +897,7 @@ done:
 }
 
 static PyObject *Swarm_sizeof(SwarmObject *self, PyObject *unused) {
-    size_t total = sizeof *self;
+    size_t total = (size_t)Py_TYPE(self)->tp_basicsize; /* a Torrent's fields too */
     for (int table = 0; table < 4; table++) {
         const Table *t = self->tables[table];
         if (t != NO_PEERS)
@@ -939,7 +939,7 @@ static PyTypeObject SwarmType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "udpt._core.Swarm",
     .tp_doc = "The live peers of one torrent (udpt/projections/swarms.py's SwarmPy, compiled).",
     .tp_basicsize = sizeof(SwarmObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_new = Swarm_new,
     .tp_dealloc = (destructor)Swarm_dealloc,
     .tp_methods = Swarm_methods,
@@ -947,12 +947,100 @@ static PyTypeObject SwarmType = {
     .tp_as_sequence = &Swarm_as_sequence,
 };
 
+/* -- the Torrent type ----------------------------------------------------------------- */
+
+/* udpt/projections/torrents.py's TorrentPy, compiled: its fields in the object, and the
+ * object its own swarm. TorrentPy is four slots and a Swarm: two objects, an int for the
+ * last announce's time, a GC header; this is one object of 80 bytes. */
+typedef struct {
+    SwarmObject peers; /* first: a Torrent is a Swarm, and ``torrent.swarm is torrent`` */
+    unsigned long long completed;
+    long long last_announce_ms;
+    char flagged, registered;
+} TorrentObject;
+
+static PyObject *Torrent_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"flagged", "registered", "completed", "last_announce_ms", NULL};
+    int flagged = 0, registered = 0;
+    unsigned long long completed = 0;
+    long long last_announce_ms = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$ppKL:Torrent", names, &flagged,
+                                     &registered, &completed, &last_announce_ms))
+        return NULL;
+    TorrentObject *self = (TorrentObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    for (int table = 0; table < 4; table++)
+        self->peers.tables[table] = NO_PEERS;
+    self->flagged = (char)flagged;
+    self->registered = (char)registered;
+    self->completed = completed;
+    self->last_announce_ms = last_announce_ms;
+    return (PyObject *)self;
+}
+
+static PyObject *Torrent_get_swarm(PyObject *self, void *unused) { return Py_NewRef(self); }
+
+/* flagged and registered take any truth value, as TorrentPy's slots do. */
+static int Torrent_set_flag(TorrentObject *self, PyObject *value, void *which) {
+    int truth = value == NULL ? -1 : PyObject_IsTrue(value);
+    if (truth < 0) {
+        if (value == NULL)
+            PyErr_SetString(PyExc_AttributeError, "a Torrent's flags cannot be deleted");
+        return -1;
+    }
+    *(which ? &self->registered : &self->flagged) = (char)truth;
+    return 0;
+}
+
+static PyObject *Torrent_get_flag(TorrentObject *self, void *which) {
+    return PyBool_FromLong(which ? self->registered : self->flagged);
+}
+
+/* TorrentPy.is_forgettable: nothing left to remember, in dynamic mode, at expiry. */
+static PyObject *Torrent_is_forgettable(TorrentObject *self, PyObject *arg) {
+    long long cutoff = PyLong_AsLongLong(arg);
+    if (cutoff == -1 && PyErr_Occurred())
+        return NULL;
+    return PyBool_FromLong(!self->flagged && !self->registered &&
+                           Swarm_len(&self->peers) == 0 && self->last_announce_ms < cutoff);
+}
+
+static PyMethodDef Torrent_methods[] = {
+    {"is_forgettable", (PyCFunction)Torrent_is_forgettable, METH_O, NULL},
+    {NULL},
+};
+
+static PyMemberDef Torrent_members[] = {
+    {"completed", T_ULONGLONG, offsetof(TorrentObject, completed), 0, NULL},
+    {"last_announce_ms", T_LONGLONG, offsetof(TorrentObject, last_announce_ms), 0, NULL},
+    {NULL},
+};
+
+static PyGetSetDef Torrent_getset[] = {
+    {"swarm", Torrent_get_swarm, NULL, "The torrent itself: its peers are its tables.", NULL},
+    {"flagged", (getter)Torrent_get_flag, (setter)Torrent_set_flag, NULL, NULL},
+    {"registered", (getter)Torrent_get_flag, (setter)Torrent_set_flag, NULL, (void *)1},
+    {NULL},
+};
+
+static PyTypeObject TorrentType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "udpt._core.Torrent",
+    .tp_doc = "One info hash and its peers (udpt/projections/torrents.py's TorrentPy, compiled).",
+    .tp_basicsize = sizeof(TorrentObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_base = &SwarmType,
+    .tp_new = Torrent_new,
+    .tp_methods = Torrent_methods,
+    .tp_members = Torrent_members,
+    .tp_getset = Torrent_getset,
+};
+
 /* -- the torrents of a snapshot, written without touching a reference count ---------- */
 
-/* What bind_fold learnt: udpt/projections/torrents.py's Torrent and its slots' offsets, the
- * AnnounceAccepted class, and time_index.py's TimeIndex and the offset of its _bucket_of. */
-static PyTypeObject *TorrentType, *AnnounceType, *TimeIndexType;
-static Py_ssize_t at_flagged, at_registered, at_completed, at_last_announce, at_swarm;
+/* What bind_fold learnt: the AnnounceAccepted class, and time_index.py's TimeIndex and the
+ * offset of its _bucket_of. */
+static PyTypeObject *AnnounceType, *TimeIndexType;
 static Py_ssize_t at_bucket_of;
 
 /* The offset of cls's slot ``name`` (a member descriptor holding an object), or -1. */
@@ -972,22 +1060,14 @@ static Py_ssize_t slot_offset(PyObject *cls, const char *name) {
 }
 
 static PyObject *bind_fold(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3 || !PyType_Check(args[0]) || !PyType_Check(args[1]) ||
-        !PyType_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "bind_fold(Torrent, AnnounceAccepted, TimeIndex)");
+    if (nargs != 2 || !PyType_Check(args[0]) || !PyType_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "bind_fold(AnnounceAccepted, TimeIndex)");
         return NULL;
     }
-    const char *names[] = {"flagged", "registered", "completed", "last_announce_ms", "swarm"};
-    Py_ssize_t *offsets[] = {&at_flagged, &at_registered, &at_completed, &at_last_announce,
-                             &at_swarm};
-    for (int i = 0; i < 5; i++)
-        if ((*offsets[i] = slot_offset(args[0], names[i])) < 0)
-            return NULL;
-    if ((at_bucket_of = slot_offset(args[2], "_bucket_of")) < 0)
+    if ((at_bucket_of = slot_offset(args[1], "_bucket_of")) < 0)
         return NULL;
-    Py_XSETREF(TorrentType, (PyTypeObject *)Py_NewRef(args[0]));
-    Py_XSETREF(AnnounceType, (PyTypeObject *)Py_NewRef(args[1]));
-    Py_XSETREF(TimeIndexType, (PyTypeObject *)Py_NewRef(args[2]));
+    Py_XSETREF(AnnounceType, (PyTypeObject *)Py_NewRef(args[0]));
+    Py_XSETREF(TimeIndexType, (PyTypeObject *)Py_NewRef(args[1]));
     Py_RETURN_NONE;
 }
 
@@ -1054,30 +1134,17 @@ static int index_holds(PyObject *index, PyObject *key) {
 
 /* One torrent's part of the snapshot: state._TORRENT (!20sBQq4I), then swarm.pack(). */
 static int write_torrent(Output *out, PyObject *info_hash, PyObject *torrent) {
-    if (!Py_IS_TYPE(torrent, TorrentType) || PyBytes_GET_SIZE(info_hash) != 20) {
+    if (!Py_IS_TYPE(torrent, &TorrentType) || PyBytes_GET_SIZE(info_hash) != 20) {
         PyErr_SetString(PyExc_TypeError, "expected 20-byte info hashes and Torrent values");
         return -1;
     }
-    PyObject *flagged = slot(torrent, at_flagged), *registered = slot(torrent, at_registered),
-             *completed_value = slot(torrent, at_completed),
-             *last_value = slot(torrent, at_last_announce), *swarm = slot(torrent, at_swarm);
-    if (!flagged || !registered || !completed_value || !last_value || !swarm ||
-        !Py_IS_TYPE(swarm, &SwarmType) || !PyLong_Check(completed_value) ||
-        !PyLong_Check(last_value)) {
-        PyErr_SetString(PyExc_TypeError, "a Torrent whose slots are not what the fold sets");
-        return -1;
-    }
-    int is_flagged = PyObject_IsTrue(flagged), is_registered = PyObject_IsTrue(registered);
-    unsigned long long completed = PyLong_AsUnsignedLongLong(completed_value);
-    long long last_announce = PyLong_AsLongLong(last_value);
-    if (is_flagged < 0 || is_registered < 0 || PyErr_Occurred())
-        return -1;
-    const SwarmObject *peers = (const SwarmObject *)swarm;
+    const TorrentObject *known = (const TorrentObject *)torrent;
+    const SwarmObject *peers = &known->peers;
     unsigned char head[53];
     memcpy(head, PyBytes_AS_STRING(info_hash), 20);
-    head[20] = (unsigned char)((is_flagged ? 1 : 0) | (is_registered ? 2 : 0));
-    store64(head + 21, completed);
-    store64(head + 29, (uint64_t)last_announce);
+    head[20] = (unsigned char)((known->flagged ? 1 : 0) | (known->registered ? 2 : 0));
+    store64(head + 21, known->completed);
+    store64(head + 29, (uint64_t)known->last_announce_ms);
     for (int table = 0; table < 4; table++) {
         uint32_t live = __builtin_bswap32(peers->tables[table]->live);
         memcpy(head + 37 + 4 * table, &live, 4);
@@ -1109,7 +1176,7 @@ static PyObject *write_snapshot_torrents(PyObject *module, PyObject *args) {
     int fd;
     if (!PyArg_ParseTuple(args, "O!i:write_snapshot_torrents", &PyDict_Type, &torrents, &fd))
         return NULL;
-    if (TorrentType == NULL) {
+    if (AnnounceType == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "bind_fold() first");
         return NULL;
     }
@@ -1154,10 +1221,10 @@ static int call_file(PyObject *index, PyObject *info_hash, PyObject *at_ms) {
 }
 
 /* TrackerState._announced (udpt/projections/state.py), the reference, step by step, for
- * the announce ``a`` into ``t``'s tables. Torrents are made by calling the Torrent class and
- * stored through the table's __setitem__ (it keeps their order); Torrent's slots are read
- * and written at the offsets bind_fold found. The peer's record is read by ``update`` only
- * where the reference packs it, so that a record that cannot be read fails at the same step. */
+ * the announce ``a`` into ``t``'s tables. Torrents are made by calling the Torrent type and
+ * stored through the table's __setitem__ (it keeps their order). The peer's record is read
+ * by ``update`` only where the reference packs it, so that a record that cannot be read
+ * fails at the same step. */
 int udpt_fold_announce(const udpt_fold_target *t, const udpt_announce_at *a,
                        udpt_read_update update, void *context) {
     if ((a->ip_size != 4 && a->ip_size != 16) || a->port < 0 || a->port > 65535) {
@@ -1172,61 +1239,54 @@ int udpt_fold_announce(const udpt_fold_target *t, const udpt_announce_at *a,
     PyObject *torrent = PyDict_GetItemWithError(t->torrents, a->info_hash); /* borrowed */
     if (torrent == NULL && PyErr_Occurred())
         return -1;
-    if (torrent != NULL && (!Py_IS_TYPE(torrent, TorrentType) ||
-                            !Py_IS_TYPE(slot(torrent, at_swarm), &SwarmType))) {
+    if (torrent != NULL && !Py_IS_TYPE(torrent, &TorrentType)) {
         PyErr_SetString(PyExc_TypeError, "a torrent table value that is not a Torrent");
         return -1;
     }
+    TorrentObject *known = (TorrentObject *)torrent;
     if (a->event == EVENT_STOPPED) {
         if (torrent == NULL)
             return 0;
-        SwarmObject *swarm = (SwarmObject *)slot(torrent, at_swarm);
         uint32_t at;
-        int table = locate(swarm, family_of_peer(size), key, &at);
+        int table = locate(&known->peers, family_of_peer(size), key, &at);
         if (table < 0)
             return 0;
-        if (swarm_remove_at(swarm, table, at) < 0)
+        if (swarm_remove_at(&known->peers, table, at) < 0)
             return -1;
-        return Swarm_len(swarm) == 0
-                   ? call_file(t->idle, a->info_hash, slot(torrent, at_last_announce))
-                   : 0;
+        if (Swarm_len(&known->peers) != 0)
+            return 0;
+        PyObject *last = PyLong_FromLongLong(known->last_announce_ms);
+        int filed = last ? call_file(t->idle, a->info_hash, last) : -1;
+        Py_XDECREF(last);
+        return filed;
     }
     PyObject *made = NULL;
     if (torrent == NULL) {
-        made = PyObject_CallNoArgs((PyObject *)TorrentType);
+        made = PyObject_CallNoArgs((PyObject *)&TorrentType);
         if (made == NULL || PyObject_SetItem(t->torrents, a->info_hash, made) < 0) {
             Py_XDECREF(made);
             return -1;
         }
-        torrent = made; /* the table holds it now; our reference goes at the end */
-    } else {
-        int flagged = PyObject_IsTrue(slot(torrent, at_flagged));
-        if (flagged != 0)
-            return flagged < 0 ? -1 : 0; /* flagged between decision and commit: the flag wins */
+        known = (TorrentObject *)made; /* the table holds it now; our reference goes at the end */
+    } else if (known->flagged) {
+        return 0; /* flagged between decision and commit: the flag wins */
     }
     int result = -1;
     udpt_peer_update u;
     int filed = index_holds(t->by_oldest, a->info_hash);
     if (filed < 0 || (!filed && call_file(t->by_oldest, a->info_hash, a->at_ms) < 0))
         goto done;
-    PyObject **last = (PyObject **)((char *)torrent + at_last_announce);
-    Py_XSETREF(*last, Py_NewRef(a->at_ms));
+    long long at_ms = PyLong_AsLongLong(a->at_ms); /* the member's type: as the reference sets it */
+    if (at_ms == -1 && PyErr_Occurred())
+        goto done;
+    known->last_announce_ms = at_ms;
     if (update(context, &u) < 0)
         goto done;
-    int completes = swarm_announce((SwarmObject *)slot(torrent, at_swarm), key, size, &u);
+    int completes = swarm_announce(&known->peers, key, size, &u);
     if (completes < 0)
         goto done;
-    if (completes) {
-        unsigned long long completed = PyLong_AsUnsignedLongLong(slot(torrent, at_completed));
-        if (completed == (unsigned long long)-1 && PyErr_Occurred())
-            goto done;
-        if (completed < MAX_COMPLETED) {
-            PyObject *more = PyLong_FromUnsignedLongLong(completed + 1);
-            if (more == NULL)
-                goto done;
-            Py_XSETREF(*(PyObject **)((char *)torrent + at_completed), more);
-        }
-    }
+    if (completes && known->completed < MAX_COMPLETED)
+        known->completed++;
     result = 0;
 done:
     Py_XDECREF(made);
@@ -1266,7 +1326,7 @@ static PyObject *fold_announce(PyObject *module, PyObject *const *args, Py_ssize
         PyErr_SetString(PyExc_TypeError, "fold_announce(torrents, by_oldest, idle, event)");
         return NULL;
     }
-    if (TorrentType == NULL) {
+    if (AnnounceType == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "bind_fold() first");
         return NULL;
     }
@@ -1277,7 +1337,7 @@ static PyObject *fold_announce(PyObject *module, PyObject *const *args, Py_ssize
 }
 
 int udpt_fold_begin(udpt_fold_target *t, PyObject *state) {
-    if (TorrentType == NULL) {
+    if (AnnounceType == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "bind_fold() first");
         return -1;
     }
@@ -1504,11 +1564,16 @@ int udpt_swarm_register(PyObject *module) {
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
-    if (PyType_Ready(&SwarmType) < 0)
+    if (PyType_Ready(&SwarmType) < 0 || PyType_Ready(&TorrentType) < 0)
         return -1;
     Py_INCREF(&SwarmType);
     if (PyModule_AddObject(module, "Swarm", (PyObject *)&SwarmType) < 0) {
         Py_DECREF(&SwarmType);
+        return -1;
+    }
+    Py_INCREF(&TorrentType);
+    if (PyModule_AddObject(module, "Torrent", (PyObject *)&TorrentType) < 0) {
+        Py_DECREF(&TorrentType);
         return -1;
     }
     return PyModule_AddFunctions(module, snapshot_methods);

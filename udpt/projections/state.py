@@ -33,10 +33,10 @@ from udpt.projections.swarms import RECORD_SIZE
 from udpt.projections.time_index import TimeIndex
 from udpt.projections.torrents import Torrent, TorrentTable
 
-if COMPILED:  # the compiled fold and snapshot writer read these classes' slots (udpt/_swarm.c)
+if COMPILED:  # the compiled fold checks these types and reads the index's dict (udpt/_swarm.c)
     from udpt import _core
 
-    _core.bind_fold(Torrent, AnnounceAccepted, TimeIndex)
+    _core.bind_fold(AnnounceAccepted, TimeIndex)
 
 __all__ = ["SnapshotError", "TrackerState"]
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sortedcontainers import SortedList
 
+from udpt.core import COMPILED
 from udpt.projections.swarms import Swarm
 
-__all__ = ["Torrent", "TorrentTable"]
+__all__ = ["Torrent", "TorrentPy", "TorrentTable"]
 
 
-class Torrent:
+class TorrentPy:
     """One info hash: its flag, registration, completed counter and swarm.
 
     ``registered`` means an operator added it (API or import), so it is allowed
@@ -45,6 +46,15 @@ class Torrent:
             and not self.swarm
             and self.last_announce_ms < torrent_cutoff_ms
         )
+
+
+# With the compiled core selected, ``udpt._core.Torrent`` stands in for the reference: the
+# same fields in one object of 80 bytes that is its own swarm (udpt/_swarm.c), where the
+# reference is two objects and an int (~240 bytes). Type checkers read the reference.
+if TYPE_CHECKING or not COMPILED:
+    Torrent = TorrentPy
+else:
+    from udpt._core import Torrent
 
 
 class TorrentTable(dict[bytes, Torrent]):
