@@ -14,6 +14,11 @@ first peer, is enough until a sweep visits it.
 
 The index is derived data: it is rebuilt on restore, never written to a
 snapshot, and which torrents it visits never changes what a sweep removes.
+
+Each bucket lists its keys in a list rather than a set (8 bytes a key, not about
+40): a key filed elsewhere is left in its old bucket's list, and ``_bucket_of``
+says which entries are still true. A list is rebuilt when a key is added to one
+that holds more than twice its true keys, and goes with its bucket's last key.
 """
 
 from __future__ import annotations
@@ -28,11 +33,15 @@ BUCKET_MS = 60_000
 class TimeIndex:
     """Keys (info hashes) filed by a time in milliseconds."""
 
-    __slots__ = ("_bucket_of", "_buckets", "_numbers")
+    __slots__ = ("_bucket_of", "_buckets", "_filed", "_numbers")
 
     def __init__(self) -> None:
-        self._buckets: dict[int, set[bytes]] = {}
         self._bucket_of: dict[bytes, int] = {}
+        """The bucket each key is filed under: the truth the lists are read against."""
+        self._buckets: dict[int, list[bytes]] = {}
+        """Keys filed under each bucket, and keys filed there once and moved on since."""
+        self._filed: dict[int, int] = {}
+        """How many keys ``_bucket_of`` files under each bucket."""
         self._numbers: dict[int, int] = {}
         """Each bucket's number, one int object for all its keys: ``ms // BUCKET_MS`` makes
         a new one (32 bytes) each time, and ``_bucket_of`` holds one per torrent."""
@@ -50,22 +59,35 @@ class TimeIndex:
         if old == bucket:
             return
         if old is not None:
-            keys = self._buckets.get(old)  # None: the bucket is out with ``due``
-            if keys is not None:
-                keys.discard(key)
-                if not keys:
-                    self._drop(old)
+            self._unfile(old)
         if bucket is None:
             del self._bucket_of[key]
-        else:
-            bucket = self._numbers.setdefault(bucket, bucket)
-            self._bucket_of[key] = bucket
-            self._buckets.setdefault(bucket, set()).add(key)
+            return
+        bucket = self._numbers.setdefault(bucket, bucket)
+        self._bucket_of[key] = bucket
+        filed = self._filed[bucket] = self._filed.get(bucket, 0) + 1
+        keys = self._buckets.get(bucket)
+        if keys is None:
+            self._buckets[bucket] = [key]
+            return
+        keys.append(key)
+        if len(keys) > 2 * filed + 16:
+            self._buckets[bucket] = self._true_keys(bucket, keys)
 
-    def _drop(self, bucket: int) -> set[bytes] | None:
-        """Take ``bucket`` out, with its keys (None if it is out already)."""
-        self._numbers.pop(bucket, None)
-        return self._buckets.pop(bucket, None)
+    def _unfile(self, bucket: int) -> None:
+        """One key less under ``bucket``; a bucket left with none goes, its list with it."""
+        filed = self._filed[bucket] - 1
+        if filed:
+            self._filed[bucket] = filed
+        else:
+            del self._filed[bucket]
+            del self._numbers[bucket]
+            self._buckets.pop(bucket, None)  # None: the bucket is out with ``take_due``
+
+    def _true_keys(self, bucket: int, keys: list[bytes]) -> list[bytes]:
+        """The keys of ``keys`` still filed under ``bucket``, each once, in filing order."""
+        bucket_of = self._bucket_of
+        return [key for key in dict.fromkeys(keys) if bucket_of.get(key) == bucket]
 
     def _due_buckets(self, cutoff_ms: int) -> list[int]:
         last = (cutoff_ms - 1) // BUCKET_MS
@@ -73,7 +95,11 @@ class TimeIndex:
 
     def due(self, cutoff_ms: int) -> list[bytes]:
         """Every key filed under a bucket that starts before ``cutoff_ms``."""
-        return [key for bucket in self._due_buckets(cutoff_ms) for key in self._buckets[bucket]]
+        return [
+            key
+            for bucket in self._due_buckets(cutoff_ms)
+            for key in self._true_keys(bucket, self._buckets[bucket])
+        ]
 
     def take_due(self, cutoff_ms: int) -> Iterator[bytes]:
         """Take the keys ``due`` would list out of the index, one at a time, oldest bucket first.
@@ -85,26 +111,29 @@ class TimeIndex:
         idempotent. A caller that stops early gets the keys it did not visit, and
         the last one it was given, filed back under their bucket: early, never late.
         """
+        bucket_of = self._bucket_of
         for bucket in self._due_buckets(cutoff_ms):
-            keys = self._drop(bucket)
+            keys = self._buckets.pop(bucket, None)
             if keys is None:
                 continue
-            key = None
+            at = 0  # keys[:at] are visited
             try:
-                while keys:
-                    key = keys.pop()
-                    if self._bucket_of.get(key) == bucket:
-                        del self._bucket_of[key]
-                    yield key
+                while at < len(keys):
+                    key = keys[at]
+                    at += 1
+                    if bucket_of.get(key) == bucket:
+                        del bucket_of[key]
+                        self._unfile(bucket)
+                        yield key
             except GeneratorExit:
-                if key is not None and key not in self._bucket_of:
-                    keys.add(key)
-                for left in keys:
-                    if self._bucket_of.get(left) == bucket:
-                        del self._bucket_of[left]  # still pointing at the bucket taken out
-                    self.file(left, bucket * BUCKET_MS)
+                given = keys[at - 1]  # the exit came at its yield
+                if given not in bucket_of:
+                    self.file(given, bucket * BUCKET_MS)
+                for left in keys[at:]:
+                    if bucket_of.get(left) == bucket:  # still filed there: listed again
+                        self._buckets.setdefault(bucket, []).append(left)
                 raise
 
     def count_due(self, cutoff_ms: int) -> int:
         """How many keys ``due(cutoff_ms)`` would give (before any is filed again)."""
-        return sum(len(self._buckets[bucket]) for bucket in self._due_buckets(cutoff_ms))
+        return sum(self._filed[bucket] for bucket in self._due_buckets(cutoff_ms))

@@ -76,3 +76,17 @@ def test_keys_of_one_bucket_share_its_number_whatever_the_time_they_were_filed_a
     for n in range(1_000):
         index.file(n.to_bytes(20, "big"), None)
     assert index._numbers == {}
+
+
+def test_a_key_filed_again_and_again_is_due_once_and_its_old_places_do_not_pile_up() -> None:
+    index = TimeIndex()
+    index.file(B, 0)  # keeps the first bucket there while A comes and goes
+    for n in range(1_000):
+        index.file(A, (n % 2) * BUCKET_MS)  # between the first two buckets
+        index.file(C, n * BUCKET_MS // 10)
+    assert sorted(index.due(2 * BUCKET_MS)) == [A, B]
+    assert index.count_due(2 * BUCKET_MS) == 2
+    assert sum(len(keys) for keys in index._buckets.values()) < 60
+    taken = list(index.take_due(2 * BUCKET_MS))
+    assert sorted(taken) == [A, B]
+    assert len(index) == 1 and C in index
