@@ -20,7 +20,8 @@ costly pay the memory. The count is derived from the tables, never stored.
 
 ``SwarmPy`` is the reference. With the compiled core selected (udpt/core.py),
 ``Swarm`` is ``udpt._core.Swarm``: the same tables in the same order, packed
-into one array per table (udpt/_swarm.c), at a third of the memory. Everything
+into one array per table (udpt/_swarm.c), at a third of the memory; a torrent
+is then itself a swarm (``udpt._core.Torrent``, projections/torrents.py). Everything
 outside this module goes through the methods both share.
 """
 
