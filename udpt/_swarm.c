@@ -1276,7 +1276,12 @@ int udpt_fold_announce(const udpt_fold_target *t, const udpt_announce_at *a,
     int filed = index_holds(t->by_oldest, a->info_hash);
     if (filed < 0 || (!filed && call_file(t->by_oldest, a->info_hash, a->at_ms) < 0))
         goto done;
-    long long at_ms = PyLong_AsLongLong(a->at_ms); /* the member's type: as the reference sets it */
+    /* the member's type, as the reference sets it (PyLong_AsLongLong takes a slow way for a
+     * time of today, an int of two digits) */
+    int overflow = 0;
+    long long at_ms = PyLong_AsLongLongAndOverflow(a->at_ms, &overflow);
+    if (overflow)
+        PyErr_SetString(PyExc_OverflowError, "int too big to convert");
     if (at_ms == -1 && PyErr_Occurred())
         goto done;
     known->last_announce_ms = at_ms;

@@ -54,29 +54,37 @@ class TimeIndex:
 
     def file(self, key: bytes, ms: int | None) -> None:
         """File ``key`` under ``ms``, or take it out of the index when ``ms`` is None."""
-        bucket = None if ms is None else ms // BUCKET_MS
-        old = self._bucket_of.get(key)
+        bucket_of = self._bucket_of
+        old = bucket_of.get(key)
+        if ms is None:
+            if old is not None:
+                del bucket_of[key]
+                self._unfile(old)
+            return
+        bucket = ms // BUCKET_MS
         if old == bucket:
             return
         if old is not None:
             self._unfile(old)
-        if bucket is None:
-            del self._bucket_of[key]
-            return
-        bucket = self._numbers.setdefault(bucket, bucket)
-        self._bucket_of[key] = bucket
-        filed = self._filed[bucket] = self._filed.get(bucket, 0) + 1
-        keys = self._buckets.get(bucket)
-        if keys is None:
+        number = self._numbers.get(bucket)
+        if number is None:  # a bucket of its own: no list, no count yet
+            self._numbers[bucket] = bucket_of[key] = bucket
+            self._filed[bucket] = 1
             self._buckets[bucket] = [key]
             return
-        keys.append(key)
-        if len(keys) > 2 * filed + 16:
-            self._buckets[bucket] = self._true_keys(bucket, keys)
+        bucket_of[key] = number
+        filed = self._filed[number] = self._filed[number] + 1
+        keys = self._buckets.get(number)
+        if keys is None:  # the bucket is out with ``take_due``
+            self._buckets[number] = [key]
+        else:
+            keys.append(key)
+            if len(keys) > 2 * filed + 16:
+                self._buckets[number] = self._true_keys(number, keys)
 
-    def _unfile(self, bucket: int) -> None:
-        """One key less under ``bucket``; a bucket left with none goes, its list with it."""
-        filed = self._filed[bucket] - 1
+    def _unfile(self, bucket: int, count: int = 1) -> None:
+        """``count`` keys less under ``bucket``; a bucket left with none goes, its list too."""
+        filed = self._filed[bucket] - count
         if filed:
             self._filed[bucket] = filed
         else:
@@ -116,23 +124,26 @@ class TimeIndex:
             keys = self._buckets.pop(bucket, None)
             if keys is None:
                 continue
-            at = 0  # keys[:at] are visited
+            at = taken = 0  # keys[:at] are visited; taken of them were filed there
             try:
                 while at < len(keys):
                     key = keys[at]
                     at += 1
                     if bucket_of.get(key) == bucket:
                         del bucket_of[key]
-                        self._unfile(bucket)
+                        taken += 1
                         yield key
             except GeneratorExit:
                 given = keys[at - 1]  # the exit came at its yield
-                if given not in bucket_of:
-                    self.file(given, bucket * BUCKET_MS)
                 for left in keys[at:]:
                     if bucket_of.get(left) == bucket:  # still filed there: listed again
                         self._buckets.setdefault(bucket, []).append(left)
+                if given not in bucket_of:
+                    self.file(given, bucket * BUCKET_MS)
                 raise
+            finally:  # counted out once, not key by key: the count never reaches 0 early
+                if taken:
+                    self._unfile(bucket, taken)
 
     def count_due(self, cutoff_ms: int) -> int:
         """How many keys ``due(cutoff_ms)`` would give (before any is filed again)."""

@@ -90,3 +90,18 @@ def test_a_key_filed_again_and_again_is_due_once_and_its_old_places_do_not_pile_
     taken = list(index.take_due(2 * BUCKET_MS))
     assert sorted(taken) == [A, B]
     assert len(index) == 1 and C in index
+
+
+def test_keys_filed_elsewhere_during_a_visit_are_not_given_and_the_index_stays_whole() -> None:
+    index = TimeIndex()
+    for n in range(20):
+        index.file(bytes([n]), n)
+    taken = index.take_due(BUCKET_MS)
+    first = next(taken)
+    for n in range(20):  # everything else moves on before the visit reaches it
+        if bytes([n]) != first:
+            index.file(bytes([n]), 5 * BUCKET_MS)
+    assert list(taken) == []
+    assert index.count_due(BUCKET_MS) == 0 and first not in index
+    moved = [bytes([n]) for n in range(20) if bytes([n]) != first]
+    assert sorted(index.due(6 * BUCKET_MS)) == moved
