@@ -47,7 +47,7 @@
 #define AT_EVENT 56
 #define AT_FLAG 57
 #define GAP 0xFF /* the flag byte of a removed entry; a live one holds 0 or 1 */
-#define INDEXED 8
+#define INDEXED 12 /* up to 12 keys a scan costs no more than a probe; an index costs 5-12 B a key */
 #define EVENT_COMPLETED 1 /* AnnounceEvent.COMPLETED */
 
 /* One table: a header and its entries in one allocation. An empty table is ``no_peers``,
@@ -256,7 +256,8 @@ static int64_t table_find(const Table *t, int table, const unsigned char *key) {
     return -1;
 }
 
-/* Room for one more entry at the end: squeeze if a quarter is gaps, else grow by half. */
+/* Room for one more entry at the end: squeeze if an eighth is gaps, else grow by a quarter
+ * (by half, spare room cost up to 33 bytes a peer in swarms of three: BENCHMARKS.md). */
 static int table_make_room(Table **slot, int table) {
     Table *t = *slot;
     if (t->used < t->cap)
@@ -269,7 +270,7 @@ static int table_make_room(Table **slot, int table) {
         PyErr_SetString(PyExc_OverflowError, "swarm table is full");
         return -1;
     }
-    return table_resize(slot, table, t->cap + (t->cap < 16 ? t->cap / 2 : t->cap / 4) + 1);
+    return table_resize(slot, table, t->cap + t->cap / 4 + 1);
 }
 
 static unsigned char *table_append(Table **slot, int table, const unsigned char *key) {
