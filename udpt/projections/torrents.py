@@ -50,7 +50,8 @@ class TorrentPy:
 
 # With the compiled core selected, ``udpt._core.Torrent`` stands in for the reference: the
 # same fields in one object of 80 bytes that is its own swarm (udpt/_swarm.c), where the
-# reference is two objects and an int (~240 bytes). Type checkers read the reference.
+# reference is two objects and an int (160 bytes with the compiled Swarm). Type checkers
+# read the reference.
 if TYPE_CHECKING or not COMPILED:
     Torrent = TorrentPy
 else:
