@@ -300,35 +300,24 @@ static int nothing_refuses(const Pass *p, PyObject *info_hash, const unsigned ch
     if (creating < 0)
         return -1;
     *creates = torrent == NULL && !stopped && !creating;
-    if (!p->dynamic) {
-        int registered = torrent ? attr_true(torrent, "registered") : 0;
-        if (registered <= 0)
-            return registered; /* not registered: refused (0), or an error */
-    }
-    if (torrent == NULL) {
-        if (*creates && PyDict_GET_SIZE(p->torrents) + PyDict_GET_SIZE(p->creating) >=
-                            p->max_torrents)
-            return 0;
-        return 1;
-    }
-    int flagged = attr_true(torrent, "flagged");
-    if (flagged != 0 || stopped)
-        return flagged < 0 ? -1 : !flagged;
-    PyObject *swarm = attr(torrent, "swarm");
-    if (swarm == NULL)
+    udpt_torrent_fields known = {0};
+    if (torrent != NULL && udpt_torrent_fields_of(torrent, &known) < 0)
         return -1;
-    Py_ssize_t peers = PyObject_Length(swarm);
-    int result = 1;
-    if (peers < 0)
-        result = -1;
-    else if (peers >= p->max_peers || peers >= p->max_ports) {
-        /* a peer already in the swarm is never refused; a newcomer may be: ask the
-         * reference, which counts its source */
-        PyObject *key = PyBytes_FromStringAndSize((const char *)peer, peer_size);
-        result = key ? PySequence_Contains(swarm, key) : -1;
-        Py_XDECREF(key);
-    }
-    Py_DECREF(swarm);
+    if (!p->dynamic && !known.registered)
+        return 0;
+    if (torrent == NULL)
+        return !(*creates && PyDict_GET_SIZE(p->torrents) + PyDict_GET_SIZE(p->creating) >=
+                                 p->max_torrents);
+    if (known.flagged || stopped)
+        return !known.flagged;
+    Py_ssize_t peers = known.seeders + known.leechers;
+    if (peers < p->max_peers && peers < p->max_ports)
+        return 1;
+    /* a peer already in the swarm (the torrent is its own) is never refused; a newcomer may
+     * be: ask the reference, which counts its source */
+    PyObject *key = PyBytes_FromStringAndSize((const char *)peer, peer_size);
+    int result = key ? PySequence_Contains(torrent, key) : -1;
+    Py_XDECREF(key);
     return result;
 }
 
@@ -504,21 +493,11 @@ static int scrape(LaneObject *self, const Pass *p, const udpt_request *r, PyObje
     for (size_t i = 0; entries != NULL && i < r->hash_count; i++) {
         PyObject *info_hash = PyBytes_FromStringAndSize((const char *)r->hashes + 20 * i, 20);
         PyObject *torrent = info_hash ? PyDict_GetItemWithError(p->torrents, info_hash) : NULL;
+        udpt_torrent_fields known = {0}; /* unknown: zeros */
         PyObject *entry = NULL;
-        if (torrent == NULL && info_hash != NULL && !PyErr_Occurred()) {
-            entry = Py_BuildValue("(iii)", 0, 0, 0); /* unknown: zeros */
-        } else if (torrent != NULL) {
-            PyObject *swarm = attr(torrent, "swarm");
-            PyObject *seeders = swarm ? attr(swarm, "seeders") : NULL;
-            PyObject *completed = attr(torrent, "completed");
-            PyObject *leechers = swarm ? attr(swarm, "leechers") : NULL;
-            if (seeders && completed && leechers)
-                entry = PyTuple_Pack(3, seeders, completed, leechers);
-            Py_XDECREF(swarm);
-            Py_XDECREF(seeders);
-            Py_XDECREF(completed);
-            Py_XDECREF(leechers);
-        }
+        if ((torrent != NULL || (info_hash != NULL && !PyErr_Occurred())) &&
+            (torrent == NULL || udpt_torrent_fields_of(torrent, &known) == 0))
+            entry = Py_BuildValue("(nKn)", known.seeders, known.completed, known.leechers);
         Py_XDECREF(info_hash);
         if (entry == NULL)
             Py_CLEAR(entries);
@@ -829,7 +808,7 @@ static PyObject *answer_announce(PyObject *module, PyObject *const *args, Py_ssi
     PyObject *policy = attr(tracker, "policy"), *state = attr(tracker, "state");
     PyObject *torrents = state ? attr(state, "torrents") : NULL;
     PyObject *interval = policy ? attr(policy, "interval") : NULL;
-    PyObject *torrent = NULL, *swarm = NULL, *peers = NULL, *leechers = NULL, *seeders = NULL;
+    PyObject *torrent = NULL, *peers = NULL;
     PyObject *reply = NULL;
     if (torrents == NULL || interval == NULL)
         goto done;
@@ -851,16 +830,14 @@ static PyObject *answer_announce(PyObject *module, PyObject *const *args, Py_ssi
         goto done;
     }
     long event = PyLong_AsLong(PyTuple_GET_ITEM(request, 7));
-    int flagged = attr_true(torrent, "flagged");
-    if ((event == -1 && PyErr_Occurred()) || flagged < 0)
+    udpt_torrent_fields known;
+    if ((event == -1 && PyErr_Occurred()) || udpt_torrent_fields_of(torrent, &known) < 0)
         goto done;
-    if (flagged && event != EVENT_STOPPED) {
+    if (known.flagged && event != EVENT_STOPPED) {
         PyObject *parts[2] = {transaction_id, flagged_text};
         reply = PyObject_Vectorcall(build_error, parts, 2, NULL);
         goto done;
     }
-    if ((swarm = attr(torrent, "swarm")) == NULL)
-        goto done;
     if (event == EVENT_STOPPED) {
         peers = PyBytes_FromStringAndSize(NULL, 0);
     } else {
@@ -896,27 +873,27 @@ static PyObject *answer_announce(PyObject *module, PyObject *const *args, Py_ssi
         PyObject *count = PyLong_FromLongLong(wanted < cap ? wanted : cap);
         if (rng && peer_bytes && count) {
             PyObject *select[4] = {peer_bytes, left == 0 ? Py_True : Py_False, count, rng};
-            peers = call_method(swarm, "select", select, 4);
+            peers = call_method(torrent, "select", select, 4); /* the torrent is its swarm */
         }
         Py_XDECREF(rng);
         Py_XDECREF(peer_bytes);
         Py_XDECREF(count);
     }
-    if (peers == NULL || (leechers = attr(swarm, "leechers")) == NULL ||
-        (seeders = attr(swarm, "seeders")) == NULL)
-        goto done;
-    PyObject *parts[5] = {transaction_id, interval, leechers, seeders, peers};
-    reply = PyObject_Vectorcall(build_announce, parts, 5, NULL);
+    PyObject *leechers = peers ? PyLong_FromSsize_t(known.leechers) : NULL;
+    PyObject *seeders = leechers ? PyLong_FromSsize_t(known.seeders) : NULL;
+    if (seeders != NULL) {
+        PyObject *parts[5] = {transaction_id, interval, leechers, seeders, peers};
+        reply = PyObject_Vectorcall(build_announce, parts, 5, NULL);
+    }
+    Py_XDECREF(leechers);
+    Py_XDECREF(seeders);
 done:
     Py_XDECREF(policy);
     Py_XDECREF(state);
     Py_XDECREF(torrents);
     Py_XDECREF(interval);
     Py_XDECREF(torrent);
-    Py_XDECREF(swarm);
     Py_XDECREF(peers);
-    Py_XDECREF(leechers);
-    Py_XDECREF(seeders);
     return reply;
 }
 

@@ -1037,6 +1037,23 @@ static PyTypeObject TorrentType = {
     .tp_getset = Torrent_getset,
 };
 
+int udpt_torrent_fields_of(PyObject *torrent, udpt_torrent_fields *out) {
+    if (!Py_IS_TYPE(torrent, &TorrentType)) {
+        PyErr_SetString(PyExc_TypeError, "a torrent table value that is not a Torrent");
+        return -1;
+    }
+    const TorrentObject *known = (const TorrentObject *)torrent;
+    Table *const *t = known->peers.tables;
+    *out = (udpt_torrent_fields){
+        .flagged = known->flagged,
+        .registered = known->registered,
+        .completed = known->completed,
+        .seeders = (Py_ssize_t)t[0]->live + t[2]->live,
+        .leechers = (Py_ssize_t)t[1]->live + t[3]->live,
+    };
+    return 0;
+}
+
 /* -- the torrents of a snapshot, written without touching a reference count ---------- */
 
 /* What bind_fold learnt: the AnnounceAccepted class, and time_index.py's TimeIndex and the

@@ -8,6 +8,16 @@
 /* Adds the Swarm type and the fold's functions to ``module``; 0, or -1 with an exception. */
 int udpt_swarm_register(PyObject *module);
 
+/* A compiled Torrent as the announce path reads it: its fields and its peers by kind. */
+typedef struct {
+    int flagged, registered;
+    unsigned long long completed;
+    Py_ssize_t seeders, leechers;
+} udpt_torrent_fields;
+
+/* ``torrent``'s fields, read in place: 0, or -1 with a TypeError if it is not a Torrent. */
+int udpt_torrent_fields_of(PyObject *torrent, udpt_torrent_fields *out);
+
 /* What a swarm keeps of an announce: the record's fields. */
 typedef struct {
     int64_t at_ms, event, uploaded, downloaded, left;
