@@ -12,8 +12,20 @@ setup(
     ext_modules=[
         Extension(
             "udpt._core",
-            sources=["udpt/_core.c", "udpt/_codec.c", "udpt/_swarm.c", "udpt/_lane.c"],
-            depends=["udpt/_codec.h", "udpt/_swarm.h"],
+            sources=[
+                "udpt/_core.c",
+                "udpt/_codec.c",
+                "udpt/_swarm.c",
+                "udpt/_lane.c",
+                "udpt/_recut.c",
+            ],
+            depends=[
+                "udpt/_batch.h",
+                "udpt/_codec.h",
+                "udpt/_lane.h",
+                "udpt/_recut.h",
+                "udpt/_swarm.h",
+            ],
             extra_compile_args=FLAGS,
             optional=True,
         ),

@@ -14,8 +14,10 @@
 
 #include <string.h>
 
+#include "_batch.h"
 #include "_codec.h"
 #include "_lane.h"
+#include "_recut.h"
 #include "_swarm.h"
 
 /* -- state set by the bind_* functions ---------------------------------------------- */
@@ -384,7 +386,7 @@ static PyObject *bind_codec(PyObject *self, PyObject *args) {
  * per-event layout, every bytes field exact and of its size. */
 typedef struct {
     int64_t at_ms, uploaded, downloaded, left;
-    PyObject *info_hash, *ip, *peer_id, *port_object, *key_object; /* borrowed */
+    PyObject *info_hash, *ip, *peer_id; /* borrowed */
     uint16_t port;
     uint32_t key;
     uint8_t event;
@@ -403,9 +405,7 @@ static int read_announce(PyObject *event, announce_fields *f) {
         return -1;
     f->info_hash = items[1];
     f->ip = items[2];
-    f->port_object = items[3];
     f->peer_id = items[4];
-    f->key_object = items[5];
     f->port = (uint16_t)port;
     f->key = (uint32_t)key;
     f->event = (uint8_t)code;
@@ -573,27 +573,85 @@ static int put_column(buffer *b, const int64_t *values, size_t count) {
     return put_column_as(b, values, count, code);
 }
 
-static int put_shuffled(buffer *b, PyObject *const *blobs, size_t count, size_t width) {
+static int put_shuffled(buffer *b, const uint8_t *const *blobs, size_t count, size_t width) {
     uint8_t *p = grow(b, count * width);
     if (p == NULL)
         return -1;
-    for (size_t i = 0; i < count; i++) {
-        const uint8_t *blob = (const uint8_t *)PyBytes_AS_STRING(blobs[i]);
+    for (size_t i = 0; i < count; i++)
         for (size_t j = 0; j < width; j++)
-            p[j * count + i] = blob[j];
-    }
+            p[j * count + i] = blobs[i][j];
     return 0;
 }
 
-/* batch._encode_announces, for announces read_announce took. */
-static int put_announces(buffer *b, const announce_fields *a, size_t n, PyObject *intern) {
+/* What makes two announces' info hashes, or peers, the same: the keys of the dicts that
+ * batch._encode_announces numbers them with. The hash is Python's keyed one (SipHash), so
+ * that peers chosen to collide cannot make a batch's encoding quadratic. */
+static Py_hash_t hash_key(const udpt_packed_announce *a) {
+    return _Py_HashBytes(a->info_hash, 20);
+}
+
+static int same_hash(const udpt_packed_announce *x, const udpt_packed_announce *y) {
+    return memcmp(x->info_hash, y->info_hash, 20) == 0;
+}
+
+static Py_hash_t peer_key(const udpt_packed_announce *a) {
+    uint8_t key[46];
+    memcpy(key, a->ip, a->ip_size);
+    memcpy(key + a->ip_size, a->peer_id, 20);
+    put_be32(key + a->ip_size + 20, a->key);
+    key[a->ip_size + 24] = (uint8_t)(a->port >> 8);
+    key[a->ip_size + 25] = (uint8_t)a->port;
+    return _Py_HashBytes(key, a->ip_size + 26);
+}
+
+static int same_peer(const udpt_packed_announce *x, const udpt_packed_announce *y) {
+    return x->ip_size == y->ip_size && x->port == y->port && x->key == y->key &&
+           memcmp(x->ip, y->ip, x->ip_size) == 0 && memcmp(x->peer_id, y->peer_id, 20) == 0;
+}
+
+/* Numbers the distinct keys of a[0..n) in order of first use, as dict.setdefault does:
+ * refs[i] is announce i's, first_use[k] the first announce with key k. How many are
+ * distinct, or -1 (no memory). */
+static Py_ssize_t number_first_uses(const udpt_packed_announce *a, size_t n,
+                                    Py_hash_t (*key)(const udpt_packed_announce *),
+                                    int (*same)(const udpt_packed_announce *,
+                                                const udpt_packed_announce *),
+                                    int64_t *refs, size_t *first_use) {
+    size_t slots = 16;
+    while (slots < 2 * n)
+        slots *= 2;
+    size_t *table = PyMem_Calloc(slots, sizeof(size_t)); /* announce + 1; 0: empty */
+    if (table == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    size_t distinct = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t slot = (size_t)key(&a[i]) & (slots - 1);
+        while (table[slot] && !same(&a[table[slot] - 1], &a[i]))
+            slot = (slot + 1) & (slots - 1);
+        if (table[slot]) {
+            refs[i] = refs[table[slot] - 1];
+        } else {
+            table[slot] = i + 1;
+            refs[i] = (int64_t)distinct;
+            first_use[distinct++] = i;
+        }
+    }
+    PyMem_Free(table);
+    return (Py_ssize_t)distinct;
+}
+
+/* batch._encode_announces. */
+static int put_announces(buffer *b, const udpt_packed_announce *a, size_t n, int numbered) {
     int result = -1;
     int64_t *values = PyMem_Malloc(sizeof(int64_t) * (n ? n : 1));
     size_t *first_use = PyMem_Malloc(sizeof(size_t) * (n ? n : 1));
-    PyObject **blobs = PyMem_Malloc(sizeof(PyObject *) * (n ? n : 1));
-    PyObject *table = PyDict_New(), *peers = PyDict_New();
-    if (values == NULL || first_use == NULL || blobs == NULL || table == NULL || peers == NULL)
+    const uint8_t **blobs = PyMem_Malloc(sizeof(uint8_t *) * (n ? n : 1));
+    if (values == NULL || first_use == NULL || blobs == NULL) {
+        PyErr_NoMemory();
         goto done;
+    }
 
     uint8_t *p = grow(b, 8);
     if (p == NULL)
@@ -613,53 +671,26 @@ static int put_announces(buffer *b, const announce_fields *a, size_t n, PyObject
     if (deltas_fit ? put_column(b, values, n) : put_column_as(b, values, n, 'q'))
         goto done;
 
-    for (size_t i = 0; i < n; i++) {
-        if (intern == Py_None) {
-            PyObject *number = PyLong_FromSsize_t(PyDict_GET_SIZE(table));
-            if (number == NULL)
-                goto done;
-            PyObject *known = PyDict_SetDefault(table, a[i].info_hash, number);
-            Py_DECREF(number);
-            if (known == NULL)
-                goto done;
-            values[i] = PyLong_AsLongLong(known);
-        } else {
-            PyObject *number = PyObject_CallOneArg(intern, a[i].info_hash);
-            if (number == NULL)
-                goto done;
-            int bad = as_i64(number, &values[i]);
-            Py_DECREF(number);
-            if (bad) {
-                PyErr_SetString(PyExc_ValueError, "intern gave a number beyond 64 signed bits");
-                goto done;
-            }
-        }
-    }
-    uint8_t mode = intern == Py_None ? 0 : 1;
-    if (put_bytes(b, &mode, 1) || put_u32(b, (uint32_t)PyDict_GET_SIZE(table)))
+    Py_ssize_t local = 0;
+    if (numbered) {
+        for (size_t i = 0; i < n; i++)
+            values[i] = a[i].hash_ref;
+    } else if ((local = number_first_uses(a, n, hash_key, same_hash, values, first_use)) < 0) {
         goto done;
-    Py_ssize_t position = 0;
-    PyObject *hash, *ignored;
-    while (PyDict_Next(table, &position, &hash, &ignored))
-        if (put_bytes(b, PyBytes_AS_STRING(hash), 20))
+    }
+    uint8_t mode = numbered ? 1 : 0;
+    if (put_bytes(b, &mode, 1) || put_u32(b, (uint32_t)local))
+        goto done;
+    for (Py_ssize_t k = 0; k < local; k++)
+        if (put_bytes(b, a[first_use[k]].info_hash, 20))
             goto done;
     if (put_column(b, values, n))
         goto done;
 
-    size_t distinct = 0;
-    for (size_t i = 0; i < n; i++) {
-        PyObject *identity = PyTuple_Pack(4, a[i].ip, a[i].port_object, a[i].peer_id,
-                                          a[i].key_object);
-        PyObject *number = identity ? PyLong_FromSize_t(distinct) : NULL;
-        PyObject *known = number ? PyDict_SetDefault(peers, identity, number) : NULL;
-        Py_XDECREF(identity);
-        Py_XDECREF(number);
-        if (known == NULL)
-            goto done;
-        values[i] = PyLong_AsLongLong(known);
-        if ((size_t)values[i] == distinct)
-            first_use[distinct++] = i;
-    }
+    Py_ssize_t found = number_first_uses(a, n, peer_key, same_peer, values, first_use);
+    if (found < 0)
+        goto done;
+    size_t distinct = (size_t)found;
     uint8_t identity = distinct == n;
     if (put_u32(b, (uint32_t)distinct) || put_bytes(b, &identity, 1) ||
         (!identity && put_column(b, values, n)))
@@ -669,14 +700,14 @@ static int put_announces(buffer *b, const announce_fields *a, size_t n, PyObject
     if (families == NULL)
         goto done;
     for (size_t k = 0; k < distinct; k++) {
-        families[k] = PyBytes_GET_SIZE(a[first_use[k]].ip) == 16;
+        families[k] = a[first_use[k]].ip_size == 16;
         if (!families[k])
             blobs[v4++] = a[first_use[k]].ip;
     }
     if (put_shuffled(b, blobs, v4, 4))
         goto done;
     for (size_t k = 0; k < distinct; k++)
-        if (PyBytes_GET_SIZE(a[first_use[k]].ip) == 16)
+        if (a[first_use[k]].ip_size == 16)
             blobs[v6++] = a[first_use[k]].ip;
     if (put_shuffled(b, blobs, v6, 16))
         goto done;
@@ -712,8 +743,6 @@ done:
     PyMem_Free(values);
     PyMem_Free(first_use);
     PyMem_Free(blobs);
-    Py_XDECREF(table);
-    Py_XDECREF(peers);
     return result;
 }
 
@@ -747,6 +776,100 @@ static PyObject *finish_batch(const buffer *body, size_t count, int64_t last_ms,
     return value;
 }
 
+PyObject *udpt_encode_value(const udpt_packed_announce *announces, size_t n,
+                            PyObject *const *others, const uint8_t *kinds, size_t count,
+                            int numbered, int64_t last_ms, int compress) {
+    buffer body = {NULL, 0, 0};
+    PyObject *result = NULL;
+    if (put_u32(&body, (uint32_t)n))
+        goto done;
+    if (n != count) {
+        if (n && put_bytes(&body, kinds, count))
+            goto done;
+        for (size_t i = 0; i < count - n; i++)
+            if (put_u32(&body, (uint32_t)PyBytes_GET_SIZE(others[i])) ||
+                put_bytes(&body, PyBytes_AS_STRING(others[i]),
+                          (size_t)PyBytes_GET_SIZE(others[i])))
+                goto done;
+    }
+    if (n && put_announces(&body, announces, n, numbered))
+        goto done;
+    result = finish_batch(&body, count, last_ms, compress);
+done:
+    PyMem_Free(body.data);
+    return result;
+}
+
+PyObject *udpt_encode_event_fn(void) {
+    return encode_event_fn;
+}
+
+PyObject *udpt_decode_event_fn(void) {
+    return decode_event_fn;
+}
+
+/* The records of the events that are not accepted announces, in order (new references),
+ * and kinds[i] = 1 for each; NULL with an exception set. */
+static PyObject **other_records(PyObject **items, size_t count, size_t others, uint8_t *kinds) {
+    PyObject **records = PyMem_Calloc(others ? others : 1, sizeof(PyObject *));
+    if (records == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    size_t next = 0;
+    for (size_t i = 0; i < count; i++) {
+        kinds[i] = Py_TYPE(items[i]) != AnnounceAccepted;
+        if (!kinds[i])
+            continue;
+        PyObject *record = PyObject_CallOneArg(encode_event_fn, items[i]);
+        if (record != NULL && !PyBytes_Check(record)) {
+            Py_CLEAR(record);
+            PyErr_SetString(PyExc_TypeError, "encode_event gave no bytes");
+        }
+        if (record == NULL) {
+            for (size_t j = 0; j < next; j++)
+                Py_DECREF(records[j]);
+            PyMem_Free(records);
+            return NULL;
+        }
+        records[next++] = record;
+    }
+    return records;
+}
+
+/* The announce read_announce took, as the encoder takes it (pointing into its bytes). */
+static void pack(const announce_fields *f, udpt_packed_announce *out) {
+    out->at_ms = f->at_ms;
+    out->uploaded = f->uploaded;
+    out->downloaded = f->downloaded;
+    out->left = f->left;
+    out->hash_ref = 0;
+    out->info_hash = (const uint8_t *)PyBytes_AS_STRING(f->info_hash);
+    out->ip = (const uint8_t *)PyBytes_AS_STRING(f->ip);
+    out->ip_size = (uint8_t)PyBytes_GET_SIZE(f->ip);
+    out->peer_id = (const uint8_t *)PyBytes_AS_STRING(f->peer_id);
+    out->key = f->key;
+    out->port = f->port;
+    out->event = f->event;
+}
+
+/* Each announce's number from ``intern`` (batch.HashIntern), in order. */
+static int intern_all(PyObject *intern, const announce_fields *fields,
+                      udpt_packed_announce *packed, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        PyObject *number = PyObject_CallOneArg(intern, fields[i].info_hash);
+        if (number == NULL)
+            return -1;
+        int bad = as_i64(number, &packed[i].hash_ref);
+        Py_DECREF(number);
+        if (bad) {
+            PyErr_SetString(PyExc_ValueError, "intern gave a number beyond 64 signed bits");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static PyObject *encode_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
         PyObject *kwnames) {
     KEYWORDS_TO(encode_batch_py);
@@ -765,56 +888,34 @@ static PyObject *encode_batch(PyObject *self, PyObject *const *args, Py_ssize_t 
     if (count == 0 || count > 0xFFFFFFFFLL)
         return refer(encode_batch_py, args, nargs);
 
-    PyObject *result = NULL;
-    buffer body = {NULL, 0, 0};
-    announce_fields *announces = PyMem_Malloc(sizeof(announce_fields) * (size_t)count);
-    if (announces == NULL)
-        return PyErr_NoMemory();
+    PyObject *result = NULL, **others = NULL;
+    announce_fields *fields = PyMem_Malloc(sizeof(announce_fields) * (size_t)count);
+    udpt_packed_announce *packed = PyMem_Malloc(sizeof(udpt_packed_announce) * (size_t)count);
+    uint8_t *kinds = PyMem_Malloc((size_t)count);
+    if (fields == NULL || packed == NULL || kinds == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
     /* Every announce must be one the compiled path takes, before any callback runs. */
     size_t n = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
         if (Py_TYPE(items[i]) != AnnounceAccepted)
             continue;
-        if (read_announce(items[i], &announces[n++])) {
-            PyMem_Free(announces);
-            return refer(encode_batch_py, args, nargs);
+        if (read_announce(items[i], &fields[n])) {
+            result = refer(encode_batch_py, args, nargs);
+            goto done;
         }
+        pack(&fields[n], &packed[n]);
+        n++;
     }
-    if (put_u32(&body, (uint32_t)n))
+    if ((others = other_records(items, (size_t)count, (size_t)count - n, kinds)) == NULL)
         goto done;
-    if (n != (size_t)count) {
-        if (n) {
-            uint8_t *kinds = grow(&body, (size_t)count);
-            if (kinds == NULL)
-                goto done;
-            for (Py_ssize_t i = 0; i < count; i++)
-                kinds[i] = Py_TYPE(items[i]) != AnnounceAccepted;
-        }
-        for (Py_ssize_t i = 0; i < count; i++) {
-            if (Py_TYPE(items[i]) == AnnounceAccepted)
-                continue;
-            PyObject *record = PyObject_CallOneArg(encode_event_fn, items[i]);
-            if (record == NULL)
-                goto done;
-            if (!PyBytes_Check(record)) {
-                Py_DECREF(record);
-                PyErr_SetString(PyExc_TypeError, "encode_event gave no bytes");
-                goto done;
-            }
-            int failed = put_u32(&body, (uint32_t)PyBytes_GET_SIZE(record)) ||
-                         put_bytes(&body, PyBytes_AS_STRING(record),
-                                   (size_t)PyBytes_GET_SIZE(record));
-            Py_DECREF(record);
-            if (failed)
-                goto done;
-        }
-    }
-    if (n && put_announces(&body, announces, n, intern))
+    if (intern != Py_None && intern_all(intern, fields, packed, n))
         goto done;
     int64_t last_ms;
     PyObject *last = items[count - 1];
     if (Py_TYPE(last) == AnnounceAccepted) {
-        last_ms = announces[n - 1].at_ms;
+        last_ms = packed[n - 1].at_ms;
     } else {
         PyObject *at = PyObject_GetAttrString(last, "at_ms");
         if (at == NULL)
@@ -826,10 +927,16 @@ static PyObject *encode_batch(PyObject *self, PyObject *const *args, Py_ssize_t 
             goto done;
         }
     }
-    result = finish_batch(&body, (size_t)count, last_ms, compress);
+    result = udpt_encode_value(packed, n, others, kinds, (size_t)count, intern != Py_None,
+                               last_ms, compress);
 done:
-    PyMem_Free(announces);
-    PyMem_Free(body.data);
+    if (others != NULL)
+        for (size_t i = 0; i < (size_t)count - n; i++)
+            Py_DECREF(others[i]);
+    PyMem_Free(others);
+    PyMem_Free(fields);
+    PyMem_Free(packed);
+    PyMem_Free(kinds);
     return result;
 }
 
@@ -1005,8 +1112,8 @@ static PyObject *decode_body(const uint8_t *body, size_t size, uint32_t count,
 /* The body of a batch value in a layout the compiled decoder reads: 1, with *owner the
  * decompressed bytes (or NULL) to release after; 0 when it is not one (an exception may be
  * set: the reference decides what to say). */
-static int batch_body(PyObject *value, PyObject **owner, const uint8_t **body, size_t *size,
-                      uint32_t *count) {
+int udpt_batch_body(PyObject *value, PyObject **owner, const uint8_t **body, size_t *size,
+                    uint32_t *count) {
     *owner = NULL;
     if (!PyBytes_CheckExact(value) || PyBytes_GET_SIZE(value) < 13)
         return 0;
@@ -1039,7 +1146,7 @@ static PyObject *decode_compiled(PyObject *value, PyObject *hashes) {
     const uint8_t *body;
     size_t size;
     uint32_t count;
-    if (!batch_body(value, &owner, &body, &size, &count))
+    if (!udpt_batch_body(value, &owner, &body, &size, &count))
         return NULL;
     PyObject *events = decode_body(body, size, count, hashes);
     Py_XDECREF(owner);
@@ -1184,7 +1291,7 @@ static PyObject *fold_batch(PyObject *self, PyObject *args) {
     uint32_t count;
     udpt_batch b;
     udpt_fold_target t = {0};
-    if (!batch_body(value, &owner, &body, &size, &count) ||
+    if (!udpt_batch_body(value, &owner, &body, &size, &count) ||
         udpt_scan_batch(body, size, count, &b) != 0)
         goto not_ours;
     if (b.announces && b.hash_mode == 0) {
@@ -1334,7 +1441,8 @@ PyMODINIT_FUNC PyInit__core(void) {
         invalid_port_text == NULL || no_hashes_text == NULL)
         return NULL;
     PyObject *created = PyModule_Create(&module);
-    if (created != NULL && (udpt_swarm_register(created) < 0 || udpt_lane_register(created) < 0))
+    if (created != NULL && (udpt_swarm_register(created) < 0 || udpt_lane_register(created) < 0 ||
+                            udpt_recut_register(created) < 0))
         Py_CLEAR(created);
     return created;
 }

@@ -52,6 +52,16 @@ def encode_batch(
 def decode_batch(value: bytes, hashes: HashTable = ()) -> list[Event]: ...
 def decode_batch_compiled_only(value: bytes, hashes: HashTable = ()) -> list[Event]: ...
 
+class StoredRun:
+    """batch.StoredRunPy, compiled (udpt/_recut.c)."""
+
+    def __len__(self) -> int: ...
+    def encode(self, start: int, count: int, /) -> bytes: ...
+
+def stored_run(
+    values: list[bytes], hashes: list[bytes], numbers: dict[bytes, int], /
+) -> StoredRun | None: ...
+
 class Swarm:
     """udpt/projections/swarms.py's SwarmPy, packed (udpt/_swarm.c)."""
 

@@ -101,7 +101,16 @@ def test_both_builders_give_the_same_bytes(
         assert outcome(compiled, *args) == outcome(reference, *args)
 
 
-batches = st.lists(st.one_of(s.accepted_announces(), s.events()), min_size=1, max_size=30)
+crowded_announces = s.accepted_announces(  # peers that repeat, or differ in one field only
+    info_hash=st.sampled_from([bytes([n]) * 20 for n in range(3)]),
+    ip=st.sampled_from([b"\x7f\x00\x00\x01", bytes(15) + b"\x01"]),
+    port=st.sampled_from([6881, 6882]),
+    peer_id=st.sampled_from([b"A" * 20, b"B" * 20]),
+    key=st.sampled_from([0, 7]),
+)
+batches = st.lists(
+    st.one_of(s.accepted_announces(), crowded_announces, s.events()), min_size=1, max_size=30
+)
 
 
 @EXAMPLES

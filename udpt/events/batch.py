@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from itertools import accumulate, pairwise
 from typing import Protocol
@@ -65,8 +65,11 @@ __all__ = [
     "BATCH_TAGS",
     "HashIntern",
     "HashTable",
+    "StoredRun",
+    "StoredRunPy",
     "batch_count",
     "batch_last_ms",
+    "compiled_stored_run",
     "decode_batch",
     "encode_batch",
     "hash_numbers",
@@ -99,6 +102,40 @@ class HashTable(Protocol):
 
 HashIntern = Callable[[bytes], int]
 """Gives an info hash its number in the log's dictionary (assigning one if new)."""
+
+
+class StoredRun(Protocol):
+    """The events of a run of stored values, to be encoded again in other cuts: what
+    compaction (``udpt.events.maintenance``) re-cuts. ``StoredRunPy`` is the reference,
+    ``udpt._core.StoredRun`` its compiled twin (``EventLog.stored_run`` picks)."""
+
+    def __len__(self) -> int: ...
+    def encode(self, start: int, count: int, /) -> bytes: ...
+
+
+class StoredRunPy:
+    """The reference ``StoredRun``: the decoded events, and ``encode_batch`` of a slice.
+
+    A slice is encoded with the hashes numbered by ``numbers`` (the log's dictionary),
+    or with a table of its own when one of them has no number yet.
+    """
+
+    def __init__(self, events: list[Event], numbers: Mapping[bytes, int]) -> None:
+        self._events = events
+        self._numbers = numbers
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def encode(self, start: int, count: int, /) -> bytes:
+        """The value of events ``[start, start + count)``, compressed."""
+        if start < 0 or count < 1 or start + count > len(self._events):
+            raise ValueError("not a slice of the run")
+        events = self._events[start : start + count]
+        try:
+            return encode_batch(events, self._numbers.__getitem__)
+        except KeyError:
+            return encode_batch(events)
 
 
 # -- encoding ------------------------------------------------------------------
@@ -447,6 +484,11 @@ def _decode_announces(body: _Reader, n: int, hashes: HashTable) -> list[Event]:
 # (udpt/core.py), the public names are its drop-ins (docs/DESIGN.md §11).
 encode_batch_py = encode_batch
 decode_batch_py = decode_batch
+compiled_stored_run: (
+    Callable[[list[bytes], list[bytes], dict[bytes, int]], StoredRun | None] | None
+) = None
+"""``udpt._core.stored_run`` when the compiled core is selected: the ``StoredRun`` of
+stored values, or None for values it leaves to ``StoredRunPy``."""
 
 if COMPILED:
     from udpt import _core
@@ -454,3 +496,4 @@ if COMPILED:
     _core.bind_batch(encode_event, decode_event, encode_batch_py, decode_batch_py)
     encode_batch = _core.encode_batch
     decode_batch = _core.decode_batch
+    compiled_stored_run = _core.stored_run

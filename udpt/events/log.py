@@ -47,7 +47,10 @@ from udpt.events.batch import (
     BATCH_TAGS,
     HashIntern,
     HashTable,
+    StoredRun,
+    StoredRunPy,
     batch_count,
+    compiled_stored_run,
     decode_batch,
     encode_batch,
 )
@@ -505,6 +508,20 @@ class EventLog:
     def dictionary(self, numbers: Sequence[int]) -> list[tuple[int, bytes]]:
         """(number, info hash) of ``numbers``, from the dictionary ``entries`` loaded."""
         return [(number, self._hashes[number]) for number in numbers]
+
+    def stored_run(self, values: list[bytes]) -> StoredRun:
+        """The events of ``values`` (consecutive values ``entries`` gave), to be cut again.
+
+        The compiled ``StoredRun`` holds them as the encoder takes them; values it does not
+        read exactly as the reference does go to the reference, which decodes them (or
+        raises) as ``decode`` would.
+        """
+        numbers = self._writer_hash_ids()
+        if compiled_stored_run is not None:
+            run = compiled_stored_run(values, self._hashes, numbers)
+            if run is not None:
+                return run
+        return StoredRunPy([e for value in values for e in self.decode(value)], numbers)
 
     def hash_numbers(self) -> Mapping[bytes, int]:
         """The dictionary's number of each hash in the log; the writer adds to it as it commits."""

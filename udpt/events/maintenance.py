@@ -32,10 +32,9 @@ import logging
 from dataclasses import dataclass
 
 from udpt.events.archive import Archive
-from udpt.events.batch import BATCH_TAGS, batch_last_ms, encode_batch, hash_numbers
+from udpt.events.batch import BATCH_TAGS, batch_last_ms, hash_numbers
 from udpt.events.codec import decode_event
 from udpt.events.log import FULL, EventLog, LogError, entry_count
-from udpt.events.types import Event
 
 __all__ = ["LogMaintenance", "MaintenanceReport"]
 
@@ -166,14 +165,6 @@ class LogMaintenance:
             if cuts == cut_before:
                 return  # wait until a full run has gathered
 
-    def _encode(self, events: list[Event]) -> bytes:
-        """A batch referring to the log's hash dictionary; one with its own table when a hash
-        has no number (records of a schema-1 log; a hash the writer numbered a moment ago)."""
-        try:
-            return encode_batch(events, self.log.hash_numbers().__getitem__)
-        except KeyError:
-            return encode_batch(events)
-
     def _recut(
         self, run: list[tuple[int, bytes]], size: int, limit: int
     ) -> tuple[int, bytes] | None:
@@ -185,7 +176,7 @@ class LogMaintenance:
         under a page and cut by 5 % until it fits: mostly one encoding per page.
         """
         first_seq = run[0][0]
-        events = [event for _, value in run for event in self.log.decode(value)]
+        events = self.log.stored_run([value for _, value in run])
         per_event = self._per_event or size / len(events)
         values = []
         start = 0
@@ -194,7 +185,7 @@ class LogMaintenance:
             count, grow = int(limit * AIM / per_event), 2
             while True:
                 count = max(min(count, remaining), 1)
-                value = self._encode(events[start : start + count])
+                value = events.encode(start, count)
                 if len(value) > limit and count > 1:
                     count, grow = int(count * 0.95), 0  # shrink until it fits, then stop
                 elif grow and len(value) < limit * FULL and count < remaining:
@@ -205,7 +196,7 @@ class LogMaintenance:
             values.append((first_seq + start, value))
             start += count
         if start < len(events):
-            values.append((first_seq + start, self._encode(events[start:])))
+            values.append((first_seq + start, events.encode(start, len(events) - start)))
         rest = values[-1] if len(values[-1][1]) <= limit * FULL else None
         self.log.replace(run, values)
         self._compacted_to = (rest[0] if rest is not None else first_seq + len(events)) - 1
