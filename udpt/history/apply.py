@@ -90,11 +90,17 @@ def apply_batch(
     through ``TrackerState.apply_many``: what a fold that looks at no single event uses."""
     start = 0
     while start < len(events):
+        before = state.last_seq
         try:
             state.apply_many(first_seq, events, start)
             return
         except Exception:
-            failed = max(start, state.last_seq + 1 - first_seq)
+            # the event after the last one applied, or the first one tried (a gap before
+            # it); but one at or below where the state was is refused by apply itself,
+            # and that is the one at ``start``
+            failed = start
+            if first_seq + start > before:
+                failed = max(start, state.last_seq + 1 - first_seq)
             apply_failed(state, first_seq + failed, events[failed], failures)
             start = failed + 1
 

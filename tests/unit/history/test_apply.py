@@ -125,3 +125,22 @@ def test_a_batch_applies_a_failing_announce_by_the_same_rule_as_one_at_a_time() 
     assert batched.last_seq == 4
     assert batched.snapshot() == one_at_a_time.snapshot()
     assert len(batched.torrents[FINE].swarm) == 2
+
+
+def test_a_batch_reaching_back_before_the_state_fails_those_events_and_applies_the_rest() -> None:
+    """Events at or below ``last_seq`` are refused one by one, as ``apply_committed`` refuses
+    each; the first one after it must still be applied, not counted as the failure."""
+    good = EVENTS[2]
+    events: list[Event] = [good._replace(port=6881 + i, at_ms=T0 + i) for i in range(8)]
+    ahead = TrackerState()
+    for seq, event in enumerate(events[:6], 5):  # the state is at seq 10
+        apply_committed(ahead, seq, event)
+    one_at_a_time, failures = ahead.restore(ahead.snapshot()), ApplyFailures()
+    for seq, event in enumerate(events, 5):
+        apply_committed(one_at_a_time, seq, event, failures)
+    batched, batch_failures = ahead.restore(ahead.snapshot()), ApplyFailures()
+    apply_batch(batched, 5, events, batch_failures)
+    assert batch_failures == failures == ApplyFailures(count=6, last_seq=10)
+    assert batched.last_seq == one_at_a_time.last_seq == 12
+    assert batched.snapshot() == one_at_a_time.snapshot()
+    assert len(batched.torrents[FINE].swarm) == 8
