@@ -14,6 +14,7 @@ setup(
             "udpt._core",
             sources=[
                 "udpt/_core.c",
+                "udpt/_batch.c",
                 "udpt/_codec.c",
                 "udpt/_swarm.c",
                 "udpt/_lane.c",

@@ -1,4 +1,5 @@
-/* The batch encoder of udpt/_core.c, and what udpt/_recut.c uses of it.
+/* udpt/_batch.c, the batch encoder and the reading of stored values: what udpt/_core.c
+ * and udpt/_recut.c use of it.
  *
  * An announce to encode is a udpt_packed_announce: plain fields and pointers to its
  * bytes, so that events decoded from stored values (_recut.c) are encoded again
@@ -36,6 +37,13 @@ PyObject *udpt_encode_value(const udpt_packed_announce *announces, size_t n,
  * may be set). */
 int udpt_batch_body(PyObject *value, PyObject **owner, const uint8_t **body, size_t *size,
                     uint32_t *count);
+
+/* Imports zlib, whose compress and decompress the batches use (the same calls as
+ * batch.py's, so the same bytes); 0, or -1 with an exception set. */
+int udpt_batch_init(void);
+
+/* The per-event codec selected by udpt/events/codec.py, for "others" (bind_batch). */
+void udpt_batch_bind(PyObject *encode_event, PyObject *decode_event);
 
 /* The selected per-event codec (udpt/events/codec.py's functions or their compiled
  * drop-ins), which "others" go through; NULL before bind_batch. */

@@ -125,6 +125,20 @@ static inline void udpt_unshuffle_item(const uint8_t *blob, size_t count, size_t
         out[j] = blob[j * count + i];
 }
 
+/* -- writing ---------------------------------------------------------------------------- */
+
+static inline void udpt_put_be32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static inline void udpt_put_be64(uint8_t *p, uint64_t v) {
+    udpt_put_be32(p, (uint32_t)(v >> 32));
+    udpt_put_be32(p + 4, (uint32_t)v);
+}
+
 /* -- per-event announce records (udpt/events/codec.py) ------------------------------ */
 
 typedef struct {

@@ -31,12 +31,8 @@ static PyTypeObject *AnnounceAccepted;
 static PyObject *announce_events; /* (AnnounceEvent.NONE, ..., STOPPED) */
 static PyObject *DecodeError, *encode_event_py, *decode_event_py;
 
-static PyObject *encode_event_fn, *decode_event_fn; /* the selected ones, for "others" */
 static PyObject *encode_batch_py, *decode_batch_py;
 
-static PyObject *zlib_compress, *zlib_decompress;
-
-#define ZLIB_LEVEL 1 /* batch.ZLIB_LEVEL */
 #define I32_MAX 2147483647LL
 
 static int check_tuple_class(PyObject *cls) {
@@ -224,18 +220,6 @@ static PyObject *may_be_request(PyObject *self, PyObject *const *args, Py_ssize_
 
 /* -- wire: build -------------------------------------------------------------------- */
 
-static void put_be32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static void put_be64(uint8_t *p, uint64_t v) {
-    put_be32(p, (uint32_t)(v >> 32));
-    put_be32(p + 4, (uint32_t)v);
-}
-
 static int is_bytes_of(PyObject *value, Py_ssize_t size) {
     return PyBytes_CheckExact(value) && PyBytes_GET_SIZE(value) == size;
 }
@@ -264,7 +248,7 @@ static PyObject *with_header(uint32_t action, PyObject *transaction_id, Py_ssize
     if (reply == NULL)
         return NULL;
     uint8_t *p = (uint8_t *)PyBytes_AS_STRING(reply);
-    put_be32(p, action);
+    udpt_put_be32(p, action);
     memcpy(p + 4, PyBytes_AS_STRING(transaction_id), 4);
     *rest = p + 8;
     return reply;
@@ -296,7 +280,7 @@ static PyObject *build_announce_response(PyObject *self, PyObject *const *args, 
     if (reply == NULL)
         return NULL;
     for (int i = 0; i < 3; i++)
-        put_be32(rest + 4 * i, (uint32_t)numbers[i]);
+        udpt_put_be32(rest + 4 * i, (uint32_t)numbers[i]);
     memcpy(rest + 12, PyBytes_AS_STRING(args[4]), (size_t)peers);
     return reply;
 }
@@ -333,7 +317,7 @@ static PyObject *build_scrape_response(PyObject *self, PyObject *const *args, Py
             return result;
         }
         for (int j = 0; j < 3; j++)
-            put_be32(rest + 12 * i + 4 * j, (uint32_t)numbers[j]);
+            udpt_put_be32(rest + 12 * i + 4 * j, (uint32_t)numbers[j]);
     }
     Py_DECREF(entries);
     return reply;
@@ -432,24 +416,24 @@ static PyObject *encode_event(PyObject *self, PyObject *const *args, Py_ssize_t 
         return NULL;
     uint8_t *p = (uint8_t *)PyBytes_AS_STRING(record);
     p[0] = ip_size == 4 ? (narrow ? 0x01 : 0x04) : (narrow ? 0x02 : 0x05);
-    put_be64(p + 1, (uint64_t)f.at_ms);
+    udpt_put_be64(p + 1, (uint64_t)f.at_ms);
     memcpy(p + 9, PyBytes_AS_STRING(f.info_hash), 20);
     memcpy(p + 29, PyBytes_AS_STRING(f.ip), (size_t)ip_size);
     p += 29 + ip_size;
     p[0] = (uint8_t)(f.port >> 8);
     p[1] = (uint8_t)f.port;
     memcpy(p + 2, PyBytes_AS_STRING(f.peer_id), 20);
-    put_be32(p + 22, f.key);
+    udpt_put_be32(p + 22, f.key);
     p[26] = f.event;
     p += 27;
     if (narrow) {
-        put_be32(p, (uint32_t)f.uploaded);
-        put_be32(p + 4, (uint32_t)f.downloaded);
-        put_be32(p + 8, (uint32_t)f.left);
+        udpt_put_be32(p, (uint32_t)f.uploaded);
+        udpt_put_be32(p + 4, (uint32_t)f.downloaded);
+        udpt_put_be32(p + 8, (uint32_t)f.left);
     } else {
-        put_be64(p, (uint64_t)f.uploaded);
-        put_be64(p + 8, (uint64_t)f.downloaded);
-        put_be64(p + 16, (uint64_t)f.left);
+        udpt_put_be64(p, (uint64_t)f.uploaded);
+        udpt_put_be64(p + 8, (uint64_t)f.downloaded);
+        udpt_put_be64(p + 16, (uint64_t)f.left);
     }
     return record;
 }
@@ -498,314 +482,10 @@ static PyObject *bind_batch(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOOO", &encode_event_selected, &decode_event_selected,
                           &encode, &decode))
         return NULL;
-    keep(&encode_event_fn, encode_event_selected);
-    keep(&decode_event_fn, decode_event_selected);
+    udpt_batch_bind(encode_event_selected, decode_event_selected);
     keep(&encode_batch_py, encode);
     keep(&decode_batch_py, decode);
     Py_RETURN_NONE;
-}
-
-typedef struct {
-    uint8_t *data;
-    size_t size, capacity;
-} buffer;
-
-static uint8_t *grow(buffer *b, size_t extra) {
-    if (b->size + extra > b->capacity) {
-        size_t capacity = b->capacity ? b->capacity : 1024;
-        while (capacity < b->size + extra)
-            capacity *= 2;
-        uint8_t *data = PyMem_Realloc(b->data, capacity);
-        if (data == NULL) {
-            PyErr_NoMemory();
-            return NULL;
-        }
-        b->data = data;
-        b->capacity = capacity;
-    }
-    uint8_t *at = b->data + b->size;
-    b->size += extra;
-    return at;
-}
-
-static int put_u32(buffer *b, uint32_t v) {
-    uint8_t *p = grow(b, 4);
-    if (p == NULL)
-        return -1;
-    put_be32(p, v);
-    return 0;
-}
-
-static int put_bytes(buffer *b, const void *data, size_t size) {
-    uint8_t *p = grow(b, size);
-    if (p == NULL)
-        return -1;
-    memcpy(p, data, size);
-    return 0;
-}
-
-/* batch._fixed_column: the format byte, then the values big-endian and shuffled. */
-static int put_column_as(buffer *b, const int64_t *values, size_t count, char code) {
-    size_t width = code == 'B' ? 1 : code == 'H' ? 2 : code == 'I' ? 4 : 8;
-    uint8_t *p = grow(b, 1 + count * width);
-    if (p == NULL)
-        return -1;
-    *p++ = (uint8_t)code;
-    for (size_t i = 0; i < count; i++) {
-        uint64_t v = (uint64_t)values[i];
-        for (size_t j = 0; j < width; j++)
-            p[j * count + i] = (uint8_t)(v >> (8 * (width - 1 - j)));
-    }
-    return 0;
-}
-
-/* batch._column: the narrowest format that holds every value (all fit in 64 signed bits). */
-static int put_column(buffer *b, const int64_t *values, size_t count) {
-    int64_t low = 0, high = 0;
-    for (size_t i = 0; i < count; i++) {
-        if (i == 0 || values[i] < low)
-            low = values[i];
-        if (i == 0 || values[i] > high)
-            high = values[i];
-    }
-    char code = low < 0 ? 'q' : high < 1 << 8 ? 'B' : high < 1 << 16 ? 'H'
-                          : high < 1LL << 32 ? 'I' : 'Q';
-    return put_column_as(b, values, count, code);
-}
-
-static int put_shuffled(buffer *b, const uint8_t *const *blobs, size_t count, size_t width) {
-    uint8_t *p = grow(b, count * width);
-    if (p == NULL)
-        return -1;
-    for (size_t i = 0; i < count; i++)
-        for (size_t j = 0; j < width; j++)
-            p[j * count + i] = blobs[i][j];
-    return 0;
-}
-
-/* What makes two announces' info hashes, or peers, the same: the keys of the dicts that
- * batch._encode_announces numbers them with. The hash is Python's keyed one (SipHash), so
- * that peers chosen to collide cannot make a batch's encoding quadratic. */
-static Py_hash_t hash_key(const udpt_packed_announce *a) {
-    return _Py_HashBytes(a->info_hash, 20);
-}
-
-static int same_hash(const udpt_packed_announce *x, const udpt_packed_announce *y) {
-    return memcmp(x->info_hash, y->info_hash, 20) == 0;
-}
-
-static Py_hash_t peer_key(const udpt_packed_announce *a) {
-    uint8_t key[46];
-    memcpy(key, a->ip, a->ip_size);
-    memcpy(key + a->ip_size, a->peer_id, 20);
-    put_be32(key + a->ip_size + 20, a->key);
-    key[a->ip_size + 24] = (uint8_t)(a->port >> 8);
-    key[a->ip_size + 25] = (uint8_t)a->port;
-    return _Py_HashBytes(key, a->ip_size + 26);
-}
-
-static int same_peer(const udpt_packed_announce *x, const udpt_packed_announce *y) {
-    return x->ip_size == y->ip_size && x->port == y->port && x->key == y->key &&
-           memcmp(x->ip, y->ip, x->ip_size) == 0 && memcmp(x->peer_id, y->peer_id, 20) == 0;
-}
-
-/* Numbers the distinct keys of a[0..n) in order of first use, as dict.setdefault does:
- * refs[i] is announce i's, first_use[k] the first announce with key k. How many are
- * distinct, or -1 (no memory). */
-static Py_ssize_t number_first_uses(const udpt_packed_announce *a, size_t n,
-                                    Py_hash_t (*key)(const udpt_packed_announce *),
-                                    int (*same)(const udpt_packed_announce *,
-                                                const udpt_packed_announce *),
-                                    int64_t *refs, size_t *first_use) {
-    size_t slots = 16;
-    while (slots < 2 * n)
-        slots *= 2;
-    size_t *table = PyMem_Calloc(slots, sizeof(size_t)); /* announce + 1; 0: empty */
-    if (table == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    size_t distinct = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t slot = (size_t)key(&a[i]) & (slots - 1);
-        while (table[slot] && !same(&a[table[slot] - 1], &a[i]))
-            slot = (slot + 1) & (slots - 1);
-        if (table[slot]) {
-            refs[i] = refs[table[slot] - 1];
-        } else {
-            table[slot] = i + 1;
-            refs[i] = (int64_t)distinct;
-            first_use[distinct++] = i;
-        }
-    }
-    PyMem_Free(table);
-    return (Py_ssize_t)distinct;
-}
-
-/* batch._encode_announces. */
-static int put_announces(buffer *b, const udpt_packed_announce *a, size_t n, int numbered) {
-    int result = -1;
-    int64_t *values = PyMem_Malloc(sizeof(int64_t) * (n ? n : 1));
-    size_t *first_use = PyMem_Malloc(sizeof(size_t) * (n ? n : 1));
-    const uint8_t **blobs = PyMem_Malloc(sizeof(uint8_t *) * (n ? n : 1));
-    if (values == NULL || first_use == NULL || blobs == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-
-    uint8_t *p = grow(b, 8);
-    if (p == NULL)
-        goto done;
-    put_be64(p, (uint64_t)a[0].at_ms);
-    int deltas_fit = 1;
-    values[0] = 0;
-    for (size_t i = 1; i < n; i++) {
-        __int128 delta = (__int128)a[i].at_ms - a[i - 1].at_ms;
-        if (delta < 0 || delta >= (__int128)1 << 32)
-            deltas_fit = 0;
-        values[i] = (int64_t)delta;
-    }
-    if (!deltas_fit)
-        for (size_t i = 0; i < n; i++)
-            values[i] = a[i].at_ms;
-    if (deltas_fit ? put_column(b, values, n) : put_column_as(b, values, n, 'q'))
-        goto done;
-
-    Py_ssize_t local = 0;
-    if (numbered) {
-        for (size_t i = 0; i < n; i++)
-            values[i] = a[i].hash_ref;
-    } else if ((local = number_first_uses(a, n, hash_key, same_hash, values, first_use)) < 0) {
-        goto done;
-    }
-    uint8_t mode = numbered ? 1 : 0;
-    if (put_bytes(b, &mode, 1) || put_u32(b, (uint32_t)local))
-        goto done;
-    for (Py_ssize_t k = 0; k < local; k++)
-        if (put_bytes(b, a[first_use[k]].info_hash, 20))
-            goto done;
-    if (put_column(b, values, n))
-        goto done;
-
-    Py_ssize_t found = number_first_uses(a, n, peer_key, same_peer, values, first_use);
-    if (found < 0)
-        goto done;
-    size_t distinct = (size_t)found;
-    uint8_t identity = distinct == n;
-    if (put_u32(b, (uint32_t)distinct) || put_bytes(b, &identity, 1) ||
-        (!identity && put_column(b, values, n)))
-        goto done;
-    size_t v4 = 0, v6 = 0;
-    uint8_t *families = grow(b, distinct);
-    if (families == NULL)
-        goto done;
-    for (size_t k = 0; k < distinct; k++) {
-        families[k] = a[first_use[k]].ip_size == 16;
-        if (!families[k])
-            blobs[v4++] = a[first_use[k]].ip;
-    }
-    if (put_shuffled(b, blobs, v4, 4))
-        goto done;
-    for (size_t k = 0; k < distinct; k++)
-        if (a[first_use[k]].ip_size == 16)
-            blobs[v6++] = a[first_use[k]].ip;
-    if (put_shuffled(b, blobs, v6, 16))
-        goto done;
-    for (size_t k = 0; k < distinct; k++)
-        values[k] = a[first_use[k]].port;
-    if (put_column_as(b, values, distinct, 'H'))
-        goto done;
-    for (size_t k = 0; k < distinct; k++)
-        blobs[k] = a[first_use[k]].peer_id;
-    if (put_shuffled(b, blobs, distinct, 20))
-        goto done;
-    for (size_t k = 0; k < distinct; k++)
-        values[k] = a[first_use[k]].key;
-    if (put_column_as(b, values, distinct, 'I'))
-        goto done;
-
-    for (size_t i = 0; i < n; i++)
-        values[i] = a[i].event;
-    if (put_column(b, values, n))
-        goto done;
-    for (size_t i = 0; i < n; i++)
-        values[i] = a[i].uploaded;
-    if (put_column(b, values, n))
-        goto done;
-    for (size_t i = 0; i < n; i++)
-        values[i] = a[i].downloaded;
-    if (put_column(b, values, n))
-        goto done;
-    for (size_t i = 0; i < n; i++)
-        values[i] = a[i].left;
-    result = put_column(b, values, n);
-done:
-    PyMem_Free(values);
-    PyMem_Free(first_use);
-    PyMem_Free(blobs);
-    return result;
-}
-
-/* The whole value: header, then the body, compressed by Python's zlib module (the same
- * call as batch._encode, so the same bytes) when asked to and that is smaller. */
-static PyObject *finish_batch(const buffer *body, size_t count, int64_t last_ms, int compress) {
-    PyObject *raw = bytes_of(body->data, body->size);
-    if (raw == NULL)
-        return NULL;
-    PyObject *compressed = raw;
-    Py_INCREF(compressed);
-    if (compress) {
-        Py_SETREF(compressed, PyObject_CallFunction(zlib_compress, "Oi", raw, ZLIB_LEVEL));
-        if (compressed == NULL) {
-            Py_DECREF(raw);
-            return NULL;
-        }
-    }
-    int smaller = PyBytes_GET_SIZE(compressed) < PyBytes_GET_SIZE(raw);
-    PyObject *payload = smaller ? compressed : raw;
-    PyObject *value = PyBytes_FromStringAndSize(NULL, 13 + PyBytes_GET_SIZE(payload));
-    if (value != NULL) {
-        uint8_t *p = (uint8_t *)PyBytes_AS_STRING(value);
-        p[0] = smaller ? 0xB1 : 0xB0;
-        put_be32(p + 1, (uint32_t)count);
-        put_be64(p + 5, (uint64_t)last_ms);
-        memcpy(p + 13, PyBytes_AS_STRING(payload), (size_t)PyBytes_GET_SIZE(payload));
-    }
-    Py_DECREF(raw);
-    Py_DECREF(compressed);
-    return value;
-}
-
-PyObject *udpt_encode_value(const udpt_packed_announce *announces, size_t n,
-                            PyObject *const *others, const uint8_t *kinds, size_t count,
-                            int numbered, int64_t last_ms, int compress) {
-    buffer body = {NULL, 0, 0};
-    PyObject *result = NULL;
-    if (put_u32(&body, (uint32_t)n))
-        goto done;
-    if (n != count) {
-        if (n && put_bytes(&body, kinds, count))
-            goto done;
-        for (size_t i = 0; i < count - n; i++)
-            if (put_u32(&body, (uint32_t)PyBytes_GET_SIZE(others[i])) ||
-                put_bytes(&body, PyBytes_AS_STRING(others[i]),
-                          (size_t)PyBytes_GET_SIZE(others[i])))
-                goto done;
-    }
-    if (n && put_announces(&body, announces, n, numbered))
-        goto done;
-    result = finish_batch(&body, count, last_ms, compress);
-done:
-    PyMem_Free(body.data);
-    return result;
-}
-
-PyObject *udpt_encode_event_fn(void) {
-    return encode_event_fn;
-}
-
-PyObject *udpt_decode_event_fn(void) {
-    return decode_event_fn;
 }
 
 /* The records of the events that are not accepted announces, in order (new references),
@@ -821,7 +501,7 @@ static PyObject **other_records(PyObject **items, size_t count, size_t others, u
         kinds[i] = Py_TYPE(items[i]) != AnnounceAccepted;
         if (!kinds[i])
             continue;
-        PyObject *record = PyObject_CallOneArg(encode_event_fn, items[i]);
+        PyObject *record = PyObject_CallOneArg(udpt_encode_event_fn(), items[i]);
         if (record != NULL && !PyBytes_Check(record)) {
             Py_CLEAR(record);
             PyErr_SetString(PyExc_TypeError, "encode_event gave no bytes");
@@ -1062,7 +742,7 @@ static PyObject *other_events(const uint8_t *body, const udpt_batch *b, uint32_t
         size_t record_size;
         udpt_next_other(body, &offset, &record, &record_size);
         PyObject *raw = bytes_of(record, record_size);
-        PyObject *event = raw ? PyObject_CallOneArg(decode_event_fn, raw) : NULL;
+        PyObject *event = raw ? PyObject_CallOneArg(udpt_decode_event_fn(), raw) : NULL;
         Py_XDECREF(raw);
         if (event == NULL)
             Py_CLEAR(others);
@@ -1107,38 +787,6 @@ static PyObject *decode_body(const uint8_t *body, size_t size, uint32_t count,
     Py_DECREF(others);
     Py_DECREF(announces);
     return events;
-}
-
-/* The body of a batch value in a layout the compiled decoder reads: 1, with *owner the
- * decompressed bytes (or NULL) to release after; 0 when it is not one (an exception may be
- * set: the reference decides what to say). */
-int udpt_batch_body(PyObject *value, PyObject **owner, const uint8_t **body, size_t *size,
-                    uint32_t *count) {
-    *owner = NULL;
-    if (!PyBytes_CheckExact(value) || PyBytes_GET_SIZE(value) < 13)
-        return 0;
-    const uint8_t *data = (const uint8_t *)PyBytes_AS_STRING(value);
-    *count = ((uint32_t)data[1] << 24) | ((uint32_t)data[2] << 16) | ((uint32_t)data[3] << 8) |
-             data[4];
-    if (data[0] == 0xB0) {
-        *body = data + 13;
-        *size = (size_t)PyBytes_GET_SIZE(value) - 13;
-        return 1;
-    }
-    if (data[0] != 0xB1)
-        return 0;
-    PyObject *payload = PyMemoryView_FromMemory(
-        (char *)data + 13, PyBytes_GET_SIZE(value) - 13, PyBUF_READ);
-    PyObject *decompressed = payload ? PyObject_CallOneArg(zlib_decompress, payload) : NULL;
-    Py_XDECREF(payload);
-    if (decompressed == NULL || !PyBytes_Check(decompressed)) {
-        Py_XDECREF(decompressed);
-        return 0;
-    }
-    *owner = decompressed;
-    *body = (const uint8_t *)PyBytes_AS_STRING(decompressed);
-    *size = (size_t)PyBytes_GET_SIZE(decompressed);
-    return 1;
 }
 
 static PyObject *decode_compiled(PyObject *value, PyObject *hashes) {
@@ -1280,7 +928,7 @@ static PyObject *fold_batch(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OLOOnnOO:fold_batch", &state, &first_seq, &value, &hashes,
                           &start, &stop, &apply_other, &failed))
         return NULL;
-    if (AnnounceAccepted == NULL || decode_event_fn == NULL) {
+    if (AnnounceAccepted == NULL || udpt_decode_event_fn() == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "udpt._core.bind_batch was not called");
         return NULL;
     }
@@ -1429,16 +1077,11 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__core(void) {
-    PyObject *zlib = PyImport_ImportModule("zlib");
-    if (zlib == NULL)
+    if (udpt_batch_init() < 0)
         return NULL;
-    zlib_compress = PyObject_GetAttrString(zlib, "compress");
-    zlib_decompress = PyObject_GetAttrString(zlib, "decompress");
-    Py_DECREF(zlib);
     invalid_port_text = PyUnicode_InternFromString("invalid port");
     no_hashes_text = PyUnicode_InternFromString("no info hashes");
-    if (zlib_compress == NULL || zlib_decompress == NULL ||
-        invalid_port_text == NULL || no_hashes_text == NULL)
+    if (invalid_port_text == NULL || no_hashes_text == NULL)
         return NULL;
     PyObject *created = PyModule_Create(&module);
     if (created != NULL && (udpt_swarm_register(created) < 0 || udpt_lane_register(created) < 0 ||
