@@ -47,19 +47,59 @@
 #define AT_EVENT 56
 #define AT_FLAG 57
 #define GAP 0xFF /* the flag byte of a removed entry; a live one holds 0 or 1 */
-#define INDEXED 12 /* up to 12 keys a scan costs no more than a probe; an index costs 5-12 B a key */
+#define INDEXED 12 /* up to 12 keys a scan costs no more than a probe; an index costs 1.5-6 B a key */
 #define EVENT_COMPLETED 1 /* AnnounceEvent.COMPLETED */
 
 /* One table: a header and its entries in one allocation. An empty table is ``no_peers``,
  * shared, so a swarm pays for the tables it uses only (most torrents have one peer). */
 typedef struct {
-    uint32_t *index; /* entry position + 1 per slot, 0 for an empty slot; NULL if small */
+    void *index; /* entry position + 1 per slot, 0 for an empty slot; NULL if small. Slots
+                  * are as narrow as the capacity allows (slot_width): 1, 2 or 4 bytes */
     uint32_t used, live, cap, mask;
     unsigned char entries[]; /* used entries of key + record, in the order they were appended */
 } Table;
 
 static const Table no_peers; /* read only: a write to it would be a bug, and faults */
 #define NO_PEERS ((Table *)&no_peers)
+
+/* Bytes per index slot: the narrowest that holds every position + 1 (a table's index is
+ * rebuilt whenever its capacity changes). Narrow slots halve or quarter an index, most of
+ * a big swarm's cost past its entries. */
+static inline size_t slot_width(const Table *t) {
+    return t->cap < UINT8_MAX ? 1 : t->cap < UINT16_MAX ? 2 : 4;
+}
+
+static inline uint32_t slot_get(const Table *t, uint32_t slot) {
+    switch (slot_width(t)) {
+    case 1:
+        return ((const uint8_t *)t->index)[slot];
+    case 2:
+        return ((const uint16_t *)t->index)[slot];
+    default:
+        return ((const uint32_t *)t->index)[slot];
+    }
+}
+
+static inline void slot_set(Table *t, uint32_t slot, uint32_t value) {
+    switch (slot_width(t)) {
+    case 1:
+        ((uint8_t *)t->index)[slot] = (uint8_t)value;
+        break;
+    case 2:
+        ((uint16_t *)t->index)[slot] = (uint16_t)value;
+        break;
+    default:
+        ((uint32_t *)t->index)[slot] = value;
+    }
+}
+
+/* The free slot for a new position of ``key``, by linear probing. */
+static inline uint32_t free_slot(const Table *t, uint32_t hash) {
+    uint32_t slot = hash & t->mask;
+    while (slot_get(t, slot))
+        slot = (slot + 1) & t->mask;
+    return slot;
+}
 
 /* Peers per source (an address prefix), kept for big swarms as the reference keeps them:
  * open addressing over (family, prefix), entries whose count fell to 0 left in place
@@ -172,7 +212,7 @@ static int table_reindex(Table *t, int table) {
     uint32_t slots = 16; /* at most two thirds full: entries, gaps included, never exceed cap */
     while (slots < t->cap + t->cap / 2)
         slots <<= 1;
-    t->index = calloc(slots, sizeof(uint32_t));
+    t->index = calloc(slots, slot_width(t));
     if (t->index == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -183,10 +223,7 @@ static int table_reindex(Table *t, int table) {
         const unsigned char *e = entry(t, table, position);
         if (is_gap(e, table))
             continue;
-        uint32_t slot = hash_key(e, size) & t->mask;
-        while (t->index[slot])
-            slot = (slot + 1) & t->mask;
-        t->index[slot] = position + 1;
+        slot_set(t, free_slot(t, hash_key(e, size)), position + 1);
     }
     return 0;
 }
@@ -246,9 +283,9 @@ static int64_t table_find(const Table *t, int table, const unsigned char *key) {
         }
         return -1;
     }
-    for (uint32_t slot = hash_key(key, size) & t->mask; t->index[slot];
+    for (uint32_t slot = hash_key(key, size) & t->mask, held; (held = slot_get(t, slot));
          slot = (slot + 1) & t->mask) {
-        uint32_t position = t->index[slot] - 1;
+        uint32_t position = held - 1;
         const unsigned char *e = entry(t, table, position);
         if (same_key(e, key, size) && !is_gap(e, table))
             return position;
@@ -281,12 +318,8 @@ static unsigned char *table_append(Table **slot, int table, const unsigned char 
     t->live++;
     unsigned char *e = entry(t, table, position);
     memcpy(e, key, (size_t)key_size(table));
-    if (t->index != NULL) {
-        uint32_t slot = hash_key(key, key_size(table)) & t->mask;
-        while (t->index[slot])
-            slot = (slot + 1) & t->mask;
-        t->index[slot] = position + 1;
-    }
+    if (t->index != NULL)
+        slot_set(t, free_slot(t, hash_key(key, key_size(table))), position + 1);
     return e;
 }
 
@@ -903,7 +936,7 @@ static PyObject *Swarm_sizeof(SwarmObject *self, PyObject *unused) {
         const Table *t = self->tables[table];
         if (t != NO_PEERS)
             total += sizeof *t + (size_t)t->cap * stride(table) +
-                     (t->index ? (size_t)(t->mask + 1) * 4 : 0);
+                     (t->index ? (size_t)(t->mask + 1) * slot_width(t) : 0);
     }
     return PyLong_FromSize_t(total);
 }

@@ -140,6 +140,23 @@ def test_a_big_swarm_answers_alike_through_growth_squeezes_and_expiry() -> None:
     assert observed(compiled) == observed(reference)
 
 
+def test_index_slots_of_every_width_find_every_peer() -> None:
+    """Past 254 and 65,534 entries a table's index slots widen (1, 2, then 4 bytes): every
+    peer is still found as the reference finds it, through growth and removals."""
+    compiled, reference = CompiledSwarm(), SwarmPy()
+    peers = [bytes([10, n >> 16, n >> 8 & 255, n & 255, 0, 1]) for n in range(70_000)]
+    for now, peer in enumerate(peers, 1):
+        e = AnnounceAccepted(now, IH, peer[:-2], 1, b"p" * 20, 0, 0, 0, 0, 1)
+        compiled.announce(peer, e)
+        reference.announce(peer, e)
+        if now in (254, 255, 256, 65_534, 65_535, 65_536):
+            assert all(p in compiled for p in peers[:now])
+    for peer in peers[::3]:
+        assert compiled.remove(peer) == reference.remove(peer)
+    assert len(compiled) == len(reference)
+    assert [p in compiled for p in peers] == [p in reference for p in peers]
+
+
 def test_a_big_swarm_counts_peers_per_source_alike_through_every_change() -> None:
     """Past INDEXED_SWARM peers both keep counts per source: kept by announces, removals,
     expiry and clearing, built again when the prefixes change, dropped when it shrinks."""
