@@ -9,8 +9,10 @@ no reference count, so what gets copied is little more than the pages the
 daemon itself changes meanwhile (a Python walk copied every page holding a
 torrent object). The child
 uses nothing it shares with the daemon's other threads (no log: an LMDB
-environment must not cross a fork, no event loop, no logging) and leaves with
-``os._exit``, so none of the daemon's exit handlers run twice.
+environment must not cross a fork, no event loop, no logging), closes every
+descriptor it inherited but the standard three (sockets, the lock, the log's
+files), and leaves with ``os._exit``, so none of the daemon's exit handlers run
+twice.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ def fork_snapshot(state: TrackerState, path: Path) -> int:
         return pid
     status = 1
     try:
+        # Nothing of the daemon's stays open here but stdin, stdout and stderr: a daemon
+        # killed meanwhile can start again at once, its UDP port and its lock free.
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         gc.disable()  # a collection would touch, and so copy, every tracked object
         signal.set_wakeup_fd(-1)  # signals to the child must not wake the daemon's loop
         for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import time
 from pathlib import Path
 
 from udpt.events.log import EventLog
@@ -59,3 +62,43 @@ def test_a_child_that_cannot_write_exits_1_and_leaves_the_parent_running(tmp_pat
     state.apply_all(enumerate(announces(0, 10), 1))
     assert exit_code(fork_snapshot(state, tmp_path / "missing" / "snapshot.partial")) == 1
     assert state.last_seq == 10
+
+
+def test_the_child_holds_none_of_the_daemons_sockets_or_files(tmp_path: Path) -> None:
+    """A daemon killed while its child writes can start again at once: the child keeps no
+    socket (the UDP port) and no file (the lock) open. The child is held at its output's
+    open, a FIFO, while its descriptors are looked at."""
+    state = TrackerState()
+    state.apply_all(enumerate(announces(0, 10), 1))
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    lock = (tmp_path / "lock").open("w")
+    shared = {os.fstat(f.fileno()).st_ino for f in (udp, lock)}
+    fifo = tmp_path / "snapshot.fifo"
+    os.mkfifo(fifo)
+    pid = fork_snapshot(state, fifo)
+    try:
+        deadline = time.monotonic() + 10
+        while shared & child_inodes(pid):
+            assert time.monotonic() < deadline, "the child still holds the parent's files"
+            time.sleep(0.01)
+        with fifo.open("rb") as written:  # lets the child open it and write
+            assert written.read() == state.snapshot()
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)  # it may wait at the FIFO for ever
+        raise
+    finally:
+        udp.close()
+        lock.close()
+        status = exit_code(pid)
+    assert status == 0
+
+
+def child_inodes(pid: int) -> set[int]:
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            inodes.add(os.stat(f"/proc/{pid}/fd/{fd}").st_ino)
+        except FileNotFoundError:  # closed meanwhile
+            continue
+    return inodes
