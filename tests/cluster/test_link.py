@@ -48,3 +48,35 @@ async def test_a_jetstream_that_never_answers_is_asked_again_then_reported(
         await link.open_link(config, retention_s=0)
     waits = [r for r in caplog.records if "JetStream does not answer yet" in r.getMessage()]
     assert len(waits) >= 2
+
+
+async def test_a_node_starting_on_a_jetstream_that_stops_answering_asks_again_then_reports(
+    no_jetstream: NatsServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``ClusterWriter.start`` reads the stream's state after the link is open: a JetStream
+    that does not answer then is asked again, as ``open_link`` asks, not a traceback."""
+    import nats
+    from nats.js.errors import ServiceUnavailableError
+
+    from udpt.cluster import link
+    from udpt.cluster.writer import ClusterWriter
+    from udpt.events.log import EventLog
+
+    monkeypatch.setattr(link, "JETSTREAM_READY_S", 0.5)
+    client = await nats.connect(no_jetstream.url)
+    stream_link = link.StreamLink(client, client.jetstream(timeout=0.2), "t-log", "t.batches", "a")
+    try:
+        with EventLog(tmp_path / "log") as event_log:
+            writer = ClusterWriter(event_log, stream_link, lambda *_: None, lambda *_: None)
+            with (
+                caplog.at_level(logging.INFO, logger="udpt.cluster.link"),
+                pytest.raises(ServiceUnavailableError),
+            ):
+                await writer.start()
+    finally:
+        await client.close()
+    waits = [r for r in caplog.records if "JetStream does not answer yet" in r.getMessage()]
+    assert len(waits) >= 2

@@ -37,7 +37,7 @@ from nats.js.errors import BadRequestError, NoStreamResponseError, ServiceUnavai
 
 from udpt.config import ClusterConfig
 
-__all__ = ["CONNECT_TIMEOUT_S", "StreamLink", "open_link", "shared_secret"]
+__all__ = ["CONNECT_TIMEOUT_S", "StreamLink", "open_link", "shared_secret", "when_ready"]
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ async def open_link(cluster: ClusterConfig, retention_s: int) -> StreamLink:
     return link
 
 
-async def _when_ready(step: Callable[[], Awaitable[_T]]) -> _T:
+async def when_ready(step: Callable[[], Awaitable[_T]]) -> _T:
     """``step()``, asked again for up to ``JETSTREAM_READY_S`` while JetStream does not
     answer yet (a stream just created may not take messages at once either)."""
     loop = asyncio.get_running_loop()
@@ -160,7 +160,7 @@ async def _when_ready(step: Callable[[], Awaitable[_T]]) -> _T:
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     """Create the stream, or bring it to ``config``."""
-    await _when_ready(partial(_add_or_update, js, config))
+    await when_ready(partial(_add_or_update, js, config))
 
 
 async def _add_or_update(js: JetStreamContext, config: StreamConfig) -> None:
@@ -185,8 +185,8 @@ async def _store_first(js: JetStreamContext, subject: str, candidate: bytes) -> 
 async def shared_secret(link: StreamLink, candidate: bytes, prefix: str) -> bytes:
     """The cluster's connection-id secret: ``candidate`` if this node stores it first."""
     subject = f"{prefix}.{SECRET_SUBJECT}"
-    await _when_ready(partial(_store_first, link.js, subject, candidate))
-    stored = await _when_ready(partial(link.js.get_last_msg, f"{prefix}-secrets", subject))
+    await when_ready(partial(_store_first, link.js, subject, candidate))
+    stored = await when_ready(partial(link.js.get_last_msg, f"{prefix}-secrets", subject))
     if stored.data is None:
         raise RuntimeError(f"JetStream stream {prefix}-secrets holds an empty secret")
     return stored.data

@@ -44,11 +44,12 @@ import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
-from udpt.cluster.link import StreamLink
+from udpt.cluster.link import StreamLink, when_ready
 from udpt.events.batch import decode_batch, encode_batch
 from udpt.events.codec import DecodeError
 from udpt.events.log import EventLog, LogError
@@ -199,7 +200,7 @@ class ClusterWriter(GatheringWriter):
             )
         if stored is None:
             event_log.put_meta(STREAM_KEY, link.stream.encode())
-        info = await link.js.stream_info(link.stream)
+        info = await when_ready(partial(link.js.stream_info, link.stream))
         first, last = info.state.first_seq, info.state.last_seq
         if self.position > last:
             raise LogError(
