@@ -181,7 +181,7 @@ async def _open(
     try:
         if cluster_writer is not None:
             # A cluster node first folds what the stream holds beyond its local copy.
-            await cluster_writer.start()
+            await _catch_up(config, cluster_writer)
             observer.cluster = cluster_writer
         # 3. Time passed while the tracker was down: expire now, before serving, so that
         #    the first sweep after a long stop does not stall the loop with a mass expiry.
@@ -209,6 +209,20 @@ def _cluster_writer(
         linger_s=config.log.commit_linger_ms / 1000,
         max_pending=config.udp.max_pending,
     )
+
+
+async def _catch_up(config: Config, cluster_writer: ClusterWriter) -> None:
+    """``ClusterWriter.start``; a JetStream that stops answering there ends the start in one
+    line, exit 1, as at ``_open_link`` (a log that cannot continue says so as a LogError)."""
+    try:
+        await cluster_writer.start()
+    except LogError:
+        raise
+    except Exception as exc:
+        assert config.cluster is not None
+        raise StartupError(
+            f"cluster.stream {config.cluster.stream}: cannot read the stream's state: {exc!r}"
+        ) from exc
 
 
 async def _open_link(config: Config) -> StreamLink:
