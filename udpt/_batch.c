@@ -5,6 +5,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <stddef.h>
 #include <string.h>
 
 #include "_batch.h"
@@ -113,11 +114,11 @@ static int put_shuffled(buffer *b, const uint8_t *const *blobs, size_t count, si
 /* What makes two announces' info hashes, or peers, the same: the keys of the dicts that
  * batch._encode_announces numbers them with. The hash is Python's keyed one (SipHash), so
  * that peers chosen to collide cannot make a batch's encoding quadratic. */
-static Py_hash_t hash_key(const udpt_packed_announce *a) {
+static Py_hash_t info_hash_key(const udpt_packed_announce *a) {
     return _Py_HashBytes(a->info_hash, 20);
 }
 
-static int same_hash(const udpt_packed_announce *x, const udpt_packed_announce *y) {
+static int same_info_hash(const udpt_packed_announce *x, const udpt_packed_announce *y) {
     return memcmp(x->info_hash, y->info_hash, 20) == 0;
 }
 
@@ -169,6 +170,14 @@ static Py_ssize_t number_first_uses(const udpt_packed_announce *a, size_t n,
     return (Py_ssize_t)distinct;
 }
 
+/* The column of the counter at ``offset`` (uploaded, downloaded, left) of each announce. */
+static int put_counter(buffer *b, int64_t *values, const udpt_packed_announce *a, size_t n,
+                       size_t offset) {
+    for (size_t i = 0; i < n; i++)
+        memcpy(&values[i], (const char *)&a[i] + offset, sizeof values[i]);
+    return put_column(b, values, n);
+}
+
 /* batch._encode_announces. */
 static int put_announces(buffer *b, const udpt_packed_announce *a, size_t n, int numbered) {
     int result = -1;
@@ -202,8 +211,10 @@ static int put_announces(buffer *b, const udpt_packed_announce *a, size_t n, int
     if (numbered) {
         for (size_t i = 0; i < n; i++)
             values[i] = a[i].hash_ref;
-    } else if ((local = number_first_uses(a, n, hash_key, same_hash, values, first_use)) < 0) {
-        goto done;
+    } else {
+        local = number_first_uses(a, n, info_hash_key, same_info_hash, values, first_use);
+        if (local < 0)
+            goto done;
     }
     uint8_t mode = numbered ? 1 : 0;
     if (put_bytes(b, &mode, 1) || put_u32(b, (uint32_t)local))
@@ -253,19 +264,12 @@ static int put_announces(buffer *b, const udpt_packed_announce *a, size_t n, int
 
     for (size_t i = 0; i < n; i++)
         values[i] = a[i].event;
-    if (put_column(b, values, n))
-        goto done;
-    for (size_t i = 0; i < n; i++)
-        values[i] = a[i].uploaded;
-    if (put_column(b, values, n))
-        goto done;
-    for (size_t i = 0; i < n; i++)
-        values[i] = a[i].downloaded;
-    if (put_column(b, values, n))
-        goto done;
-    for (size_t i = 0; i < n; i++)
-        values[i] = a[i].left;
-    result = put_column(b, values, n);
+    result = put_column(b, values, n) ||
+             put_counter(b, values, a, n, offsetof(udpt_packed_announce, uploaded)) ||
+             put_counter(b, values, a, n, offsetof(udpt_packed_announce, downloaded)) ||
+             put_counter(b, values, a, n, offsetof(udpt_packed_announce, left))
+                 ? -1
+                 : 0;
 done:
     PyMem_Free(values);
     PyMem_Free(first_use);

@@ -218,7 +218,7 @@ typedef struct {
     PyObject *endpoint;        /* a BatchEndpoint: its _outbox and _results, as _send fills them */
     PyObject *flush, *call_soon; /* its _flush, its loop's call_soon */
     PyObject *deliver;         /* this lane's deliver: UdpEndpoint._deliver, compiled */
-    PyObject *commits;         /* (commit, deliver, to) taken, not yet handed to the intake */
+    PyObject *commits;         /* (event, (commit, deliver, to)) taken, not yet handed over */
     Py_ssize_t receive_buffer;
     long long handled;
 } LaneObject;
@@ -472,9 +472,12 @@ static int take_announce(LaneObject *self, const Pass *p, PyObject *request, PyO
             goto submitted;
     }
     PyObject *payload = PyTuple_Pack(3, commit, self->deliver, to);
-    if (payload != NULL && PyList_Append(self->commits, payload) == 0)
+    /* (event, payload): the writer's submit_all item as it is */
+    PyObject *item = payload ? PyTuple_Pack(2, accepted, payload) : NULL;
+    if (item != NULL && PyList_Append(self->commits, item) == 0)
         result = 0;
     Py_XDECREF(payload);
+    Py_XDECREF(item);
 submitted:
     Py_XDECREF(commit);
     Py_XDECREF(to);

@@ -25,18 +25,18 @@
 
 typedef struct {
     PyObject_HEAD
-    size_t count, announces;
+    size_t count;
     uint8_t *kinds;                 /* count bytes, 1 = an "other" */
     size_t *announces_before;       /* count + 1: announces among events [0, i) */
     udpt_packed_announce *packed;   /* pointing into bytes */
     uint8_t *bytes;                 /* BYTES_PER_ANNOUNCE per announce */
-    PyObject **records;             /* the others' records, as encode_event gives them */
+    PyObject **records;             /* the others' records, as encode_event gives them; NULL
+                                     * past those taken so far */
     int64_t *other_ms;
-    size_t others;
 } StoredRunObject;
 
 static void StoredRun_dealloc(StoredRunObject *self) {
-    for (size_t i = 0; i < self->others; i++)
+    for (size_t i = 0; self->records != NULL && i < self->count; i++)
         Py_XDECREF(self->records[i]);
     PyMem_Free(self->records);
     PyMem_Free(self->other_ms);
@@ -191,7 +191,6 @@ static int take_others(StoredRunObject *run, size_t at, const uint8_t *body,
         }
         run->records[at + i] = encoded;
         run->other_ms[at + i] = ms;
-        run->others = at + i + 1;
     }
     return 0;
 }
@@ -244,7 +243,6 @@ static int take_values(StoredRunObject *run, PyObject *values, PyObject *hashes,
         announce += b.announces;
     }
     run->announces_before[event] = announce;
-    run->announces = announce;
     return 0;
 }
 
@@ -264,7 +262,6 @@ static PyObject *stored_run(PyObject *module, PyObject *args) {
     if (run == NULL)
         return NULL;
     run->count = total;
-    run->announces = run->others = 0;
     run->kinds = PyMem_Malloc(total);
     run->announces_before = PyMem_Malloc((total + 1) * sizeof(size_t));
     run->packed = PyMem_Malloc(total * sizeof(udpt_packed_announce));

@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 
 from udpt.core import COMPILED
 from udpt.counters import Counters
-from udpt.events.types import AnnounceAccepted, PeersExpired
+from udpt.events.types import AnnounceAccepted, Event, PeersExpired
 from udpt.events.writer import Batch, Writer
 from udpt.history.apply import ApplyFailures, apply_committed, apply_failed, tell_failed
 from udpt.projections import TrackerState
@@ -130,23 +130,24 @@ class Intake:
             return None
         return self._not_taken(commit, writer)
 
-    def submit_all(self, payloads: list[tuple[Commit, Deliver, Any]]) -> None:
+    def submit_all(self, items: list[tuple[Event, tuple[Commit, Deliver, Any]]]) -> None:
         """``submit`` of each (commit, deliver, to) in order, with one call to the writer.
 
-        The compiled lane's way (udpt/_lane.c): its commits come from one read of
-        the socket and carry one time, so the first one's sweep check is every
-        one's. A commit the writer cannot take is counted and settled as
-        ``submit`` does it, and delivered nothing.
+        The compiled lane's way (udpt/_lane.c): each comes as (its commit's event, the
+        payload), the writer's ``submit_all`` items as they are, from one read of the
+        socket and with one time, so the first one's sweep check is every one's. A
+        commit the writer cannot take is counted and settled as ``submit`` does it, and
+        delivered nothing.
         """
         writer = self.writer
         assert writer is not None, "attach() a writer first"
-        if not payloads:
+        if not items:
             return
-        at_ms = payloads[0][0].event.at_ms
+        at_ms = items[0][0].at_ms
         if at_ms - self.last_sweep_ms >= self._sweep_interval_ms:
             self.sweep(at_ms)
-        taken = writer.submit_all([(payload[0].event, payload) for payload in payloads])
-        for commit, _, _ in payloads[taken:]:
+        taken = writer.submit_all(items)
+        for _, (commit, _, _) in items[taken:]:
             self._not_taken(commit, writer)
 
     def _not_taken(self, commit: Commit, writer: Writer) -> NotRecorded:

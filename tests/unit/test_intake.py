@@ -220,13 +220,15 @@ async def test_commits_submitted_together_are_taken_as_one_by_one_up_to_the_limi
     road = Road(tmp_log, max_pending=3)
     events = history(5)
     outcomes: list[object] = []
-    road.intake.submit_all([(Commit(e, road._seq, None), _collect, outcomes) for e in events])
+    road.intake.submit_all([(e, (Commit(e, road._seq, None), _collect, outcomes)) for e in events])
     assert road.writer.pending == 3
     assert road.intake.counters.dropped["writer_full"] == 2
     await road.writer.drain()
     await road.intake.drain()
     assert outcomes == [1, 2, 3]
-    road.intake.submit_all([(Commit(e, road._seq, None), _collect, outcomes) for e in events[3:]])
+    road.intake.submit_all(
+        [(e, (Commit(e, road._seq, None), _collect, outcomes)) for e in events[3:]]
+    )
     await road.writer.close()
     assert outcomes == [1, 2, 3, 4, 5]
     assert [event for _, event in tmp_log.events()] == events
