@@ -48,6 +48,7 @@
 #define AT_FLAG 57
 #define GAP 0xFF /* the flag byte of a removed entry; a live one holds 0 or 1 */
 #define INDEXED 12 /* up to 12 keys a scan costs no more than a probe; an index costs 1.5-6 B a key */
+#define BIG_TABLE 16 /* tables of this many entries grow by an eighth (table_grow) */
 #define EVENT_COMPLETED 1 /* AnnounceEvent.COMPLETED */
 
 /* One table: a header and its entries in one allocation. An empty table is ``no_peers``,
@@ -65,8 +66,12 @@ static const Table no_peers; /* read only: a write to it would be a bug, and fau
 /* Bytes per index slot: the narrowest that holds every position + 1 (a table's index is
  * rebuilt whenever its capacity changes). Narrow slots halve or quarter an index, most of
  * a big swarm's cost past its entries. */
+static inline size_t width_for(uint32_t cap) {
+    return cap < UINT8_MAX ? 1 : cap < UINT16_MAX ? 2 : 4;
+}
+
 static inline size_t slot_width(const Table *t) {
-    return t->cap < UINT8_MAX ? 1 : t->cap < UINT16_MAX ? 2 : 4;
+    return width_for(t->cap);
 }
 
 static inline uint32_t slot_get(const Table *t, uint32_t slot) {
@@ -203,15 +208,24 @@ static void table_free(Table **slot) {
     }
 }
 
+/* Index slots for a table of ``cap`` entries: none up to INDEXED, else a power of two at
+ * most two thirds full (entries, gaps included, never exceed cap). */
+static uint32_t index_slots(uint32_t cap) {
+    if (cap <= INDEXED)
+        return 0;
+    uint32_t slots = 16;
+    while (slots < cap + cap / 2)
+        slots <<= 1;
+    return slots;
+}
+
 static int table_reindex(Table *t, int table) {
     free(t->index);
     t->index = NULL;
     t->mask = 0;
-    if (t->cap <= INDEXED)
+    uint32_t slots = index_slots(t->cap);
+    if (slots == 0)
         return 0;
-    uint32_t slots = 16; /* at most two thirds full: entries, gaps included, never exceed cap */
-    while (slots < t->cap + t->cap / 2)
-        slots <<= 1;
     t->index = calloc(slots, slot_width(t));
     if (t->index == NULL) {
         PyErr_NoMemory();
@@ -293,8 +307,29 @@ static int64_t table_find(const Table *t, int table, const unsigned char *key) {
     return -1;
 }
 
-/* Room for one more entry at the end: squeeze if an eighth is gaps, else grow by a quarter
- * (by half, spare room cost up to 33 bytes a peer in swarms of three: BENCHMARKS.md). */
+/* Grow a full table: by a quarter while small (by half, spare room cost up to 33 bytes a
+ * peer in swarms of three: BENCHMARKS.md), by an eighth from BIG_TABLE entries on. A big
+ * swarm restored from a snapshot is sized exactly and grows at its first newcomer, so the
+ * step is what it keeps spare. Entries keep their positions, so an index whose slots and
+ * width the new capacity does not change stays true and is not rebuilt: a step costs a
+ * realloc. */
+static int table_grow(Table **slot, int table) {
+    Table *t = *slot;
+    uint32_t cap = t->cap + (t->cap < BIG_TABLE ? t->cap / 4 : t->cap / 8) + 1;
+    if (t == NO_PEERS || index_slots(cap) != index_slots(t->cap) ||
+        width_for(cap) != slot_width(t))
+        return table_resize(slot, table, cap);
+    t = realloc(t, sizeof *t + (size_t)cap * stride(table));
+    if (t == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    t->cap = cap;
+    *slot = t;
+    return 0;
+}
+
+/* Room for one more entry at the end: squeeze if an eighth is gaps, else grow. */
 static int table_make_room(Table **slot, int table) {
     Table *t = *slot;
     if (t->used < t->cap)
@@ -307,7 +342,7 @@ static int table_make_room(Table **slot, int table) {
         PyErr_SetString(PyExc_OverflowError, "swarm table is full");
         return -1;
     }
-    return table_resize(slot, table, t->cap + t->cap / 4 + 1);
+    return table_grow(slot, table);
 }
 
 static unsigned char *table_append(Table **slot, int table, const unsigned char *key) {

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from udpt.events.log import LogReader
+from udpt.events.log import EventLog, LogReader
 from udpt.history.apply import ApplyFailures
 from udpt.history.folding import Progress, fold
 from udpt.projections import SnapshotError, TrackerState
@@ -43,11 +43,12 @@ def restore_newest(log: LogReader, max_seq: int | None = None) -> TrackerState |
     number than its key, is passed over for the next older one: a damaged
     snapshot slows a start, it never stops it.
     """
+    known = log.known_hash() if isinstance(log, EventLog) else None
     for seq in reversed(log.snapshot_seqs()):
         if max_seq is not None and seq > max_seq:
             continue
         try:
-            state = TrackerState.restore(log.get_snapshot(seq) or b"")
+            state = TrackerState.restore(log.get_snapshot(seq) or b"", known)
         except SnapshotError:
             continue
         if state.last_seq == seq:

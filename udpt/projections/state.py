@@ -337,15 +337,16 @@ class TrackerState:
         return header + self.stats.to_bytes()
 
     @classmethod
-    def restore(cls, data: bytes) -> TrackerState:
-        """The state whose ``snapshot()`` is ``data``."""
+    def restore(cls, data: bytes, known: Callable[[bytes], bytes] | None = None) -> TrackerState:
+        """The state whose ``snapshot()`` is ``data``; ``known`` gives the object to key each
+        info hash by (the log's own: ``EventLog.known_hash``)."""
         try:
-            return cls._restore(memoryview(data))
+            return cls._restore(memoryview(data), known)
         except struct.error as exc:
             raise SnapshotError(f"snapshot is truncated or damaged: {exc}") from exc
 
     @classmethod
-    def _restore(cls, view: memoryview) -> TrackerState:
+    def _restore(cls, view: memoryview, known: Callable[[bytes], bytes] | None) -> TrackerState:
         magic, version, last_seq, count = _HEADER.unpack_from(view)
         if magic != SNAPSHOT_MAGIC or version != SNAPSHOT_VERSION:
             raise SnapshotError(f"not a version-{SNAPSHOT_VERSION} udpt snapshot")
@@ -354,12 +355,15 @@ class TrackerState:
         offset = _HEADER.size
         state.stats = Stats.from_bytes(bytes(view[offset : offset + Stats.SIZE]))
         offset += Stats.SIZE
-        torrents: list[tuple[bytes, Torrent]] = []
+        info_hashes: list[bytes] = []
+        torrents: list[Torrent] = []
         for _ in range(count):
             info_hash, flags, completed, last_ms, s4, l4, s6, l6 = _TORRENT.unpack_from(
                 view, offset
             )
             offset += _TORRENT.size
+            if known is not None:
+                info_hash = known(info_hash)
             torrent = Torrent(
                 flagged=bool(flags & _FLAGGED),
                 registered=bool(flags & _REGISTERED),
@@ -374,11 +378,12 @@ class TrackerState:
             except ValueError as exc:
                 raise SnapshotError(f"snapshot is damaged: {exc}") from exc
             offset = end
-            torrents.append((info_hash, torrent))
+            info_hashes.append(info_hash)
+            torrents.append(torrent)
             state._index(info_hash, torrent)
         if offset != len(view):
             raise SnapshotError("snapshot has trailing bytes")
-        state.torrents.load_sorted(torrents)
+        state.torrents.load_sorted(info_hashes, torrents)
         if len(state.torrents) != count:
             raise SnapshotError("snapshot holds a torrent twice")
         return state

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from udpt.events.log import EventLog
-from udpt.events.types import TorrentAdded, TorrentFlagged
+from udpt.events.types import AnnounceAccepted, TorrentAdded, TorrentFlagged
 from udpt.history import recover, replay, take_snapshot
 from udpt.projections import TrackerState
 
@@ -47,3 +49,27 @@ def test_recover_stops_at_to_seq_and_uses_no_later_snapshot(tmp_log: EventLog) -
     expected = TrackerState()
     expected.apply_all(enumerate(EVENTS[:4], 1))
     assert (used, state.snapshot()) == (0, expected.snapshot())
+
+
+def announce(n: int) -> AnnounceAccepted:
+    return AnnounceAccepted(
+        T0 + n, bytes([n]) * 20, bytes([10, 0, 0, n]), 6881, bytes(20), 0, 0, 0, 0, 1
+    )
+
+
+def test_a_restart_keys_each_torrent_by_the_logs_own_info_hash(tmp_path: Path) -> None:
+    """One object for each info hash where a restart made three (the snapshot's, the
+    dictionary's by number, the writer's numbers by hash): 64 bytes each, a million times."""
+    with EventLog(tmp_path / "log") as log:
+        log.append_events([announce(n) for n in range(1, 4)])
+        take_snapshot(log)
+        log.append_events([announce(4)])
+    with EventLog(tmp_path / "log") as log:
+        state, used = recover(log)
+        known = log.known_hash()
+        assert used == 3
+        assert sorted(state.torrents) == [bytes([n]) * 20 for n in range(1, 5)]
+        assert all(known(bytes(bytearray(key))) is key for key in state.torrents)
+        later = announce(5)
+        log.append_events([later])
+        assert known(bytes(bytearray(later.info_hash))) is later.info_hash
