@@ -128,15 +128,11 @@ def part_restart(db: Path) -> dict:
     }
 
 
-def part_memory_shape(peers: int, torrents: int) -> dict:
-    """Process growth per peer and per torrent for ``peers`` spread evenly over ``torrents``.
-
-    The state is folded in process from announces (a distinct IPv4 address per
-    peer, half of them seeders), a batch of a thousand at a time as replay does,
-    at times of today's clock: a time in milliseconds since 1970 is an int of its
-    own in Python, where a small one would be shared.
-    """
-    before = rss_bytes()
+def fold_shape(peers: int, torrents: int) -> TrackerState:
+    """``peers`` spread evenly over ``torrents``, folded as replay does: a distinct IPv4
+    address per peer, half of them seeders, a batch of a thousand at a time, at times of
+    today's clock (a time in milliseconds since 1970 is an int of its own in Python,
+    where a small one would be shared)."""
     state = TrackerState()
     batch: list[Event] = []
     for n in range(peers):
@@ -147,8 +143,25 @@ def part_memory_shape(peers: int, torrents: int) -> dict:
         if len(batch) == 1000 or n == peers - 1:
             apply_batch(state, state.last_seq + 1, batch)
             batch = []
+    return state
+
+
+def part_memory_shape(peers: int, torrents: int) -> dict:
+    """Process growth per peer and per torrent for ``peers`` spread evenly over ``torrents``."""
+    before = rss_bytes()
+    state = fold_shape(peers, torrents)
     grown = rss_bytes() - before
     return {"peers": state.peer_count(), "torrents": len(state.torrents), "bytes": grown}
+
+
+def part_source_counts(peers: int, torrents: int) -> dict:
+    """What the counts per source add once asked, per peer: the daemon asks them of every
+    swarm of ``INDEXED_SWARM`` peers or more that a newcomer joins (the ports quota)."""
+    state = fold_shape(peers, torrents)
+    before = rss_bytes()
+    for torrent in state.torrents.values():
+        torrent.swarm.peers_from(b"\x0b\x00\x00\x00", 4, 16)
+    return {"peers": state.peer_count(), "bytes_per_peer": (rss_bytes() - before) / peers}
 
 
 def part_snapshot_memory(db: Path) -> dict:
@@ -325,9 +338,10 @@ def measure_figures(work: Path, scale: Scale, rounds: int) -> list[Row]:
 
 if __name__ == "__main__":
     part, path = sys.argv[1], Path(sys.argv[2])
-    if part == "memory_shape":
+    if part in ("memory_shape", "source_counts"):
         peers, torrents = map(int, sys.argv[2].split(":"))
-        print(json.dumps(part_memory_shape(peers, torrents)))
+        shape = part_memory_shape if part == "memory_shape" else part_source_counts
+        print(json.dumps(shape(peers, torrents)))
     elif part == "restart":
         print(json.dumps(part_restart(path)))
     elif part == "snapshot_memory":

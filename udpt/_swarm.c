@@ -107,17 +107,20 @@ static inline uint32_t free_slot(const Table *t, uint32_t hash) {
 }
 
 /* Peers per source (an address prefix), kept for big swarms as the reference keeps them:
- * open addressing over (family, prefix), entries whose count fell to 0 left in place
- * until the next rebuild. */
+ * one open-addressing table a family, its slots a prefix (4 or 16 bytes, zero-padded)
+ * then a count, the count's top bit set once the slot is taken. A slot whose count fell
+ * to 0 stays taken until the next rebuild. Slots are 8 bytes for IPv4, where 24 (one
+ * layout for both families) cost 48 to 96 bytes a peer: as much as the peer's entry. */
 typedef struct {
-    unsigned char key[17]; /* 4 or 6, then the prefix, zero-padded; key[0] == 0: empty */
-    uint32_t count;
-} Source;
+    uint32_t mask, occupied, prefix; /* prefix: the key's bytes, 4 or 16 */
+    unsigned char slots[];          /* (prefix + 4) bytes a slot */
+} SourceTable;
+
+#define TAKEN 0x80000000u
 
 typedef struct {
     Py_ssize_t v4_bytes, v6_bytes; /* the prefixes the counts are for */
-    uint32_t mask, occupied;
-    Source slots[];
+    SourceTable *family[2];       /* IPv4, IPv6 */
 } Sources;
 
 typedef struct {
@@ -375,47 +378,87 @@ static const unsigned char *table_head(const Table *t, int table) {
 
 /* -- counts per source ----------------------------------------------------------- */
 
-static void source_key(unsigned char key[17], const unsigned char *ip, Py_ssize_t ip_size,
-                       const Sources *sources) {
-    Py_ssize_t prefix = ip_size == 4 ? sources->v4_bytes : sources->v6_bytes;
-    memset(key, 0, 17);
-    key[0] = ip_size == 4 ? 4 : 6;
-    memcpy(key + 1, ip, (size_t)prefix);
+static void sources_free(Sources *sources) {
+    if (sources != NULL) {
+        free(sources->family[0]);
+        free(sources->family[1]);
+        free(sources);
+    }
 }
 
-static Source *source_slot(Sources *sources, const unsigned char key[17]) {
-    uint32_t slot = hash_key(key, 17) & sources->mask;
-    while (sources->slots[slot].key[0] && memcmp(sources->slots[slot].key, key, 17) != 0)
-        slot = (slot + 1) & sources->mask;
-    return &sources->slots[slot];
+/* ``ip``'s source: its family's table, and its prefix zero-padded in ``key``. */
+static SourceTable *source_key(const Sources *sources, const unsigned char *ip,
+                               Py_ssize_t ip_size, unsigned char key[16]) {
+    int v6 = ip_size != 4;
+    memset(key, 0, 16);
+    memcpy(key, ip, (size_t)(v6 ? sources->v6_bytes : sources->v4_bytes));
+    return sources->family[v6];
+}
+
+/* The slot taken by ``key``, or the free slot for it; ``count`` is what the slot holds. */
+static unsigned char *source_slot(const SourceTable *st, const unsigned char key[16],
+                                  uint32_t *count) {
+    size_t stride = st->prefix + 4;
+    for (uint32_t slot = hash_key(key, st->prefix) & st->mask;;
+         slot = (slot + 1) & st->mask) {
+        unsigned char *found = (unsigned char *)st->slots + slot * stride;
+        memcpy(count, found + st->prefix, 4);
+        if (!(*count & TAKEN) || memcmp(found, key, st->prefix) == 0)
+            return found;
+    }
+}
+
+static uint32_t source_peek(const Sources *sources, const unsigned char *ip, Py_ssize_t ip_size) {
+    unsigned char key[16];
+    uint32_t count;
+    source_slot(source_key(sources, ip, ip_size, key), key, &count);
+    return count & ~TAKEN;
 }
 
 /* Add ``change`` to the count of the source of ``peer`` (a compact key of ``size`` bytes). */
 static void source_count(Sources *sources, const unsigned char *peer, Py_ssize_t size,
                          int change) {
-    unsigned char key[17];
-    source_key(key, peer, size - 2, sources);
-    Source *found = source_slot(sources, key);
-    if (!found->key[0]) {
-        memcpy(found->key, key, 17);
-        sources->occupied++;
+    unsigned char key[16];
+    SourceTable *st = source_key(sources, peer, size - 2, key);
+    uint32_t count;
+    unsigned char *found = source_slot(st, key, &count);
+    if (!(count & TAKEN)) {
+        memcpy(found, key, st->prefix);
+        count = TAKEN;
+        st->occupied++;
     }
-    found->count += (uint32_t)change;
+    count = TAKEN | ((count & ~TAKEN) + (uint32_t)change);
+    memcpy(found + st->prefix, &count, 4);
+}
+
+/* Room for twice ``peers`` sources of ``prefix`` bytes: NULL if no memory. */
+static SourceTable *source_table(Py_ssize_t peers, uint32_t prefix) {
+    uint32_t slots = 16;
+    while (slots < 2 * (uint64_t)peers)
+        slots <<= 1;
+    SourceTable *st = calloc(1, sizeof *st + (size_t)slots * (prefix + 4));
+    if (st != NULL) {
+        st->mask = slots - 1;
+        st->prefix = prefix;
+    }
+    return st;
 }
 
 static Py_ssize_t Swarm_len(SwarmObject *self);
 
-/* Counts for ``prefixes`` built from the tables, room for twice the peers: NULL if no memory. */
+/* Counts for ``prefixes`` built from the tables: NULL if no memory. */
 static Sources *sources_build(SwarmObject *self, Py_ssize_t v4_bytes, Py_ssize_t v6_bytes) {
-    uint32_t slots = 64;
-    while (slots < 2 * (uint32_t)Swarm_len(self))
-        slots <<= 1;
-    Sources *sources = calloc(1, sizeof *sources + slots * sizeof(Source));
+    Sources *sources = calloc(1, sizeof *sources);
     if (sources == NULL)
         return NULL;
     sources->v4_bytes = v4_bytes;
     sources->v6_bytes = v6_bytes;
-    sources->mask = slots - 1;
+    sources->family[0] = source_table(self->tables[0]->live + self->tables[1]->live, 4);
+    sources->family[1] = source_table(self->tables[2]->live + self->tables[3]->live, 16);
+    if (sources->family[0] == NULL || sources->family[1] == NULL) {
+        sources_free(sources);
+        return NULL;
+    }
     for (int table = 0; table < 4; table++) {
         const Table *t = self->tables[table];
         for (uint32_t position = 0; position < t->used; position++) {
@@ -433,7 +476,7 @@ static void sources_forget(SwarmObject *self, const unsigned char *peer, Py_ssiz
         return;
     source_count(self->sources, peer, size, -1);
     if (Swarm_len(self) < INDEXED_SWARM / 2) {
-        free(self->sources);
+        sources_free(self->sources);
         self->sources = NULL;
     }
 }
@@ -444,9 +487,10 @@ static void sources_add(SwarmObject *self, const unsigned char *peer, Py_ssize_t
     if (sources == NULL)
         return;
     source_count(sources, peer, size, 1);
-    if (sources->occupied * 3 > 2 * (sources->mask + 1)) {
+    const SourceTable *st = sources->family[size != KEY4];
+    if ((uint64_t)st->occupied * 3 > 2 * ((uint64_t)st->mask + 1)) {
         self->sources = sources_build(self, sources->v4_bytes, sources->v6_bytes);
-        free(sources); /* if the rebuild had no memory, the counts are asked for again */
+        sources_free(sources); /* if the rebuild had no memory, the counts are asked again */
     }
 }
 
@@ -486,7 +530,7 @@ static PyObject *Swarm_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 static void Swarm_dealloc(SwarmObject *self) {
     for (int table = 0; table < 4; table++)
         table_free(&self->tables[table]);
-    free(self->sources);
+    sources_free(self->sources);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -643,7 +687,7 @@ static PyObject *Swarm_remove(SwarmObject *self, PyObject *arg) {
 static PyObject *Swarm_clear(SwarmObject *self, PyObject *unused) {
     for (int table = 0; table < 4; table++)
         table_free(&self->tables[table]);
-    free(self->sources);
+    sources_free(self->sources);
     self->sources = NULL;
     Py_RETURN_NONE;
 }
@@ -707,15 +751,13 @@ static PyObject *Swarm_peers_from(SwarmObject *self, PyObject *args) {
     }
     Sources *sources = self->sources;
     if (sources != NULL && (sources->v4_bytes != v4_bytes || sources->v6_bytes != v6_bytes)) {
-        free(sources);
+        sources_free(sources);
         self->sources = sources = NULL;
     }
     if (sources == NULL && Swarm_len(self) >= INDEXED_SWARM)
         self->sources = sources = sources_build(self, v4_bytes, v6_bytes);
     if (sources != NULL) {
-        unsigned char key[17];
-        source_key(key, ip.buf, ip.len, sources);
-        result = PyLong_FromUnsignedLong(source_slot(sources, key)->count);
+        result = PyLong_FromUnsignedLong(source_peek(sources, ip.buf, ip.len));
         goto done;
     }
     size_t count = 0; /* a small swarm, or no memory for counts: scan */

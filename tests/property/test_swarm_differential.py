@@ -12,7 +12,10 @@ compiled snapshot writer must write what ``snapshot_parts`` joins to.
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
 from random import Random
 
 import pytest
@@ -155,6 +158,30 @@ def test_index_slots_of_every_width_find_every_peer() -> None:
         assert compiled.remove(peer) == reference.remove(peer)
     assert len(compiled) == len(reference)
     assert [p in compiled for p in peers] == [p in reference for p in peers]
+
+
+def count_sources_that_keep_coming() -> None:
+    """Counts built at 64 peers have room for 128 sources; the swarm then gains a
+    thousand peers from distinct addresses, of both families."""
+    compiled, reference = CompiledSwarm(), SwarmPy()
+    for n in range(1100):
+        ip = (0x0A000000 + n).to_bytes(4, "big") if n % 4 else bytes(12) + n.to_bytes(4, "big")
+        e = AnnounceAccepted(n, IH, ip, 1, b"p" * 20, 0, 0, 0, 0, n % 2)
+        assert compiled.announce(ip + b"\x1a\xe1", e) == reference.announce(ip + b"\x1a\xe1", e)
+        if n >= 63:
+            assert compiled.peers_from(ip, 4, 16) == reference.peers_from(ip, 4, 16) == 1
+            stranger = ip[:-1] + bytes([255 - ip[-1]])
+            assert compiled.peers_from(stranger, 4, 16) == reference.peers_from(stranger, 4, 16)
+
+
+def test_counts_per_source_make_room_for_sources_that_keep_coming() -> None:
+    """In a process of its own: counts that never made room again would fill up, and a
+    lookup in them would never end, in C, where no timeout in this process reaches."""
+    script = "from tests.property.test_swarm_differential import count_sources_that_keep_coming; "
+    script += "count_sources_that_keep_coming()"
+    root = Path(__file__).parents[2]
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
 
 
 def test_a_big_swarm_counts_peers_per_source_alike_through_every_change() -> None:
