@@ -19,10 +19,12 @@ setup(
                 "udpt/_swarm.c",
                 "udpt/_lane.c",
                 "udpt/_recut.c",
+                "udpt/_hashindex.c",
             ],
             depends=[
                 "udpt/_batch.h",
                 "udpt/_codec.h",
+                "udpt/_hashindex.h",
                 "udpt/_lane.h",
                 "udpt/_recut.h",
                 "udpt/_swarm.h",

@@ -17,6 +17,7 @@
 #include "_batch.h"
 #include "_codec.h"
 #include "_lane.h"
+#include "_hashindex.h"
 #include "_recut.h"
 #include "_swarm.h"
 
@@ -1085,7 +1086,8 @@ PyMODINIT_FUNC PyInit__core(void) {
         return NULL;
     PyObject *created = PyModule_Create(&module);
     if (created != NULL && (udpt_swarm_register(created) < 0 || udpt_lane_register(created) < 0 ||
-                            udpt_recut_register(created) < 0))
+                            udpt_recut_register(created) < 0 ||
+                            udpt_hash_index_register(created) < 0))
         Py_CLEAR(created);
     return created;
 }

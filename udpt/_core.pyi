@@ -2,7 +2,7 @@
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from random import Random
 
-from udpt.events.batch import HashIntern, HashTable
+from udpt.events.batch import HashIntern, HashNumbers, HashTable
 from udpt.events.types import AnnounceAccepted, Event
 from udpt.wire import Request
 
@@ -59,8 +59,17 @@ class StoredRun:
     def encode(self, start: int, count: int, /) -> bytes: ...
 
 def stored_run(
-    values: list[bytes], hashes: list[bytes], numbers: dict[bytes, int], /
+    values: list[bytes], hashes: list[bytes], numbers: HashNumbers, /
 ) -> StoredRun | None: ...
+
+class HashIndex:
+    """hash_index.HashIndexPy, compiled (udpt/_hashindex.c)."""
+
+    def __init__(self, hashes: list[bytes]) -> None: ...
+    def get(self, info_hash: bytes, default: int | None = None, /) -> int | None: ...
+    def __getitem__(self, info_hash: bytes) -> int: ...
+    def __contains__(self, info_hash: object) -> bool: ...
+    def __len__(self) -> int: ...
 
 class Swarm:
     """udpt/projections/swarms.py's SwarmPy, packed (udpt/_swarm.c)."""

@@ -15,6 +15,7 @@
 
 #include "_batch.h"
 #include "_codec.h"
+#include "_hashindex.h"
 #include "_recut.h"
 
 #define MAX_RUN_EVENTS (1u << 24) /* far above a compaction run; a damaged count goes back */
@@ -91,9 +92,17 @@ static PyTypeObject StoredRunType = {
     .tp_methods = StoredRun_methods,
 };
 
-/* The number `numbers` gives `hash`: 0, or 1 when it has none or it is not an int64. */
+/* The number `numbers` (a HashIndex, or a dict) gives `hash`: 0, or 1 when it has none or
+ * it is not an int64. */
 static int number_of(PyObject *numbers, const uint8_t *hash, int64_t *out) {
     PyObject *key = PyBytes_FromStringAndSize((const char *)hash, HASH_SIZE);
+    if (key != NULL && udpt_is_hash_index(numbers)) {
+        Py_ssize_t number;
+        int found = udpt_hash_index_number(numbers, key, &number);
+        Py_DECREF(key);
+        *out = number;
+        return found != 1;
+    }
     PyObject *number = key ? PyDict_GetItemWithError(numbers, key) : NULL;
     Py_XDECREF(key);
     if (number == NULL || !PyLong_CheckExact(number))
@@ -248,9 +257,12 @@ static int take_values(StoredRunObject *run, PyObject *values, PyObject *hashes,
 
 static PyObject *stored_run(PyObject *module, PyObject *args) {
     PyObject *values, *hashes, *numbers;
-    if (!PyArg_ParseTuple(args, "O!O!O!", &PyList_Type, &values, &PyList_Type, &hashes,
-                          &PyDict_Type, &numbers))
+    if (!PyArg_ParseTuple(args, "O!O!O", &PyList_Type, &values, &PyList_Type, &hashes, &numbers))
         return NULL;
+    if (!PyDict_Check(numbers) && !udpt_is_hash_index(numbers)) {
+        PyErr_SetString(PyExc_TypeError, "stored_run: numbers must be a HashIndex or a dict");
+        return NULL;
+    }
     if (udpt_decode_event_fn() == NULL || udpt_encode_event_fn() == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "udpt._core.bind_batch was not called");
         return NULL;

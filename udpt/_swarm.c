@@ -64,8 +64,8 @@ static const Table no_peers; /* read only: a write to it would be a bug, and fau
 #define NO_PEERS ((Table *)&no_peers)
 
 /* Bytes per index slot: the narrowest that holds every position + 1 (a table's index is
- * rebuilt whenever its capacity changes). Narrow slots halve or quarter an index, most of
- * a big swarm's cost past its entries. */
+ * rebuilt when a new capacity changes its slots or their width). Narrow slots halve or
+ * quarter an index, most of a big swarm's cost past its entries. */
 static inline size_t width_for(uint32_t cap) {
     return cap < UINT8_MAX ? 1 : cap < UINT16_MAX ? 2 : 4;
 }

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from itertools import accumulate, pairwise
 from typing import Protocol
@@ -101,6 +101,14 @@ class HashTable(Protocol):
 
 
 HashIntern = Callable[[bytes], int]
+
+
+class HashNumbers(Protocol):
+    """The log's number of each info hash it has numbered (``hash_index.HashIndex``)."""
+
+    def __getitem__(self, info_hash: bytes, /) -> int: ...
+
+
 """Gives an info hash its number in the log's dictionary (assigning one if new)."""
 
 
@@ -120,7 +128,7 @@ class StoredRunPy:
     or with a table of its own when one of them has no number yet.
     """
 
-    def __init__(self, events: list[Event], numbers: Mapping[bytes, int]) -> None:
+    def __init__(self, events: list[Event], numbers: HashNumbers) -> None:
         self._events = events
         self._numbers = numbers
 
@@ -484,9 +492,9 @@ def _decode_announces(body: _Reader, n: int, hashes: HashTable) -> list[Event]:
 # (udpt/core.py), the public names are its drop-ins (docs/DESIGN.md §11).
 encode_batch_py = encode_batch
 decode_batch_py = decode_batch
-compiled_stored_run: (
-    Callable[[list[bytes], list[bytes], dict[bytes, int]], StoredRun | None] | None
-) = None
+compiled_stored_run: Callable[[list[bytes], list[bytes], HashNumbers], StoredRun | None] | None = (
+    None
+)
 """``udpt._core.stored_run`` when the compiled core is selected: the ``StoredRun`` of
 stored values, or None for values it leaves to ``StoredRunPy``."""
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import io
 import struct
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from itertools import islice
 from pathlib import Path
@@ -55,6 +55,7 @@ from udpt.events.batch import (
     encode_batch,
 )
 from udpt.events.codec import DecodeError, decode_event, encode_event
+from udpt.events.hash_index import HashIndex
 from udpt.events.types import AnnounceAccepted, AnnounceRefused, Event, PeersExpired
 
 __all__ = [
@@ -263,12 +264,12 @@ class EventLog:
         self._admin = self._open_db(b"admin")
         self._hashes: list[bytes] = []
         """The hash dictionary by number, as far as this process has read it."""
-        self._hash_ids: dict[bytes, int] | None = None
-        """Number by hash, for writing; loaded at the first append. Its keys are the
-        objects of ``_hashes``: a million info hashes held twice cost 64 MB more."""
+        self._hash_ids: HashIndex | None = None
+        """Number by hash, for writing: an index of ``_hashes`` (hash_index.py), built at
+        the first append or restore."""
         self._hashes_lock = threading.Lock()
-        """Held while either dictionary grows: the writer and maintenance threads must
-        share one of each, or a hash would be numbered or listed twice."""
+        """Held while ``_hashes`` grows, and while its index is made: the writer and
+        maintenance threads share both, or a hash would be listed or numbered twice."""
         self._snapshot_lock = threading.Lock()
         self.value_limit = self.env.stat()["psize"] - PAGE_HEADER
         """The largest value that fits one page."""
@@ -530,7 +531,7 @@ class EventLog:
                 return run
         return StoredRunPy([e for value in values for e in self.decode(value)], numbers)
 
-    def hash_numbers(self) -> Mapping[bytes, int]:
+    def hash_numbers(self) -> HashIndex:
         """The dictionary's number of each hash in the log; the writer adds to it as it commits."""
         return self._writer_hash_ids()
 
@@ -538,15 +539,15 @@ class EventLog:
         """A function giving the dictionary's own object for an info hash (or the hash given).
 
         A restart restores its torrents' info hashes from the snapshot while the
-        dictionary holds them too, twice (by number, and the writer's numbers by
-        hash): three objects of 64 bytes for each info hash, where one does. A
-        state restored through this function keys its torrents by the dictionary's.
+        dictionary holds them too: two objects of 64 bytes for each info hash, where
+        one does. A state restored through this function keys its torrents by the
+        dictionary's.
         """
         numbers, hashes = self._writer_hash_ids(), self._hashes
 
         def known(info_hash: bytes) -> bytes:
             number = numbers.get(info_hash)
-            return info_hash if number is None or number >= len(hashes) else hashes[number]
+            return info_hash if number is None else hashes[number]
 
         return known
 
@@ -624,6 +625,7 @@ class EventLog:
         never disagree after a crash.
         """
         known = self._writer_hash_ids()
+        numbered = len(known)  # the list holds every number committed: only this thread adds
         new: dict[bytes, int] = {}
 
         def intern(info_hash: bytes) -> int:
@@ -631,7 +633,7 @@ class EventLog:
             if number is None:
                 number = new.get(info_hash)
                 if number is None:
-                    number = new[info_hash] = len(known) + len(new)
+                    number = new[info_hash] = numbered + len(new)
             return number
 
         def work(txn: lmdb.Transaction) -> None:
@@ -666,10 +668,9 @@ class EventLog:
         if not meta and not any(batches):
             return
         self._write(work)
-        with self._hashes_lock:
-            if len(self._hashes) == len(known):  # else the numbers are read when needed
+        with self._hashes_lock:  # the index reads the new numbers from the list
+            if len(self._hashes) == numbered:  # else a reader has read them from the log
                 self._hashes.extend(new)
-            known.update(new)
         self._schema = SCHEMA_VERSION
 
     def _batch_value(self, events: Sequence[Event], intern: HashIntern) -> bytes:
@@ -687,14 +688,13 @@ class EventLog:
                 return value
         return encode_batch(events, intern)  # too big uncompressed: not encoded so first
 
-    def _writer_hash_ids(self) -> dict[bytes, int]:
-        """Number by hash, loaded once (under a lock: the writer and maintenance threads
-        must share one dictionary, or the writer would number a hash twice)."""
+    def _writer_hash_ids(self) -> HashIndex:
+        """Number by hash: the index of ``_hashes``, made once, when the list is read
+        whole."""
         with self._hashes_lock:
             if self._hash_ids is None:
                 with self._read_txn() as txn:
-                    hashes = self._read_hashes(txn)
-                self._hash_ids = dict(zip(hashes, range(len(hashes)), strict=True))
+                    self._hash_ids = HashIndex(self._read_hashes(txn))
             return self._hash_ids
 
     def append_events(self, events: Sequence[Event]) -> tuple[int, int]:
