@@ -49,16 +49,18 @@ static Py_ssize_t find_slot(const HashIndexObject *self, PyObject *key, Py_hash_
     }
 }
 
+/* ``key``'s slot, found or free; -1 with an exception set. */
+static Py_ssize_t slot_of(const HashIndexObject *self, PyObject *key) {
+    Py_hash_t hash = PyObject_Hash(key);
+    return hash == -1 ? -1 : find_slot(self, key, hash);
+}
+
 /* Index every position from ``from`` on; the last of equal hashes wins, as a dict built
  * from the list would have it. 0, or -1 with an exception set. */
 static int index_from(HashIndexObject *self, Py_ssize_t from) {
     Py_ssize_t count = PyList_GET_SIZE(self->hashes);
     for (Py_ssize_t position = from; position < count; position++) {
-        PyObject *key = PyList_GET_ITEM(self->hashes, position);
-        Py_hash_t hash = PyObject_Hash(key);
-        if (hash == -1)
-            return -1;
-        Py_ssize_t slot = find_slot(self, key, hash);
+        Py_ssize_t slot = slot_of(self, PyList_GET_ITEM(self->hashes, position));
         if (slot < 0)
             return -1;
         self->slots[slot] = (uint32_t)position + 1;
@@ -107,10 +109,7 @@ static int lookup(HashIndexObject *self, PyObject *key, Py_ssize_t *number) {
         return -1;
     if (self->indexed == 0)
         return 0;
-    Py_hash_t hash = PyObject_Hash(key);
-    if (hash == -1)
-        return -1;
-    Py_ssize_t slot = find_slot(self, key, hash);
+    Py_ssize_t slot = slot_of(self, key);
     if (slot < 0)
         return -1;
     *number = (Py_ssize_t)self->slots[slot] - 1;
