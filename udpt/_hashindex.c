@@ -6,7 +6,8 @@
  * info hash (a slot and an int object of its own); this keeps 4-byte positions in an
  * open-addressing table, 6 to 12 bytes an info hash. The keys stay the list's objects,
  * hashed as Python hashes them (keyed SipHash, cached in each object), so one host
- * cannot make the probes long.
+ * cannot make the probes long. Only exact bytes are indexed or found: info hashes are,
+ * from the wire and from the log, and so no probe runs Python code.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -30,42 +31,36 @@ static void HashIndex_dealloc(HashIndexObject *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* Only exact bytes are indexed and found (info hashes from the wire and the log are): their
+ * hash and comparison run no Python code, so nothing can change the list during a probe. */
 static int same_hash(PyObject *a, PyObject *b) {
-    if (PyBytes_CheckExact(a) && PyBytes_CheckExact(b))
-        return PyBytes_GET_SIZE(a) == PyBytes_GET_SIZE(b) &&
-               memcmp(PyBytes_AS_STRING(a), PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(a)) == 0;
-    return PyObject_RichCompareBool(a, b, Py_EQ);
+    return PyBytes_GET_SIZE(a) == PyBytes_GET_SIZE(b) &&
+           memcmp(PyBytes_AS_STRING(a), PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(a)) == 0;
 }
 
-/* The slot holding ``key`` (its hash ``hash``), or the free slot for it; -1 on an error. */
-static Py_ssize_t find_slot(const HashIndexObject *self, PyObject *key, Py_hash_t hash) {
-    for (size_t slot = (size_t)hash & self->mask;; slot = (slot + 1) & self->mask) {
-        uint32_t held = self->slots[slot];
-        if (held == 0)
-            return (Py_ssize_t)slot;
-        int same = same_hash(PyList_GET_ITEM(self->hashes, held - 1), key);
-        if (same)
-            return same < 0 ? -1 : (Py_ssize_t)slot;
-    }
+/* The slot holding ``key`` (its hash ``hash``), or the free slot for it. */
+static size_t find_slot(const HashIndexObject *self, PyObject *key, Py_hash_t hash) {
+    size_t slot = (size_t)hash & self->mask;
+    for (uint32_t held; (held = self->slots[slot]) != 0; slot = (slot + 1) & self->mask)
+        if (same_hash(PyList_GET_ITEM(self->hashes, held - 1), key))
+            break;
+    return slot;
 }
 
-/* ``key``'s slot, found or free; -1 with an exception set. */
-static Py_ssize_t slot_of(const HashIndexObject *self, PyObject *key) {
-    Py_hash_t hash = PyObject_Hash(key);
-    return hash == -1 ? -1 : find_slot(self, key, hash);
+/* The slot of ``key`` (exact bytes), found or free. */
+static size_t slot_of(const HashIndexObject *self, PyObject *key) {
+    return find_slot(self, key, PyObject_Hash(key)); /* a bytes object's hash cannot fail */
 }
 
 /* Index every position from ``from`` on; the last of equal hashes wins, as a dict built
- * from the list would have it. 0, or -1 with an exception set. */
-static int index_from(HashIndexObject *self, Py_ssize_t from) {
+ * from the list would have it. */
+static void index_from(HashIndexObject *self, Py_ssize_t from) {
     Py_ssize_t count = PyList_GET_SIZE(self->hashes);
     for (Py_ssize_t position = from; position < count; position++) {
-        Py_ssize_t slot = slot_of(self, PyList_GET_ITEM(self->hashes, position));
-        if (slot < 0)
-            return -1;
-        self->slots[slot] = (uint32_t)position + 1;
+        PyObject *key = PyList_GET_ITEM(self->hashes, position);
+        if (PyBytes_CheckExact(key))
+            self->slots[slot_of(self, key)] = (uint32_t)position + 1;
     }
-    return 0;
 }
 
 /* Index the entries appended since the last question (all of them again if the table
@@ -92,13 +87,7 @@ static int catch_up(HashIndexObject *self) {
         self->mask = slots - 1;
         from = 0;
     }
-    self->indexed = 0; /* until the index is whole again: an error leaves it to be rebuilt */
-    if (index_from(self, (Py_ssize_t)from) < 0) {
-        free(self->slots);
-        self->slots = NULL;
-        self->mask = 0;
-        return -1;
-    }
+    index_from(self, (Py_ssize_t)from);
     self->indexed = count;
     return 0;
 }
@@ -107,12 +96,9 @@ static int catch_up(HashIndexObject *self) {
 static int lookup(HashIndexObject *self, PyObject *key, Py_ssize_t *number) {
     if (catch_up(self) < 0)
         return -1;
-    if (self->indexed == 0)
+    if (self->indexed == 0 || !PyBytes_CheckExact(key))
         return 0;
-    Py_ssize_t slot = slot_of(self, key);
-    if (slot < 0)
-        return -1;
-    *number = (Py_ssize_t)self->slots[slot] - 1;
+    *number = (Py_ssize_t)self->slots[slot_of(self, key)] - 1;
     return *number >= 0;
 }
 

@@ -10,7 +10,8 @@ a dict built from the list would have it.
 ``HashIndexPy`` is the reference: a dict of hash to number, about 62 bytes an info
 hash (a slot and an int of its own, where the hash is the list's object).
 ``udpt._core.HashIndex`` is its compiled twin (udpt/_hashindex.c): 4-byte
-positions in an open-addressing table, 6 to 12 bytes an info hash.
+positions in an open-addressing table, 6 to 12 bytes an info hash. It indexes and
+finds exact ``bytes`` only, which every info hash of the log and the wire is.
 """
 
 from __future__ import annotations
