@@ -102,6 +102,14 @@ def in_fresh_process(part: str, db: Path, *extra: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def anon_bytes() -> int:
+    """RssAnon: the process's own memory, without the log's mapped pages."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no RssAnon in /proc/self/status")
+
+
 def rss_bytes() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -162,6 +170,39 @@ def part_source_counts(peers: int, torrents: int) -> dict:
     for torrent in state.torrents.values():
         torrent.swarm.peers_from(b"\x0b\x00\x00\x00", 4, 16)
     return {"peers": state.peer_count(), "bytes_per_peer": (rss_bytes() - before) / peers}
+
+
+def part_logged_torrents(count: int) -> dict:
+    """Anonymous memory per one-peer torrent when its announces go through a log, as in the
+    daemon: the state, and the log's dictionaries (by number, as maintenance reads it, and
+    the writer's numbers by hash)."""
+    with tempfile.TemporaryDirectory() as work, EventLog(Path(work) / "log", sync=False) as log:
+        log.hash_numbers()
+        before = anon_bytes()
+        state = TrackerState()
+        for start in range(0, count, 1000):
+            batch: list[Event] = [
+                AnnounceAccepted(
+                    EPOCH_MS + n,
+                    n.to_bytes(20, "big"),
+                    (0x0A000000 + n).to_bytes(4, "big"),
+                    6881,
+                    bytes(20),
+                    0,
+                    2,
+                    0,
+                    0,
+                    1,
+                )
+                for n in range(start, min(start + 1000, count))
+            ]
+            first, _ = log.append_events(batch)
+            apply_batch(state, first, batch)
+        log.entries(1, 1)  # maintenance's read, which loads the dictionary by number
+        return {
+            "torrents": len(state.torrents),
+            "bytes_per_torrent": (anon_bytes() - before) / count,
+        }
 
 
 def part_snapshot_memory(db: Path) -> dict:
@@ -342,6 +383,8 @@ if __name__ == "__main__":
         peers, torrents = map(int, sys.argv[2].split(":"))
         shape = part_memory_shape if part == "memory_shape" else part_source_counts
         print(json.dumps(shape(peers, torrents)))
+    elif part == "logged_torrents":
+        print(json.dumps(part_logged_torrents(int(sys.argv[2]))))
     elif part == "restart":
         print(json.dumps(part_restart(path)))
     elif part == "snapshot_memory":
