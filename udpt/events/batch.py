@@ -101,15 +101,13 @@ class HashTable(Protocol):
 
 
 HashIntern = Callable[[bytes], int]
+"""Gives an info hash its number in the log's dictionary (assigning one if new)."""
 
 
 class HashNumbers(Protocol):
     """The log's number of each info hash it has numbered (``hash_index.HashIndex``)."""
 
     def __getitem__(self, info_hash: bytes, /) -> int: ...
-
-
-"""Gives an info hash its number in the log's dictionary (assigning one if new)."""
 
 
 class StoredRun(Protocol):

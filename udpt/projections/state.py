@@ -355,8 +355,7 @@ class TrackerState:
         offset = _HEADER.size
         state.stats = Stats.from_bytes(bytes(view[offset : offset + Stats.SIZE]))
         offset += Stats.SIZE
-        info_hashes: list[bytes] = []
-        torrents: list[Torrent] = []
+        torrents: list[tuple[bytes, Torrent]] = []
         for _ in range(count):
             info_hash, flags, completed, last_ms, s4, l4, s6, l6 = _TORRENT.unpack_from(
                 view, offset
@@ -378,12 +377,11 @@ class TrackerState:
             except ValueError as exc:
                 raise SnapshotError(f"snapshot is damaged: {exc}") from exc
             offset = end
-            info_hashes.append(info_hash)
-            torrents.append(torrent)
+            torrents.append((info_hash, torrent))
             state._index(info_hash, torrent)
         if offset != len(view):
             raise SnapshotError("snapshot has trailing bytes")
-        state.torrents.load_sorted(info_hashes, torrents)
+        state.torrents.load_sorted(torrents)
         if len(state.torrents) != count:
             raise SnapshotError("snapshot holds a torrent twice")
         return state

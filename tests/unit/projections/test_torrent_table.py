@@ -35,7 +35,7 @@ def test_pages_follow_info_hash_order_after_any_changes(
 def test_a_bulk_load_pages_like_one_built_key_by_key() -> None:
     keys = [bytes([n]) for n in range(50)]
     loaded = TorrentTable()
-    loaded.load_sorted(keys, [Torrent() for _ in keys])
+    loaded.load_sorted([(key, Torrent()) for key in keys])
     assert loaded.page(10, 5) == keys[10:15]
     loaded.pop(keys[10])
     loaded[b"\x0a\x00"] = Torrent()
