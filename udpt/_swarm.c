@@ -628,8 +628,6 @@ static int swarm_announce(SwarmObject *self, const unsigned char *key, Py_ssize_
     unsigned char *record = table_append(&self->tables[table], table, key);
     if (record == NULL)
         return -1;
-    if (old_table < 0)
-        sources_add(self, key, size);
     record += size;
     /* struct's "20s": the peer id padded with zeros or cut to 20 bytes */
     memset(record, 0, AT_KEY);
@@ -642,6 +640,8 @@ static int swarm_announce(SwarmObject *self, const unsigned char *key, Py_ssize_
     store64(record + AT_LEFT, (uint64_t)u->left);
     record[AT_EVENT] = (unsigned char)u->event;
     record[AT_FLAG] = (unsigned char)(counted || completes);
+    if (old_table < 0) /* after the record: a rebuild of the counts reads its flag byte */
+        sources_add(self, key, size);
     return completes;
 }
 
