@@ -1062,13 +1062,18 @@ static PyTypeObject SwarmType = {
 
 /* udpt/projections/torrents.py's TorrentPy, compiled: its fields in the object, and the
  * object its own swarm. TorrentPy is four slots and a Swarm: two objects, an int for the
- * last announce's time, a GC header; this is one object of 80 bytes. */
+ * last announce's time, a GC header; this is one object of 96 bytes. It also holds the
+ * bucket each of the state's two time indexes files it under (FiledIn, below), where a
+ * dict by info hash cost a slot of about 50 bytes a torrent. */
 typedef struct {
     SwarmObject peers; /* first: a Torrent is a Swarm, and ``torrent.swarm is torrent`` */
     unsigned long long completed;
     long long last_announce_ms;
+    long long filed[2]; /* a bucket, or NOT_FILED */
     char flagged, registered;
 } TorrentObject;
+
+#define NOT_FILED LLONG_MIN /* no bucket: ms // 60000 of an int64 time never reaches it */
 
 static PyObject *Torrent_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"flagged", "registered", "completed", "last_announce_ms", NULL};
@@ -1083,6 +1088,7 @@ static PyObject *Torrent_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
         return NULL;
     for (int table = 0; table < 4; table++)
         self->peers.tables[table] = NO_PEERS;
+    self->filed[0] = self->filed[1] = NOT_FILED;
     self->flagged = (char)flagged;
     self->registered = (char)registered;
     self->completed = completed;
@@ -1145,6 +1151,144 @@ static PyTypeObject TorrentType = {
     .tp_methods = Torrent_methods,
     .tp_members = Torrent_members,
     .tp_getset = Torrent_getset,
+};
+
+/* -- FiledIn: a time index's buckets, kept in the torrents ------------------------ */
+
+/* time_index.py's ``_bucket_of`` for one of the state's two indexes: a mapping of info
+ * hash to bucket whose values live in the torrents of ``torrents`` (a dict of Torrent).
+ * Only a torrent in the table can be filed: setting the bucket of any other key raises
+ * KeyError, and a key whose torrent is gone is not filed. The state unfiles a torrent
+ * before it takes it out of the table. */
+typedef struct {
+    PyObject_HEAD PyObject *torrents;
+    int which; /* 0: by oldest peer, 1: idle */
+} FiledInObject;
+
+static PyTypeObject FiledInType;
+
+static PyObject *FiledIn_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"torrents", "which", NULL};
+    PyObject *torrents;
+    int which;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!i:FiledIn", names, &PyDict_Type,
+                                     &torrents, &which))
+        return NULL;
+    if (which != 0 && which != 1) {
+        PyErr_SetString(PyExc_ValueError, "FiledIn(torrents, which): which is 0 or 1");
+        return NULL;
+    }
+    FiledInObject *self = (FiledInObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->torrents = Py_NewRef(torrents);
+    self->which = which;
+    return (PyObject *)self;
+}
+
+static void FiledIn_dealloc(FiledInObject *self) {
+    Py_XDECREF(self->torrents);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* The torrent of ``key``, borrowed; NULL with no error if the table has none. */
+static TorrentObject *filed_torrent(FiledInObject *self, PyObject *key) {
+    PyObject *torrent = PyDict_GetItemWithError(self->torrents, key);
+    if (torrent != NULL && !Py_IS_TYPE(torrent, &TorrentType)) {
+        PyErr_SetString(PyExc_TypeError, "a torrent table value that is not a Torrent");
+        return NULL;
+    }
+    return (TorrentObject *)torrent;
+}
+
+/* The bucket ``key`` is filed under, or NOT_FILED; -1 with an error set if that failed. */
+static int filed_bucket(FiledInObject *self, PyObject *key, long long *bucket) {
+    TorrentObject *torrent = filed_torrent(self, key);
+    if (torrent == NULL && PyErr_Occurred())
+        return -1;
+    *bucket = torrent == NULL ? NOT_FILED : torrent->filed[self->which];
+    return 0;
+}
+
+static PyObject *FiledIn_get(FiledInObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "get(key, default=None)");
+        return NULL;
+    }
+    long long bucket;
+    if (filed_bucket(self, args[0], &bucket) < 0)
+        return NULL;
+    if (bucket != NOT_FILED)
+        return PyLong_FromLongLong(bucket);
+    return Py_NewRef(nargs == 2 ? args[1] : Py_None);
+}
+
+static PyObject *FiledIn_subscript(FiledInObject *self, PyObject *key) {
+    long long bucket;
+    if (filed_bucket(self, key, &bucket) < 0)
+        return NULL;
+    if (bucket == NOT_FILED) {
+        PyErr_SetObject(PyExc_KeyError, key);
+        return NULL;
+    }
+    return PyLong_FromLongLong(bucket);
+}
+
+static int FiledIn_ass_subscript(FiledInObject *self, PyObject *key, PyObject *value) {
+    TorrentObject *torrent = filed_torrent(self, key);
+    if (torrent == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetObject(PyExc_KeyError, key);
+        return -1;
+    }
+    if (value == NULL) {
+        if (torrent->filed[self->which] == NOT_FILED) {
+            PyErr_SetObject(PyExc_KeyError, key);
+            return -1;
+        }
+        torrent->filed[self->which] = NOT_FILED;
+        return 0;
+    }
+    long long bucket = PyLong_AsLongLong(value);
+    if (bucket == -1 && PyErr_Occurred())
+        return -1;
+    if (bucket == NOT_FILED) {
+        PyErr_SetString(PyExc_OverflowError, "a bucket out of range");
+        return -1;
+    }
+    torrent->filed[self->which] = bucket;
+    return 0;
+}
+
+static int FiledIn_contains(FiledInObject *self, PyObject *key) {
+    long long bucket;
+    if (filed_bucket(self, key, &bucket) < 0)
+        return -1;
+    return bucket != NOT_FILED;
+}
+
+static PyMethodDef FiledIn_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))FiledIn_get, METH_FASTCALL, NULL},
+    {NULL},
+};
+
+static PyMappingMethods FiledIn_mapping = {
+    .mp_subscript = (binaryfunc)FiledIn_subscript,
+    .mp_ass_subscript = (objobjargproc)FiledIn_ass_subscript,
+};
+
+static PySequenceMethods FiledIn_sequence = {.sq_contains = (objobjproc)FiledIn_contains};
+
+static PyTypeObject FiledInType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "udpt._core.FiledIn",
+    .tp_doc = "A time index's bucket of each torrent, kept in the torrent (time_index.py).",
+    .tp_basicsize = sizeof(FiledInObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = FiledIn_new,
+    .tp_dealloc = (destructor)FiledIn_dealloc,
+    .tp_methods = FiledIn_methods,
+    .tp_as_mapping = &FiledIn_mapping,
+    .tp_as_sequence = &FiledIn_sequence,
 };
 
 int udpt_torrent_fields_of(PyObject *torrent, udpt_torrent_fields *out) {
@@ -1250,12 +1394,18 @@ static inline PyObject *slot(PyObject *object, Py_ssize_t offset) {
     return *(PyObject **)((char *)object + offset);
 }
 
-/* ``key in index``; for a TimeIndex, straight in its dict (its __contains__ is a Python call). */
-static int index_holds(PyObject *index, PyObject *key) {
+/* ``key in index``, where ``torrent`` is the torrent of ``key`` in ``torrents``; for a
+ * TimeIndex, straight in its _bucket_of (its __contains__ is a Python call): a dict, or the
+ * torrent's own field when the index files the torrents of that table. */
+static int index_holds(PyObject *index, PyObject *torrents, PyObject *key,
+                       const TorrentObject *torrent) {
     if (Py_IS_TYPE(index, TimeIndexType)) {
         PyObject *bucket_of = slot(index, at_bucket_of);
         if (bucket_of != NULL && PyDict_CheckExact(bucket_of))
             return PyDict_Contains(bucket_of, key);
+        if (bucket_of != NULL && Py_IS_TYPE(bucket_of, &FiledInType) &&
+            ((FiledInObject *)bucket_of)->torrents == torrents)
+            return torrent->filed[((FiledInObject *)bucket_of)->which] != NOT_FILED;
     }
     return PySequence_Contains(index, key);
 }
@@ -1401,7 +1551,7 @@ int udpt_fold_announce(const udpt_fold_target *t, const udpt_announce_at *a,
     }
     int result = -1;
     udpt_peer_update u;
-    int filed = index_holds(t->by_oldest, a->info_hash);
+    int filed = index_holds(t->by_oldest, t->torrents, a->info_hash, known);
     if (filed < 0 || (!filed && call_file(t->by_oldest, a->info_hash, a->at_ms) < 0))
         goto done;
     /* the member's type, as the reference sets it (PyLong_AsLongLong takes a slow way for a
@@ -1697,7 +1847,8 @@ int udpt_swarm_register(PyObject *module) {
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
-    if (PyType_Ready(&SwarmType) < 0 || PyType_Ready(&TorrentType) < 0)
+    if (PyType_Ready(&SwarmType) < 0 || PyType_Ready(&TorrentType) < 0 ||
+        PyType_Ready(&FiledInType) < 0)
         return -1;
     Py_INCREF(&SwarmType);
     if (PyModule_AddObject(module, "Swarm", (PyObject *)&SwarmType) < 0) {
@@ -1707,6 +1858,11 @@ int udpt_swarm_register(PyObject *module) {
     Py_INCREF(&TorrentType);
     if (PyModule_AddObject(module, "Torrent", (PyObject *)&TorrentType) < 0) {
         Py_DECREF(&TorrentType);
+        return -1;
+    }
+    Py_INCREF(&FiledInType);
+    if (PyModule_AddObject(module, "FiledIn", (PyObject *)&FiledInType) < 0) {
+        Py_DECREF(&FiledInType);
         return -1;
     }
     return PyModule_AddFunctions(module, snapshot_methods);

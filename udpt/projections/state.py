@@ -33,7 +33,7 @@ from udpt.projections.swarms import RECORD_SIZE
 from udpt.projections.time_index import TimeIndex
 from udpt.projections.torrents import Torrent, TorrentTable
 
-if COMPILED:  # the compiled fold checks these types and reads the index's dict (udpt/_swarm.c)
+if COMPILED:  # the compiled fold checks these types and reads the index's buckets (udpt/_swarm.c)
     from udpt import _core
 
     _core.bind_fold(AnnounceAccepted, TimeIndex)
@@ -73,8 +73,13 @@ class TrackerState:
         self.last_seq = 0
         # Derived indexes that let a sweep skip torrents with nothing due (time_index.py):
         # torrents by their oldest peer, and empty forgettable torrents by last announce.
-        self._by_oldest_peer = TimeIndex()
-        self._idle = TimeIndex()
+        # The compiled core keeps their buckets in the torrents (``_core.FiledIn``).
+        if COMPILED:
+            self._by_oldest_peer = TimeIndex(_core.FiledIn(self.torrents, 0))
+            self._idle = TimeIndex(_core.FiledIn(self.torrents, 1))
+        else:
+            self._by_oldest_peer = TimeIndex()
+            self._idle = TimeIndex()
         self._handlers: dict[type, Callable[[Event], None]] = {
             AnnounceAccepted: self._announced,  # type: ignore[dict-item]
             AnnounceRefused: self._refused,  # type: ignore[dict-item]
@@ -181,7 +186,15 @@ class TrackerState:
         torrent.registered = True
 
     def _dropped(self, e: TorrentDropped) -> None:
-        self.torrents.pop(e.info_hash, None)
+        if e.info_hash in self.torrents:
+            self._forget(e.info_hash)
+
+    def _forget(self, info_hash: bytes) -> None:
+        """Take a torrent out of the table, unfiled first: an index that keeps its buckets
+        in the torrents would count it filed for good."""
+        self._by_oldest_peer.file(info_hash, None)
+        self._idle.file(info_hash, None)
+        del self.torrents[info_hash]
 
     def _imported(self, e: TorrentImported) -> None:
         torrent = self.torrents.setdefault(e.info_hash, Torrent())
@@ -216,8 +229,7 @@ class TrackerState:
             by_oldest.file(info_hash, oldest)
             if oldest is None and not torrent.flagged and not torrent.registered:
                 if e.torrent_cutoff_ms and torrent.is_forgettable(e.torrent_cutoff_ms):
-                    del torrents[info_hash]  # as the idle pass below would, without filing it
-                    self._idle.file(info_hash, None)
+                    self._forget(info_hash)  # as the idle pass below would, without filing it
                 else:
                     self._idle.file(info_hash, torrent.last_announce_ms)
             if visited % SWEEP_STEP == 0:
@@ -233,8 +245,7 @@ class TrackerState:
             if torrent is None or torrent.swarm or torrent.flagged or torrent.registered:
                 self._idle.file(info_hash, None)  # filed again if it empties again
             elif torrent.is_forgettable(torrent_cutoff_ms):
-                del self.torrents[info_hash]
-                self._idle.file(info_hash, None)
+                self._forget(info_hash)
             else:
                 self._idle.file(info_hash, torrent.last_announce_ms)
             if visited % SWEEP_STEP == 0:
@@ -378,10 +389,11 @@ class TrackerState:
                 raise SnapshotError(f"snapshot is damaged: {exc}") from exc
             offset = end
             torrents.append((info_hash, torrent))
-            state._index(info_hash, torrent)
         if offset != len(view):
             raise SnapshotError("snapshot has trailing bytes")
         state.torrents.load_sorted(torrents)
         if len(state.torrents) != count:
             raise SnapshotError("snapshot holds a torrent twice")
+        for info_hash, torrent in torrents:  # in the table: an index may file it in the torrent
+            state._index(info_hash, torrent)
         return state

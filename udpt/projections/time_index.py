@@ -19,15 +19,31 @@ Each bucket lists its keys in a list rather than a set (8 bytes a key, not about
 40): a key filed elsewhere is left in its old bucket's list, and ``_bucket_of``
 says which entries are still true. A list is rebuilt when a key is added to one
 that holds more than twice its true keys, and goes with its bucket's last key.
+
+``_bucket_of`` is a dict, or, with the compiled core, ``udpt._core.FiledIn``: the
+same mapping with each bucket kept in its torrent, where a dict slot cost about
+50 bytes a torrent. It files only keys whose torrent is in the table (KeyError
+for any other), so the state unfiles a torrent before it forgets it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import suppress
+from typing import Protocol
 
-__all__ = ["TimeIndex"]
+__all__ = ["BucketOf", "TimeIndex"]
 
 BUCKET_MS = 60_000
+
+
+class BucketOf(Protocol):
+    """The bucket each key is filed under: a dict, or ``udpt._core.FiledIn``."""
+
+    def get(self, key: bytes, default: None = None, /) -> int | None: ...
+    def __contains__(self, key: object, /) -> bool: ...
+    def __setitem__(self, key: bytes, bucket: int, /) -> None: ...
+    def __delitem__(self, key: bytes, /) -> None: ...
 
 
 class TimeIndex:
@@ -35,8 +51,8 @@ class TimeIndex:
 
     __slots__ = ("_bucket_of", "_buckets", "_filed", "_numbers")
 
-    def __init__(self) -> None:
-        self._bucket_of: dict[bytes, int] = {}
+    def __init__(self, bucket_of: BucketOf | None = None) -> None:
+        self._bucket_of: BucketOf = {} if bucket_of is None else bucket_of
         """The bucket each key is filed under: the truth the lists are read against."""
         self._buckets: dict[int, list[bytes]] = {}
         """Keys filed under each bucket, and keys filed there once and moved on since."""
@@ -50,10 +66,12 @@ class TimeIndex:
         return key in self._bucket_of
 
     def __len__(self) -> int:
-        return len(self._bucket_of)
+        return sum(self._filed.values())
 
     def file(self, key: bytes, ms: int | None) -> None:
-        """File ``key`` under ``ms``, or take it out of the index when ``ms`` is None."""
+        """File ``key`` under ``ms``, or take it out of the index when ``ms`` is None.
+
+        Where ``_bucket_of`` refuses the key (KeyError), nothing has changed."""
         bucket_of = self._bucket_of
         old = bucket_of.get(key)
         if ms is None:
@@ -64,15 +82,15 @@ class TimeIndex:
         bucket = ms // BUCKET_MS
         if old == bucket:
             return
+        number = self._numbers.get(bucket)
+        bucket_of[key] = bucket if number is None else number  # first: it may refuse
         if old is not None:
             self._unfile(old)
-        number = self._numbers.get(bucket)
         if number is None:  # a bucket of its own: no list, no count yet
-            self._numbers[bucket] = bucket_of[key] = bucket
+            self._numbers[bucket] = bucket
             self._filed[bucket] = 1
             self._buckets[bucket] = [key]
             return
-        bucket_of[key] = number
         filed = self._filed[number] = self._filed[number] + 1
         keys = self._buckets.get(number)
         if keys is None:  # the bucket is out with ``take_due``
@@ -139,7 +157,8 @@ class TimeIndex:
                     if bucket_of.get(left) == bucket:  # still filed there: listed again
                         self._buckets.setdefault(bucket, []).append(left)
                 if given not in bucket_of:
-                    self.file(given, bucket * BUCKET_MS)
+                    with suppress(KeyError):  # refused: its torrent is gone, nothing to file
+                        self.file(given, bucket * BUCKET_MS)
                 raise
             finally:  # counted out once, not key by key: the count never reaches 0 early
                 if taken:

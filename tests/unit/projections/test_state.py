@@ -22,7 +22,9 @@ from udpt.events.types import (
     TorrentUnflagged,
 )
 from udpt.projections import SnapshotError, TrackerState
+from udpt.projections.state import SWEEP_CHECK_LIMIT
 from udpt.projections.swarms import find_peer, peer_views
+from udpt.projections.time_index import BUCKET_MS
 
 NONE, COMPLETED, STARTED, STOPPED = AnnounceEvent
 IH1, IH2 = b"\x11" * 20, b"\x22" * 20
@@ -341,6 +343,32 @@ def test_expiry_forgets_only_empty_unregistered_unflagged_idle_torrents(
     state = fold(*events, announce(P1, at=now, ih=IH2), PeersExpired(now, IDLE + 1, IDLE))
     assert (IH1 not in state.torrents) is forgotten
     assert IH2 in state.torrents
+
+
+MANY = SWEEP_CHECK_LIMIT + 1  # more due than sweep_would_change looks at before it says yes
+
+
+def many_hashes() -> list[bytes]:
+    return [n.to_bytes(20, "big") for n in range(MANY)]
+
+
+def test_a_tracker_whose_torrents_were_all_dropped_has_no_sweep_to_log() -> None:
+    """An unneeded sweep is an event logged at every cleanup interval: torrents that are
+    gone must not stay due in the indexes."""
+    events: list[Event] = [announce(P1, ih=ih) for ih in many_hashes()]
+    events += [TorrentDropped(T0 + 1, ih, "admin") for ih in many_hashes()]
+    state = fold(*events)
+    assert not state.torrents
+    assert not state.sweep_would_change(expiry(T0 + 10 * PEER_TIMEOUT_MS, T0 + 5))
+
+
+def test_a_tracker_whose_idle_torrents_were_forgotten_has_no_sweep_to_log() -> None:
+    """Forgotten by the idle pass while still filed by their oldest peer, early."""
+    events: list[Event] = [announce(P1, ih=ih) for ih in many_hashes()]
+    events += [announce(P1, STOPPED, ih=ih) for ih in many_hashes()]
+    state = fold(*events, PeersExpired(T0 + 10, T0 - BUCKET_MS, T0 + 1))
+    assert not state.torrents
+    assert not state.sweep_would_change(expiry(T0 + 10 * PEER_TIMEOUT_MS, T0 + 5))
 
 
 def test_expiry_without_a_torrent_cutoff_forgets_no_torrent() -> None:

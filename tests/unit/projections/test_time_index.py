@@ -1,14 +1,43 @@
-"""TimeIndex: which keys a sweep must visit before a cutoff."""
+"""TimeIndex: which keys a sweep must visit before a cutoff.
+
+Every test runs with the buckets in a dict (the reference) and, with the compiled core,
+in the torrents of a table that holds every key the tests file (``_core.FiledIn``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
+
+from udpt.core import COMPILED
 from udpt.projections.time_index import BUCKET_MS, TimeIndex
 
 A, B, C = b"a" * 20, b"b" * 20, b"c" * 20
+KEYS = [A, B, C, *(bytes([n]) for n in range(256)), *(n.to_bytes(20, "big") for n in range(1_000))]
 
 
-def test_keys_filed_before_the_cutoff_are_due_and_later_ones_are_not() -> None:
-    index = TimeIndex()
+def index_in_torrents(keys: list[bytes] = KEYS) -> tuple[TimeIndex, dict[bytes, object]]:
+    from udpt import _core
+
+    torrents = {key: _core.Torrent() for key in keys}
+    return TimeIndex(_core.FiledIn(torrents, 0)), torrents
+
+
+STORES = ["dict", pytest.param("torrents", marks=pytest.mark.skipif(not COMPILED, reason="pure"))]
+
+
+@pytest.fixture(params=STORES)
+def make_index(request: pytest.FixtureRequest) -> Callable[[], TimeIndex]:
+    if request.param == "dict":
+        return TimeIndex
+    return lambda: index_in_torrents()[0]
+
+
+def test_keys_filed_before_the_cutoff_are_due_and_later_ones_are_not(
+    make_index: Callable[[], TimeIndex],
+) -> None:
+    index = make_index()
     index.file(A, 10 * BUCKET_MS)
     index.file(B, 20 * BUCKET_MS)
     assert index.due(10 * BUCKET_MS) == []  # the cutoff is exclusive
@@ -16,16 +45,18 @@ def test_keys_filed_before_the_cutoff_are_due_and_later_ones_are_not() -> None:
     assert sorted(index.due(25 * BUCKET_MS)) == [A, B]
 
 
-def test_a_key_is_never_due_later_than_the_time_it_was_filed_under() -> None:
+def test_a_key_is_never_due_later_than_the_time_it_was_filed_under(
+    make_index: Callable[[], TimeIndex],
+) -> None:
     # Coarse buckets may make a key due early, never late: that is what keeps sweeps exact.
-    index = TimeIndex()
+    index = make_index()
     for ms in (0, 1, BUCKET_MS - 1, BUCKET_MS, 5 * BUCKET_MS + 7):
         index.file(A, ms)
         assert A in index.due(ms + 1)
 
 
-def test_refiling_moves_a_key_and_none_removes_it() -> None:
-    index = TimeIndex()
+def test_refiling_moves_a_key_and_none_removes_it(make_index: Callable[[], TimeIndex]) -> None:
+    index = make_index()
     index.file(A, 0)
     index.file(A, 30 * BUCKET_MS)
     assert index.due(BUCKET_MS) == []
@@ -38,8 +69,10 @@ def test_refiling_moves_a_key_and_none_removes_it() -> None:
     assert len(index) == 0
 
 
-def test_keys_taken_one_by_one_and_filed_again_leave_the_index_as_a_visit_would() -> None:
-    index = TimeIndex()
+def test_keys_taken_one_by_one_and_filed_again_leave_the_index_as_a_visit_would(
+    make_index: Callable[[], TimeIndex],
+) -> None:
+    index = make_index()
     for n in range(50):
         index.file(bytes([n]), n * 1000)
     taken = index.take_due(BUCKET_MS)
@@ -53,8 +86,10 @@ def test_keys_taken_one_by_one_and_filed_again_leave_the_index_as_a_visit_would(
     assert sorted(index.due(3 * BUCKET_MS + 1)) == [bytes([n]) for n in range(50)]
 
 
-def test_a_visit_stopped_early_files_back_what_it_did_not_file() -> None:
-    index = TimeIndex()
+def test_a_visit_stopped_early_files_back_what_it_did_not_file(
+    make_index: Callable[[], TimeIndex],
+) -> None:
+    index = make_index()
     for n in range(10):
         index.file(bytes([n]), n)
     taken = index.take_due(BUCKET_MS)
@@ -78,8 +113,10 @@ def test_keys_of_one_bucket_share_its_number_whatever_the_time_they_were_filed_a
     assert index._numbers == {}
 
 
-def test_a_key_filed_again_and_again_is_due_once_and_its_old_places_do_not_pile_up() -> None:
-    index = TimeIndex()
+def test_a_key_filed_again_and_again_is_due_once_and_its_old_places_do_not_pile_up(
+    make_index: Callable[[], TimeIndex],
+) -> None:
+    index = make_index()
     index.file(B, 0)  # keeps the first bucket there while A comes and goes
     for n in range(1_000):
         index.file(A, (n % 2) * BUCKET_MS)  # between the first two buckets
@@ -92,8 +129,10 @@ def test_a_key_filed_again_and_again_is_due_once_and_its_old_places_do_not_pile_
     assert len(index) == 1 and C in index
 
 
-def test_keys_filed_elsewhere_during_a_visit_are_not_given_and_the_index_stays_whole() -> None:
-    index = TimeIndex()
+def test_keys_filed_elsewhere_during_a_visit_are_not_given_and_the_index_stays_whole(
+    make_index: Callable[[], TimeIndex],
+) -> None:
+    index = make_index()
     for n in range(20):
         index.file(bytes([n]), n)
     taken = index.take_due(BUCKET_MS)
@@ -105,3 +144,29 @@ def test_keys_filed_elsewhere_during_a_visit_are_not_given_and_the_index_stays_w
     assert index.count_due(BUCKET_MS) == 0 and first not in index
     moved = [bytes([n]) for n in range(20) if bytes([n]) != first]
     assert sorted(index.due(6 * BUCKET_MS)) == moved
+
+
+@pytest.mark.skipif(not COMPILED, reason="the compiled core's FiledIn")
+def test_a_key_whose_torrent_is_not_in_the_table_is_refused_and_changes_nothing() -> None:
+    index, torrents = index_in_torrents([A, B])
+    index.file(A, 0)
+    with pytest.raises(KeyError):
+        index.file(C, 0)
+    assert C not in index and index.due(BUCKET_MS) == [A] and len(index) == 1
+    index.file(A, None)
+    del torrents[A]  # gone: nothing of it is filed, and unfiling it is harmless
+    index.file(A, None)
+    assert A not in index and len(index) == 0 and index.count_due(10**15) == 0
+
+
+@pytest.mark.skipif(not COMPILED, reason="the compiled core's FiledIn")
+def test_a_visit_stopped_after_its_torrent_was_forgotten_files_nothing_back() -> None:
+    index, torrents = index_in_torrents([A, B])
+    index.file(A, 0)
+    index.file(B, 1)
+    taken = index.take_due(BUCKET_MS)
+    visited = next(taken)
+    del torrents[visited]  # the caller forgot the torrent it was given, then stopped
+    taken.close()
+    left = B if visited == A else A
+    assert index.due(BUCKET_MS) == [left] and len(index) == 1
