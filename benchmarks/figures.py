@@ -343,7 +343,7 @@ def measure_figures(work: Path, scale: Scale, rounds: int) -> list[Row]:
     )
     rss = statistics.median(r["rss_per_peer"] for r in restarts)
     rows.append(
-        (f"RSS per peer ({peers:,} peers in {torrents:,} torrents)", f"{rss:.0f} bytes", "<= 100")
+        (f"RSS per peer ({peers:,} peers in {torrents:,} torrents)", f"{rss:.1f} bytes", "<= 100")
     )
     for peers_n, torrents_n, per in (
         (scale.few_peers, scale.few_peers // 3, "peer"),
@@ -354,7 +354,7 @@ def measure_figures(work: Path, scale: Scale, rounds: int) -> list[Row]:
         rows.append(
             (
                 f"RSS per {per} ({shape['peers']:,} peers in {shape['torrents']:,} torrents)",
-                f"{shape['bytes'] / count:.0f} bytes",
+                f"{shape['bytes'] / count:.1f} bytes",
                 "<= 100" if per == "peer" else "<= 200",
             )
         )

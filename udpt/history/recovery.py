@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from udpt.events.log import EventLog, LogReader
+from udpt.heap import release_free_heap
 from udpt.history.apply import ApplyFailures
 from udpt.history.folding import Progress, fold
 from udpt.projections import SnapshotError, TrackerState
@@ -66,14 +67,18 @@ def replay(
 ) -> Replay:
     """The state at ``to_seq`` (default: the end): newest usable snapshot + the events after it.
 
-    Raises ``CorruptRecord`` at the first record that cannot be decoded.
+    Raises ``CorruptRecord`` at the first record that cannot be decoded. What
+    the rebuild freed is given back to the system (``release_free_heap``): a
+    restarted daemon holds the state, not the transient memory of building it.
     """
     restored = restore_newest(log, to_seq) if use_snapshots else None
     state = restored or TrackerState()
     snapshot_seq = state.last_seq
     started = time.perf_counter()
     replayed = fold(log, state, to_seq, progress, failures)
-    return Replay(state, snapshot_seq, replayed, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    release_free_heap()
+    return Replay(state, snapshot_seq, replayed, seconds)
 
 
 def recover(
