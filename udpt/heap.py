@@ -3,7 +3,7 @@
 glibc keeps what a program frees for its next allocations, so the buffers a
 start-up decodes and drops (the snapshot's pieces, the tail's batches) stay in
 the resident memory an operator sees. ``malloc_trim`` returns the whole free
-pages among them. Other C libraries (musl, macOS) lack it; there this does nothing.
+pages among them. Where the C library has no ``malloc_trim`` (macOS), this does nothing.
 """
 
 from __future__ import annotations
