@@ -44,7 +44,7 @@ def test_the_lock_refuses_a_second_holder_naming_the_first_ones_pid(tmp_path: Pa
 
 
 def test_the_lock_dies_with_its_process_however_it_ends(tmp_path: Path) -> None:
-    holder = subprocess.Popen(
+    with subprocess.Popen(
         [
             sys.executable,
             "-c",
@@ -53,12 +53,11 @@ def test_the_lock_dies_with_its_process_however_it_ends(tmp_path: Path) -> None:
             "time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
-    )
-    assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
-    with pytest.raises(DataDirInUse, match=f"pid {holder.pid}"):
-        DataDirLock(tmp_path).acquire()
-    holder.kill()
-    holder.wait()
+    ) as holder:  # its pipe closed and the process reaped on the way out
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        with pytest.raises(DataDirInUse, match=f"pid {holder.pid}"):
+            DataDirLock(tmp_path).acquire()
+        holder.kill()
     with DataDirLock(tmp_path):
         pass
 

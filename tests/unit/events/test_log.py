@@ -258,13 +258,15 @@ def test_a_reader_in_another_process_sees_only_whole_batches_while_we_append(
 ) -> None:
     """The reader starts with a map smaller than the data will need, so it also adopts growth."""
     batch, batches = 250, 40
-    with EventLog(tmp_path, map_size=TINY_MAP) as log:
-        reader = subprocess.Popen(
+    with (
+        EventLog(tmp_path, map_size=TINY_MAP) as log,
+        subprocess.Popen(
             [sys.executable, "-c", READER, str(tmp_path), str(batch), str(batch * batches)],
             stdout=subprocess.PIPE,
             text=True,
             env=_child_env(),
-        )
+        ) as reader,
+    ):
         try:
             lines = _stdout_lines(reader)
             assert _next_line(lines) == "ready"
@@ -281,7 +283,6 @@ def test_a_reader_in_another_process_sees_only_whole_batches_while_we_append(
         finally:
             if reader.poll() is None:
                 reader.kill()
-                reader.wait()
     counts = [int(line.split()[1]) for line in rest]
     assert counts == sorted(counts)
     assert counts[-1] == batch * batches
