@@ -6,7 +6,9 @@
 on CPU 1) against udpt from each checkout in turn, alternating, and prints the
 median responses/s and announce p99 of each and the ratio after / before. Make
 the other checkout with ``git worktree add --detach DIR REV``; both run on this
-venv's packages.
+venv's packages. ``--before-fsync off`` runs the "before" side without syncing its
+commits: with ``--before .`` it measures what the durable commit costs this checkout
+(BENCHMARKS.md, "What a durable commit costs the core").
 """
 
 from __future__ import annotations
@@ -25,13 +27,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--after", type=Path, default=ROOT, help="default: this checkout")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
+    parser.add_argument(
+        "--before-fsync", choices=("on", "off"), default="on", help="sync the before side's commits"
+    )
     args = parser.parse_args(argv)
     workload = Workload(duration=args.duration)
     with tempfile.TemporaryDirectory(prefix="udpt-compare-") as tmp:
         work = Path(tmp)
         loadgen = build_loadgen(work)
         starters = {
-            "before": udpt_starter(work, source=args.before.resolve()),
+            "before": udpt_starter(
+                work, fsync=args.before_fsync == "on", source=args.before.resolve()
+            ),
             "after": udpt_starter(work, source=args.after.resolve()),
         }
         runs: dict[str, list[LoadResult]] = {name: [] for name in starters}
