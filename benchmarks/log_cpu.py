@@ -4,11 +4,11 @@
 ``python benchmarks/log_cpu.py [--events 200000] [--batch 50] [--fsync]`` writes
 ``benchmarks/make_log.py``'s events into a log in a temp dir the way the live
 writer does (``EventLog.append_batch`` of ``batch`` events, fsync off unless
-``--fsync``), timing the thread's CPU per event appended, then runs ``LogMaintenance.compact`` until
-nothing is left to re-cut and prints its CPU time per event compacted and the
-bytes per event of the values it wrote. Both threads share the tracker's core
-with the event loop. Under ``benchmarks/run.py``'s load the writer commits 50 to
-100 events at a time; batches bigger than a page are compressed at once and
+``--fsync``), timing the thread's CPU per event appended, then runs
+``LogMaintenance.compact`` until nothing is left to re-cut and prints its CPU time
+per event compacted and the bytes per event of the values it wrote. Both threads
+share the tracker's core with the event loop. Under ``benchmarks/run.py``'s load the
+writer commits 50 to 100 events at a time; batches bigger than a page are compressed at once and
 left alone by compaction, smaller ones are compacted once.
 
 With ``--fsync`` the CPU per event includes what the kernel spends syncing each

@@ -36,6 +36,13 @@ ERROR = (3).to_bytes(4, "big")
 REPLY_TIMEOUT = 10.0
 
 
+def total_references() -> int:
+    """The interpreter's reference count over every object, after a collection (a debug
+    build's only)."""
+    gc.collect()
+    return int(sys.gettotalrefcount())  # type: ignore[attr-defined]
+
+
 def answered_round(sock: socket.socket) -> None:
     """Connect, announces (joining, then one stopping), silence, a scrape, an error."""
     sock.send(connect_request(b"conn"))
@@ -64,12 +71,10 @@ async def round_deltas(db: Path) -> list[int]:
             sock.connect(running.udp_addresses[0][:2])
             await asyncio.to_thread(answered_round, sock)  # caches filled, threads started
             deltas = []
-            gc.collect()
-            last = sys.gettotalrefcount()  # type: ignore[attr-defined]
+            last = total_references()
             for _ in range(ROUNDS):
                 await asyncio.to_thread(answered_round, sock)
-                gc.collect()
-                now = int(sys.gettotalrefcount())  # type: ignore[attr-defined]
+                now = total_references()
                 deltas.append(now - last)
                 last = now
             return deltas

@@ -15,7 +15,6 @@ the suite run there is the rest of the check.
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 import statistics
@@ -28,6 +27,7 @@ from random import Random
 import pytest
 
 from tests.support.bep15 import announce_request, connect_request, scrape_request
+from tests.support.refcount_rounds import total_references
 from udpt import wire
 from udpt.core import COMPILED, COMPILED_SOCKETS
 from udpt.events import batch, codec
@@ -63,12 +63,10 @@ HASHES = [bytes([n]) * 20 for n in range(1, 5)]
 def references_gained(workload: Callable[[], object]) -> int:
     """The total reference count's growth over ``ROUNDS`` runs of ``workload`` after a first."""
     workload()
-    gc.collect()
-    before = sys.gettotalrefcount()  # type: ignore[attr-defined]
+    before = total_references()
     for _ in range(ROUNDS):
         workload()
-    gc.collect()
-    return int(sys.gettotalrefcount()) - before  # type: ignore[attr-defined]
+    return total_references() - before
 
 
 def leaked(workload: Callable[[], object]) -> int:
