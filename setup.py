@@ -20,6 +20,7 @@ setup(
                 "udpt/_lane.c",
                 "udpt/_recut.c",
                 "udpt/_hashindex.c",
+                "udpt/_torrents.c",
             ],
             depends=[
                 "udpt/_batch.h",
@@ -28,6 +29,7 @@ setup(
                 "udpt/_lane.h",
                 "udpt/_recut.h",
                 "udpt/_swarm.h",
+                "udpt/_torrents.h",
             ],
             extra_compile_args=FLAGS,
             optional=True,

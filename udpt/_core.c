@@ -20,6 +20,7 @@
 #include "_hashindex.h"
 #include "_recut.h"
 #include "_swarm.h"
+#include "_torrents.h"
 
 /* -- state set by the bind_* functions ---------------------------------------------- */
 
@@ -1087,6 +1088,7 @@ PyMODINIT_FUNC PyInit__core(void) {
     PyObject *created = PyModule_Create(&module);
     if (created != NULL && (udpt_swarm_register(created) < 0 || udpt_lane_register(created) < 0 ||
                             udpt_recut_register(created) < 0 ||
+                            udpt_torrents_register(created) < 0 ||
                             udpt_hash_index_register(created) < 0))
         Py_CLEAR(created);
     return created;

@@ -32,6 +32,7 @@
 
 #include "_lane.h"
 #include "_swarm.h"
+#include "_torrents.h"
 
 #define EVENT_STOPPED 3 /* AnnounceEvent.STOPPED; parse_request maps others to 0..3 */
 
@@ -280,7 +281,7 @@ static int pass_read(LaneObject *self, Pass *p) {
     Py_XDECREF(policy);
     Py_XDECREF(quota_policy);
     Py_XDECREF(state);
-    if (ok && (!PyDict_Check(p->torrents) || !PyDict_Check(p->creating))) {
+    if (ok && (!udpt_is_torrent_table(p->torrents) || !PyDict_Check(p->creating))) {
         PyErr_SetString(PyExc_TypeError, "Lane: an unexpected tracker");
         ok = 0;
     }
@@ -293,9 +294,7 @@ static int pass_read(LaneObject *self, Pass *p) {
  * it, 0 if the reference must, -1 on error. ``creates``: it will create its torrent. */
 static int nothing_refuses(const Pass *p, PyObject *info_hash, const unsigned char *peer,
                            Py_ssize_t peer_size, int stopped, int *creates) {
-    PyObject *torrent = PyDict_GetItemWithError(p->torrents, info_hash); /* borrowed */
-    if (torrent == NULL && PyErr_Occurred())
-        return -1;
+    PyObject *torrent = udpt_torrents_get(p->torrents, info_hash); /* borrowed */
     int creating = PyDict_Contains(p->creating, info_hash);
     if (creating < 0)
         return -1;
@@ -306,7 +305,7 @@ static int nothing_refuses(const Pass *p, PyObject *info_hash, const unsigned ch
     if (!p->dynamic && !known.registered)
         return 0;
     if (torrent == NULL)
-        return !(*creates && PyDict_GET_SIZE(p->torrents) + PyDict_GET_SIZE(p->creating) >=
+        return !(*creates && udpt_torrents_count(p->torrents) + PyDict_GET_SIZE(p->creating) >=
                                  p->max_torrents);
     if (known.flagged || stopped)
         return !known.flagged;
@@ -494,14 +493,11 @@ static int scrape(LaneObject *self, const Pass *p, const udpt_request *r, PyObje
         return -1;
     PyObject *entries = PyList_New((Py_ssize_t)r->hash_count);
     for (size_t i = 0; entries != NULL && i < r->hash_count; i++) {
-        PyObject *info_hash = PyBytes_FromStringAndSize((const char *)r->hashes + 20 * i, 20);
-        PyObject *torrent = info_hash ? PyDict_GetItemWithError(p->torrents, info_hash) : NULL;
+        PyObject *torrent = udpt_torrents_find(p->torrents, r->hashes + 20 * i); /* borrowed */
         udpt_torrent_fields known = {0}; /* unknown: zeros */
         PyObject *entry = NULL;
-        if ((torrent != NULL || (info_hash != NULL && !PyErr_Occurred())) &&
-            (torrent == NULL || udpt_torrent_fields_of(torrent, &known) == 0))
+        if (torrent == NULL || udpt_torrent_fields_of(torrent, &known) == 0)
             entry = Py_BuildValue("(nKn)", known.seeders, known.completed, known.leechers);
-        Py_XDECREF(info_hash);
         if (entry == NULL)
             Py_CLEAR(entries);
         else
@@ -815,14 +811,12 @@ static PyObject *answer_announce(PyObject *module, PyObject *const *args, Py_ssi
     PyObject *reply = NULL;
     if (torrents == NULL || interval == NULL)
         goto done;
-    if (!PyDict_Check(torrents)) {
+    if (!udpt_is_torrent_table(torrents)) {
         PyErr_SetString(PyExc_TypeError, "answer_announce: an unexpected tracker");
         goto done;
     }
-    torrent = Py_XNewRef(PyDict_GetItemWithError(torrents, PyTuple_GET_ITEM(request, 2)));
+    torrent = Py_XNewRef(udpt_torrents_get(torrents, PyTuple_GET_ITEM(request, 2)));
     if (torrent == NULL) {
-        if (PyErr_Occurred())
-            goto done;
         PyObject *zero = PyLong_FromLong(0), *none = PyBytes_FromStringAndSize(NULL, 0);
         if (zero && none) {
             PyObject *parts[5] = {transaction_id, interval, zero, zero, none};

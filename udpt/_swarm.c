@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "_swarm.h"
+#include "_torrents.h"
 
 #define KEY4 6
 #define KEY6 18
@@ -1070,6 +1071,7 @@ typedef struct {
     unsigned long long completed;
     long long last_announce_ms;
     long long filed[2]; /* a bucket, or NOT_FILED */
+    udpt_torrent_key key; /* where a TorrentTable keeps it (udpt/_torrents.c) */
     char flagged, registered;
 } TorrentObject;
 
@@ -1153,10 +1155,16 @@ static PyTypeObject TorrentType = {
     .tp_getset = Torrent_getset,
 };
 
+int udpt_is_torrent(PyObject *object) { return Py_IS_TYPE(object, &TorrentType); }
+
+udpt_torrent_key *udpt_key_of(PyObject *torrent) { return &((TorrentObject *)torrent)->key; }
+
+uint32_t udpt_keyed_hash(const unsigned char *key, Py_ssize_t size) { return hash_key(key, size); }
+
 /* -- FiledIn: a time index's buckets, kept in the torrents ------------------------ */
 
 /* time_index.py's ``_bucket_of`` for one of the state's two indexes: a mapping of info
- * hash to bucket whose values live in the torrents of ``torrents`` (a dict of Torrent).
+ * hash to bucket whose values live in the torrents of ``torrents`` (a TorrentTable).
  * Only a torrent in the table can be filed: setting the bucket of any other key raises
  * KeyError, and a key whose torrent is gone is not filed. The state unfiles a torrent
  * before it takes it out of the table. */
@@ -1171,9 +1179,12 @@ static PyObject *FiledIn_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
     static char *names[] = {"torrents", "which", NULL};
     PyObject *torrents;
     int which;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!i:FiledIn", names, &PyDict_Type,
-                                     &torrents, &which))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oi:FiledIn", names, &torrents, &which))
         return NULL;
+    if (!udpt_is_torrent_table(torrents)) {
+        PyErr_SetString(PyExc_TypeError, "FiledIn(torrents, which): torrents is a TorrentTable");
+        return NULL;
+    }
     if (which != 0 && which != 1) {
         PyErr_SetString(PyExc_ValueError, "FiledIn(torrents, which): which is 0 or 1");
         return NULL;
@@ -1191,23 +1202,39 @@ static void FiledIn_dealloc(FiledInObject *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* The torrent of ``key``, borrowed; NULL with no error if the table has none. */
+/* The torrent of ``key``, borrowed; NULL if the table has none. A key is an info hash, or
+ * the handle of one (its Torrent, what the index's lists hold): a handle whose torrent
+ * has left the table is filed nowhere. */
 static TorrentObject *filed_torrent(FiledInObject *self, PyObject *key) {
-    PyObject *torrent = PyDict_GetItemWithError(self->torrents, key);
-    if (torrent != NULL && !Py_IS_TYPE(torrent, &TorrentType)) {
-        PyErr_SetString(PyExc_TypeError, "a torrent table value that is not a Torrent");
-        return NULL;
-    }
-    return (TorrentObject *)torrent;
+    if (Py_IS_TYPE(key, &TorrentType))
+        return ((TorrentObject *)key)->key.held ? (TorrentObject *)key : NULL;
+    return (TorrentObject *)udpt_torrents_get(self->torrents, key);
 }
 
-/* The bucket ``key`` is filed under, or NOT_FILED; -1 with an error set if that failed. */
-static int filed_bucket(FiledInObject *self, PyObject *key, long long *bucket) {
+/* handle(info_hash): what the index's lists hold for a key filed (its Torrent, so that no
+ * bytes object is kept for it); KeyError for a key whose torrent is not in the table. */
+static PyObject *FiledIn_handle(FiledInObject *self, PyObject *key) {
     TorrentObject *torrent = filed_torrent(self, key);
-    if (torrent == NULL && PyErr_Occurred())
-        return -1;
-    *bucket = torrent == NULL ? NOT_FILED : torrent->filed[self->which];
-    return 0;
+    if (torrent == NULL) {
+        PyErr_SetObject(PyExc_KeyError, key);
+        return NULL;
+    }
+    return Py_NewRef((PyObject *)torrent);
+}
+
+/* key_of(handle): the info hash of a handle, the one its Torrent was last held under. */
+static PyObject *FiledIn_key_of(FiledInObject *self, PyObject *handle) {
+    if (!Py_IS_TYPE(handle, &TorrentType)) {
+        PyErr_SetString(PyExc_TypeError, "key_of() takes a handle (a Torrent)");
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize((const char *)((TorrentObject *)handle)->key.info_hash, 20);
+}
+
+/* The bucket ``key`` is filed under, or NOT_FILED. */
+static long long filed_bucket(FiledInObject *self, PyObject *key) {
+    TorrentObject *torrent = filed_torrent(self, key);
+    return torrent == NULL ? NOT_FILED : torrent->filed[self->which];
 }
 
 static PyObject *FiledIn_get(FiledInObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -1215,18 +1242,14 @@ static PyObject *FiledIn_get(FiledInObject *self, PyObject *const *args, Py_ssiz
         PyErr_SetString(PyExc_TypeError, "get(key, default=None)");
         return NULL;
     }
-    long long bucket;
-    if (filed_bucket(self, args[0], &bucket) < 0)
-        return NULL;
+    long long bucket = filed_bucket(self, args[0]);
     if (bucket != NOT_FILED)
         return PyLong_FromLongLong(bucket);
     return Py_NewRef(nargs == 2 ? args[1] : Py_None);
 }
 
 static PyObject *FiledIn_subscript(FiledInObject *self, PyObject *key) {
-    long long bucket;
-    if (filed_bucket(self, key, &bucket) < 0)
-        return NULL;
+    long long bucket = filed_bucket(self, key);
     if (bucket == NOT_FILED) {
         PyErr_SetObject(PyExc_KeyError, key);
         return NULL;
@@ -1237,8 +1260,7 @@ static PyObject *FiledIn_subscript(FiledInObject *self, PyObject *key) {
 static int FiledIn_ass_subscript(FiledInObject *self, PyObject *key, PyObject *value) {
     TorrentObject *torrent = filed_torrent(self, key);
     if (torrent == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_SetObject(PyExc_KeyError, key);
+        PyErr_SetObject(PyExc_KeyError, key);
         return -1;
     }
     if (value == NULL) {
@@ -1261,13 +1283,12 @@ static int FiledIn_ass_subscript(FiledInObject *self, PyObject *key, PyObject *v
 }
 
 static int FiledIn_contains(FiledInObject *self, PyObject *key) {
-    long long bucket;
-    if (filed_bucket(self, key, &bucket) < 0)
-        return -1;
-    return bucket != NOT_FILED;
+    return filed_bucket(self, key) != NOT_FILED;
 }
 
 static PyMethodDef FiledIn_methods[] = {
+    {"handle", (PyCFunction)FiledIn_handle, METH_O, NULL},
+    {"key_of", (PyCFunction)FiledIn_key_of, METH_O, NULL},
     {"get", (PyCFunction)(void (*)(void))FiledIn_get, METH_FASTCALL, NULL},
     {NULL},
 };
@@ -1379,17 +1400,6 @@ static int output_put(Output *out, const void *data, size_t size) {
     return 0;
 }
 
-typedef struct {
-    PyObject *info_hash, *torrent; /* borrowed from the dict */
-} Item;
-
-static int by_info_hash(const void *a, const void *b) {
-    PyObject *x = ((const Item *)a)->info_hash, *y = ((const Item *)b)->info_hash;
-    Py_ssize_t nx = PyBytes_GET_SIZE(x), ny = PyBytes_GET_SIZE(y);
-    int order = memcmp(PyBytes_AS_STRING(x), PyBytes_AS_STRING(y), (size_t)(nx < ny ? nx : ny));
-    return order ? order : (nx > ny) - (nx < ny);
-}
-
 static inline PyObject *slot(PyObject *object, Py_ssize_t offset) {
     return *(PyObject **)((char *)object + offset);
 }
@@ -1401,7 +1411,7 @@ static int index_holds(PyObject *index, PyObject *torrents, PyObject *key,
                        const TorrentObject *torrent) {
     if (Py_IS_TYPE(index, TimeIndexType)) {
         PyObject *bucket_of = slot(index, at_bucket_of);
-        if (bucket_of != NULL && PyDict_CheckExact(bucket_of))
+        if (bucket_of != NULL && PyDict_Check(bucket_of))
             return PyDict_Contains(bucket_of, key);
         if (bucket_of != NULL && Py_IS_TYPE(bucket_of, &FiledInType) &&
             ((FiledInObject *)bucket_of)->torrents == torrents)
@@ -1411,15 +1421,12 @@ static int index_holds(PyObject *index, PyObject *torrents, PyObject *key,
 }
 
 /* One torrent's part of the snapshot: state._TORRENT (!20sBQq4I), then swarm.pack(). */
-static int write_torrent(Output *out, PyObject *info_hash, PyObject *torrent) {
-    if (!Py_IS_TYPE(torrent, &TorrentType) || PyBytes_GET_SIZE(info_hash) != 20) {
-        PyErr_SetString(PyExc_TypeError, "expected 20-byte info hashes and Torrent values");
-        return -1;
-    }
+static int write_torrent(void *output, const unsigned char *info_hash, PyObject *torrent) {
+    Output *out = output;
     const TorrentObject *known = (const TorrentObject *)torrent;
     const SwarmObject *peers = &known->peers;
     unsigned char head[53];
-    memcpy(head, PyBytes_AS_STRING(info_hash), 20);
+    memcpy(head, info_hash, 20);
     head[20] = (unsigned char)((known->flagged ? 1 : 0) | (known->registered ? 2 : 0));
     store64(head + 21, known->completed);
     store64(head + 29, (uint64_t)known->last_announce_ms);
@@ -1447,44 +1454,27 @@ static int write_torrent(Output *out, PyObject *info_hash, PyObject *torrent) {
 }
 
 /* The torrents of TrackerState.snapshot(), by info hash, written to a file descriptor. It
- * reads the dict and the objects in it through borrowed pointers and slot offsets only:
- * in a forked child, a reference count written is a page copied. */
+ * reads the table, in its order, and the Torrents through borrowed pointers only: in a
+ * forked child, a reference count written is a page copied. */
 static PyObject *write_snapshot_torrents(PyObject *module, PyObject *args) {
     PyObject *torrents;
     int fd;
-    if (!PyArg_ParseTuple(args, "O!i:write_snapshot_torrents", &PyDict_Type, &torrents, &fd))
+    if (!PyArg_ParseTuple(args, "Oi:write_snapshot_torrents", &torrents, &fd))
         return NULL;
-    if (AnnounceType == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "bind_fold() first");
+    if (!udpt_is_torrent_table(torrents)) {
+        PyErr_SetString(PyExc_TypeError, "write_snapshot_torrents() takes a TorrentTable");
         return NULL;
     }
-    Py_ssize_t count = PyDict_GET_SIZE(torrents), at = 0, n = 0;
-    Item *items = malloc((count ? count : 1) * sizeof *items);
     Output *out = malloc(sizeof *out);
-    PyObject *result = NULL, *key, *value;
-    if (items == NULL || out == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    while (PyDict_Next(torrents, &at, &key, &value)) {
-        if (!PyBytes_CheckExact(key)) {
-            PyErr_SetString(PyExc_TypeError, "expected bytes info hashes");
-            goto done;
-        }
-        items[n++] = (Item){key, value};
-    }
-    qsort(items, (size_t)n, sizeof *items, by_info_hash);
+    if (out == NULL)
+        return PyErr_NoMemory();
     out->fd = fd;
     out->used = 0;
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (write_torrent(out, items[i].info_hash, items[i].torrent) < 0)
-            goto done;
-    if (output_flush(out) == 0)
-        result = Py_NewRef(Py_None);
-done:
-    free(items);
+    int written = udpt_torrents_each(torrents, write_torrent, out) == 0 && output_flush(out) == 0;
     free(out);
-    return result;
+    if (!written)
+        return NULL;
+    Py_RETURN_NONE;
 }
 
 /* -- the fold of an announce ------------------------------------------------------- */
@@ -1514,13 +1504,7 @@ int udpt_fold_announce(const udpt_fold_target *t, const udpt_announce_at *a,
     memcpy(key, a->ip, (size_t)a->ip_size);
     key[size - 2] = (unsigned char)(a->port >> 8);
     key[size - 1] = (unsigned char)a->port;
-    PyObject *torrent = PyDict_GetItemWithError(t->torrents, a->info_hash); /* borrowed */
-    if (torrent == NULL && PyErr_Occurred())
-        return -1;
-    if (torrent != NULL && !Py_IS_TYPE(torrent, &TorrentType)) {
-        PyErr_SetString(PyExc_TypeError, "a torrent table value that is not a Torrent");
-        return -1;
-    }
+    PyObject *torrent = udpt_torrents_get(t->torrents, a->info_hash); /* borrowed */
     TorrentObject *known = (TorrentObject *)torrent;
     if (a->event == EVENT_STOPPED) {
         if (torrent == NULL)
@@ -1605,7 +1589,7 @@ static int fold_one(const udpt_fold_target *t, PyObject *e) {
 }
 
 static PyObject *fold_announce(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 4 || !PyDict_Check(args[0])) {
+    if (nargs != 4 || !udpt_is_torrent_table(args[0])) {
         PyErr_SetString(PyExc_TypeError, "fold_announce(torrents, by_oldest, idle, event)");
         return NULL;
     }
@@ -1634,7 +1618,7 @@ int udpt_fold_begin(udpt_fold_target *t, PyObject *state) {
     t->folded = 0;
     if (!t->torrents || !t->by_oldest || !t->idle || !t->by_kind || udpt_fold_resync(t) < 0)
         return -1;
-    if (!PyDict_Check(t->torrents) || !PyDict_Check(t->by_kind)) {
+    if (!udpt_is_torrent_table(t->torrents) || !PyDict_Check(t->by_kind)) {
         PyErr_SetString(PyExc_TypeError, "the compiled fold takes a TrackerState");
         return -1;
     }

@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.strategies import tracker_histories
+from tests.support.unfoldable import refuse_torrents_of
 from udpt.core import COMPILED
 from udpt.events.batch import encode_batch
 from udpt.events.codec import encode_event
@@ -85,17 +86,11 @@ def announce(at_ms: int, info_hash: bytes, port: int) -> AnnounceAccepted:
     )
 
 
-def poisoned() -> TrackerState:
-    """A state whose table holds something that is not a Torrent under hash ``b"x" * 20``."""
-    state = TrackerState()
-    dict.__setitem__(state.torrents, b"x" * 20, "not a torrent")
-    return state
-
-
 def test_an_announce_that_cannot_be_folded_is_counted_and_passed_over_as_apply_batch_does(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     good, bad = b"g" * 20, b"x" * 20
+    refuse_torrents_of(monkeypatch, bad)
     events: list[Event] = [
         announce(1000, good, 1),
         announce(1001, bad, 2),
@@ -104,13 +99,11 @@ def test_an_announce_that_cannot_be_folded_is_counted_and_passed_over_as_apply_b
         announce(1004, good, 5),
     ]
     value = encode_batch(events)
-    by_columns, by_events = poisoned(), poisoned()
+    by_columns, by_events = TrackerState(), TrackerState()
     columns_failures, events_failures = ApplyFailures(), ApplyFailures()
     assert apply_stored(by_columns, 1, value, (), (0, 5), columns_failures)
     apply_batch(by_events, 1, events, events_failures)
     assert columns_failures == events_failures == ApplyFailures(count=2, last_seq=4)
-    for state in (by_columns, by_events):
-        dict.__delitem__(state.torrents, bad)
     assert observed(by_columns) == observed(by_events)
     assert by_columns.last_seq == 5
     told = [r for r in caplog.records if "applying committed event" in r.getMessage()]

@@ -49,6 +49,7 @@ from udpt.events.types import (
 from udpt.history.apply import apply_batch
 from udpt.history.recovery import recover
 from udpt.projections import TrackerState
+from udpt.projections.torrents import Torrent, TorrentTable
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(sys, "gettotalrefcount"), reason="needs a debug CPython"),
@@ -185,6 +186,33 @@ def test_the_fold_peer_selection_and_snapshots_leak_nothing() -> None:
             torrent.swarm.expire(AT_MS + 45)
         restored = TrackerState.restore(state.snapshot())
         assert restored.snapshot() == state.snapshot()
+
+    assert leaked(workload) < ROUNDS
+
+
+def test_the_torrent_table_leaks_nothing_on_any_path() -> None:
+    """Storing, replacing, paging, walking, loading, forgetting, and every refusal."""
+    keys = [n.to_bytes(20, "big") for n in range(0, 3000, 3)]
+
+    def workload() -> None:
+        table = TorrentTable()
+        for info_hash in keys:
+            table[info_hash] = Torrent()
+        table[keys[0]] = Torrent()  # replaces
+        assert table.page(500, 20) == keys[500:520] and table.get(b"short") is None
+        assert len(list(table.items())) == len(list(table.values())) == len(keys)
+        for key, torrent in [(b"short", Torrent()), (keys[1], "x"), (keys[2], table[keys[3]])]:
+            with contextlib.suppress(TypeError, ValueError):
+                table[key] = torrent  # type: ignore[assignment]
+        with contextlib.suppress(RuntimeError):
+            for info_hash in table:
+                del table[info_hash]
+        for info_hash in keys[1:]:
+            table.pop(info_hash)
+        loaded = TorrentTable()
+        loaded.load_sorted([(info_hash, Torrent()) for info_hash in [*keys, keys[5]]])
+        with contextlib.suppress(TypeError):
+            TorrentTable().load_sorted([(b"short", Torrent()), ("x",)])  # type: ignore[list-item]
 
     assert leaked(workload) < ROUNDS
 

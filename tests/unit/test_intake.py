@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from tests.support.disks import small_tmpfs
+from tests.support.unfoldable import refuse_torrents_of
 from udpt.config import load_config
 from udpt.connection_ids import ConnectionIds
-from udpt.core import COMPILED
 from udpt.counters import Counters
 from udpt.events.log import EventLog
 from udpt.events.types import (
@@ -297,11 +297,11 @@ async def test_a_failing_callback_does_not_stop_the_others(
 
 
 async def test_announces_that_cannot_be_folded_or_answered_are_told_and_the_rest_answered(
-    tmp_log: EventLog, caplog: pytest.LogCaptureFixture
+    tmp_log: EventLog, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With either core: the compiled core folds and answers a run of announces in C."""
+    refuse_torrents_of(monkeypatch, HASHES[1])  # its fold fails
     road = Road(tmp_log)
-    dict.__setitem__(road.state.torrents, HASHES[1], "not a torrent")  # its fold fails
     acknowledged: list[object] = []
 
     def broken(context: object) -> None:
@@ -325,7 +325,7 @@ async def test_announces_that_cannot_be_folded_or_answered_are_told_and_the_rest
         "answering event 3 failed",
     ]
     assert [record.exc_info[0] for record in caplog.records if record.exc_info] == [
-        TypeError if COMPILED else AttributeError,
+        TypeError,
         RuntimeError,
     ]
     assert road.intake.apply_failures == ApplyFailures(count=1, last_seq=2)

@@ -367,6 +367,8 @@ class TrackerState:
         state.stats = Stats.from_bytes(bytes(view[offset : offset + Stats.SIZE]))
         offset += Stats.SIZE
         torrents: list[tuple[bytes, Torrent]] = []
+        if not state.torrents.keeps_key_objects:
+            known = None  # nothing to share: the keys live in the table
         for _ in range(count):
             info_hash, flags, completed, last_ms, s4, l4, s6, l6 = _TORRENT.unpack_from(
                 view, offset

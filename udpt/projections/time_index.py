@@ -23,12 +23,15 @@ that holds more than twice its true keys, and goes with its bucket's last key.
 ``_bucket_of`` is a dict, or, with the compiled core, ``udpt._core.FiledIn``: the
 same mapping with each bucket kept in its torrent, where a dict slot cost about
 50 bytes a torrent. It files only keys whose torrent is in the table (KeyError
-for any other), so the state unfiles a torrent before it forgets it.
+for any other), so the state unfiles a torrent before it forgets it. The lists
+hold each key's *handle*: the key itself with a dict, the torrent with FiledIn,
+whose table keeps no bytes object for an info hash (a list holding one would
+keep 56 bytes a torrent alive). A handle answers every question a key does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import suppress
 from typing import Protocol
 
@@ -38,12 +41,30 @@ BUCKET_MS = 60_000
 
 
 class BucketOf(Protocol):
-    """The bucket each key is filed under: a dict, or ``udpt._core.FiledIn``."""
+    """The bucket each key (or its handle) is filed under: ``udpt._core.FiledIn``, or
+    ``_KeysFiled``, a dict whose handles are the keys."""
 
-    def get(self, key: bytes, default: None = None, /) -> int | None: ...
+    def get(self, key: Hashable, default: None = None, /) -> int | None: ...
     def __contains__(self, key: object, /) -> bool: ...
     def __setitem__(self, key: bytes, bucket: int, /) -> None: ...
-    def __delitem__(self, key: bytes, /) -> None: ...
+    def __delitem__(self, key: Hashable, /) -> None: ...
+    def handle(self, key: bytes, /) -> Hashable:
+        """What the lists hold for ``key``, which is filed."""
+
+    def key_of(self, handle: Hashable, /) -> bytes:
+        """The key of ``handle``."""
+
+
+class _KeysFiled(dict[Hashable, int]):
+    """The reference's ``BucketOf``: a dict, each key its own handle."""
+
+    __slots__ = ()
+
+    def handle(self, key: bytes) -> Hashable:
+        return key
+
+    def key_of(self, handle: Hashable) -> bytes:
+        return handle  # type: ignore[return-value]
 
 
 class TimeIndex:
@@ -52,10 +73,11 @@ class TimeIndex:
     __slots__ = ("_bucket_of", "_buckets", "_filed", "_numbers")
 
     def __init__(self, bucket_of: BucketOf | None = None) -> None:
-        self._bucket_of: BucketOf = {} if bucket_of is None else bucket_of
+        self._bucket_of: BucketOf = _KeysFiled() if bucket_of is None else bucket_of
         """The bucket each key is filed under: the truth the lists are read against."""
-        self._buckets: dict[int, list[bytes]] = {}
-        """Keys filed under each bucket, and keys filed there once and moved on since."""
+        self._buckets: dict[int, list[Hashable]] = {}
+        """Handles of the keys filed under each bucket, and of keys filed there once and
+        moved on since."""
         self._filed: dict[int, int] = {}
         """How many keys ``_bucket_of`` files under each bucket."""
         self._numbers: dict[int, int] = {}
@@ -86,19 +108,20 @@ class TimeIndex:
         bucket_of[key] = bucket if number is None else number  # first: it may refuse
         if old is not None:
             self._unfile(old)
+        handle = bucket_of.handle(key)
         if number is None:  # a bucket of its own: no list, no count yet
             self._numbers[bucket] = bucket
             self._filed[bucket] = 1
-            self._buckets[bucket] = [key]
+            self._buckets[bucket] = [handle]
             return
         filed = self._filed[number] = self._filed[number] + 1
-        keys = self._buckets.get(number)
-        if keys is None:  # the bucket is out with ``take_due``
-            self._buckets[number] = [key]
+        handles = self._buckets.get(number)
+        if handles is None:  # the bucket is out with ``take_due``
+            self._buckets[number] = [handle]
         else:
-            keys.append(key)
-            if len(keys) > 2 * filed + 16:
-                self._buckets[number] = self._true_keys(number, keys)
+            handles.append(handle)
+            if len(handles) > 2 * filed + 16:
+                self._buckets[number] = self._true_handles(number, handles)
 
     def _unfile(self, bucket: int, count: int = 1) -> None:
         """``count`` keys less under ``bucket``; a bucket left with none goes, its list too."""
@@ -110,10 +133,11 @@ class TimeIndex:
             del self._numbers[bucket]
             self._buckets.pop(bucket, None)  # None: the bucket is out with ``take_due``
 
-    def _true_keys(self, bucket: int, keys: list[bytes]) -> list[bytes]:
-        """The keys of ``keys`` still filed under ``bucket``, each once, in filing order."""
+    def _true_handles(self, bucket: int, handles: list[Hashable]) -> list[Hashable]:
+        """The handles of ``handles`` still filed under ``bucket``, each once, in filing
+        order."""
         bucket_of = self._bucket_of
-        return [key for key in dict.fromkeys(keys) if bucket_of.get(key) == bucket]
+        return [h for h in dict.fromkeys(handles) if bucket_of.get(h) == bucket]
 
     def _due_buckets(self, cutoff_ms: int) -> list[int]:
         last = (cutoff_ms - 1) // BUCKET_MS
@@ -121,10 +145,11 @@ class TimeIndex:
 
     def due(self, cutoff_ms: int) -> list[bytes]:
         """Every key filed under a bucket that starts before ``cutoff_ms``."""
+        key_of = self._bucket_of.key_of
         return [
-            key
+            key_of(handle)
             for bucket in self._due_buckets(cutoff_ms)
-            for key in self._true_keys(bucket, self._buckets[bucket])
+            for handle in self._true_handles(bucket, self._buckets[bucket])
         ]
 
     def take_due(self, cutoff_ms: int) -> Iterator[bytes]:
@@ -139,26 +164,26 @@ class TimeIndex:
         """
         bucket_of = self._bucket_of
         for bucket in self._due_buckets(cutoff_ms):
-            keys = self._buckets.pop(bucket, None)
-            if keys is None:
+            handles = self._buckets.pop(bucket, None)
+            if handles is None:
                 continue
-            at = taken = 0  # keys[:at] are visited; taken of them were filed there
+            at = taken = 0  # handles[:at] are visited; taken of them were filed there
             try:
-                while at < len(keys):
-                    key = keys[at]
+                while at < len(handles):
+                    handle = handles[at]
                     at += 1
-                    if bucket_of.get(key) == bucket:
-                        del bucket_of[key]
+                    if bucket_of.get(handle) == bucket:
+                        del bucket_of[handle]
                         taken += 1
-                        yield key
+                        yield bucket_of.key_of(handle)
             except GeneratorExit:
-                given = keys[at - 1]  # the exit came at its yield
-                for left in keys[at:]:
+                given = handles[at - 1]  # the exit came at its yield
+                for left in handles[at:]:
                     if bucket_of.get(left) == bucket:  # still filed there: listed again
                         self._buckets.setdefault(bucket, []).append(left)
                 if given not in bucket_of:
                     with suppress(KeyError):  # refused: its torrent is gone, nothing to file
-                        self.file(given, bucket * BUCKET_MS)
+                        self.file(bucket_of.key_of(given), bucket * BUCKET_MS)
                 raise
             finally:  # counted out once, not key by key: the count never reaches 0 early
                 if taken:

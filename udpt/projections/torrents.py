@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from sortedcontainers import SortedList
@@ -9,7 +10,7 @@ from sortedcontainers import SortedList
 from udpt.core import COMPILED
 from udpt.projections.swarms import Swarm
 
-__all__ = ["Torrent", "TorrentPy", "TorrentTable"]
+__all__ = ["Torrent", "TorrentPy", "TorrentTable", "TorrentTablePy"]
 
 
 class TorrentPy:
@@ -49,16 +50,16 @@ class TorrentPy:
 
 
 # With the compiled core selected, ``udpt._core.Torrent`` stands in for the reference: the
-# same fields in one object of 80 bytes that is its own swarm (udpt/_swarm.c), where the
-# reference is two objects and an int (160 bytes with the compiled Swarm). Type checkers
-# read the reference.
+# same fields in one object of 112 bytes that is its own swarm and holds its info hash
+# (udpt/_swarm.c), where the reference is two objects and an int (160 bytes with the
+# compiled Swarm). Type checkers read the reference.
 if TYPE_CHECKING or not COMPILED:
     Torrent = TorrentPy
 else:
     from udpt._core import Torrent
 
 
-class TorrentTable(dict[bytes, Torrent]):
+class TorrentTablePy(dict[bytes, Torrent]):
     """Torrents by info hash, their info hashes also kept in order for paging.
 
     ``GET /t`` pages through torrents in info-hash order; sorting a million keys
@@ -68,6 +69,9 @@ class TorrentTable(dict[bytes, Torrent]):
     """
 
     __slots__ = ("_ordered",)
+
+    keeps_key_objects = True
+    """Whether the table holds its keys' objects (a restore keys it by the log's own)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -96,8 +100,24 @@ class TorrentTable(dict[bytes, Torrent]):
     def load_sorted(self, torrents: list[tuple[bytes, Torrent]]) -> None:
         """Fill an empty table from ``torrents`` in info-hash order, in one step (restore)."""
         super().update(torrents)
-        self._ordered = SortedList(info_hash for info_hash, _ in torrents)
+        self._ordered = SortedList(self)  # a damaged snapshot may repeat a hash
 
     def page(self, offset: int, limit: int) -> list[bytes]:
         """Info hashes ``offset`` to ``offset + limit`` (exclusive), in order."""
         return list(self._ordered.islice(offset, offset + limit))
+
+
+if TYPE_CHECKING or not COMPILED:
+    TorrentTable = TorrentTablePy
+else:
+    from udpt import _core
+
+    class TorrentTable(_core.TorrentTable, MutableMapping[bytes, Torrent]):
+        """``udpt._core.TorrentTable`` (udpt/_torrents.c): the same table with the info hashes
+        in the Torrents and no key objects, about 80 bytes a torrent less. What it does not
+        implement itself (``keys()``, ``pop``, ``setdefault``, ...) comes from
+        ``MutableMapping``, on top of its lookups."""
+
+        __slots__ = ()
+
+        keeps_key_objects = False

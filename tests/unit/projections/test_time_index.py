@@ -12,15 +12,24 @@ import pytest
 
 from udpt.core import COMPILED
 from udpt.projections.time_index import BUCKET_MS, TimeIndex
+from udpt.projections.torrents import Torrent, TorrentTable
 
 A, B, C = b"a" * 20, b"b" * 20, b"c" * 20
-KEYS = [A, B, C, *(bytes([n]) for n in range(256)), *(n.to_bytes(20, "big") for n in range(1_000))]
+KEYS = [
+    A,
+    B,
+    C,
+    *(bytes([n]) * 20 for n in range(256)),
+    *(n.to_bytes(20, "big") for n in range(1_000)),
+]
 
 
-def index_in_torrents(keys: list[bytes] = KEYS) -> tuple[TimeIndex, dict[bytes, object]]:
+def index_in_torrents(keys: list[bytes] = KEYS) -> tuple[TimeIndex, TorrentTable]:
     from udpt import _core
 
-    torrents = {key: _core.Torrent() for key in keys}
+    torrents = TorrentTable()
+    for key in dict.fromkeys(keys):
+        torrents[key] = Torrent()
     return TimeIndex(_core.FiledIn(torrents, 0)), torrents
 
 
@@ -74,16 +83,16 @@ def test_keys_taken_one_by_one_and_filed_again_leave_the_index_as_a_visit_would(
 ) -> None:
     index = make_index()
     for n in range(50):
-        index.file(bytes([n]), n * 1000)
+        index.file(bytes([n]) * 20, n * 1000)
     taken = index.take_due(BUCKET_MS)
     first = next(taken)
     assert index.due(BUCKET_MS) == []  # the bucket is out while it is being visited
     index.file(first, 3 * BUCKET_MS)
     rest = list(taken)
-    assert sorted([first, *rest]) == [bytes([n]) for n in range(50)]
+    assert sorted([first, *rest]) == [bytes([n]) * 20 for n in range(50)]
     for key in rest:
         index.file(key, 2 * BUCKET_MS)
-    assert sorted(index.due(3 * BUCKET_MS + 1)) == [bytes([n]) for n in range(50)]
+    assert sorted(index.due(3 * BUCKET_MS + 1)) == [bytes([n]) * 20 for n in range(50)]
 
 
 def test_a_visit_stopped_early_files_back_what_it_did_not_file(
@@ -91,11 +100,11 @@ def test_a_visit_stopped_early_files_back_what_it_did_not_file(
 ) -> None:
     index = make_index()
     for n in range(10):
-        index.file(bytes([n]), n)
+        index.file(bytes([n]) * 20, n)
     taken = index.take_due(BUCKET_MS)
     visited = next(taken)  # taken but not filed again
     taken.close()
-    assert sorted(index.due(BUCKET_MS)) == [bytes([n]) for n in range(10)]
+    assert sorted(index.due(BUCKET_MS)) == [bytes([n]) * 20 for n in range(10)]
     assert visited in index
 
 
@@ -134,15 +143,15 @@ def test_keys_filed_elsewhere_during_a_visit_are_not_given_and_the_index_stays_w
 ) -> None:
     index = make_index()
     for n in range(20):
-        index.file(bytes([n]), n)
+        index.file(bytes([n]) * 20, n)
     taken = index.take_due(BUCKET_MS)
     first = next(taken)
     for n in range(20):  # everything else moves on before the visit reaches it
-        if bytes([n]) != first:
-            index.file(bytes([n]), 5 * BUCKET_MS)
+        if bytes([n]) * 20 != first:
+            index.file(bytes([n]) * 20, 5 * BUCKET_MS)
     assert list(taken) == []
     assert index.count_due(BUCKET_MS) == 0 and first not in index
-    moved = [bytes([n]) for n in range(20) if bytes([n]) != first]
+    moved = [bytes([n]) * 20 for n in range(20) if bytes([n]) * 20 != first]
     assert sorted(index.due(6 * BUCKET_MS)) == moved
 
 
