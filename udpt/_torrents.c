@@ -189,6 +189,8 @@ static int order_in(TorrentTableObject *self, PyObject *torrent) {
     size_t at = block_for(self, info_hash);
     Block *b = self->blocks[at];
     uint32_t position = position_in(b, info_hash);
+    if (position == BLOCK && at == self->block_count - 1) /* past the last: a snapshot's next */
+        return add_block(self, at + 1, &torrent, 1);
     if (b->count == BLOCK) { /* split in halves, then go into one of them */
         uint32_t half = BLOCK / 2;
         if (add_block(self, at + 1, b->torrents + half, BLOCK - half) < 0)
@@ -245,26 +247,14 @@ static void forget(TorrentTableObject *self, size_t slot) {
     release(torrent);
 }
 
-/* Puts ``torrent`` (the hash of which is set, above all the table holds) at the end of the
- * order: a new block when the last is full, where order_in would split it in halves. */
-static int order_last(TorrentTableObject *self, PyObject *torrent) {
-    Block *last = self->block_count ? self->blocks[self->block_count - 1] : NULL;
-    if (last == NULL || last->count == BLOCK)
-        return add_block(self, self->block_count, &torrent, 1);
-    last->torrents[last->count++] = torrent;
-    return 0;
-}
-
-/* Keeps ``torrent`` (not held) under ``info_hash``, which the table does not hold; ``last``:
- * the hash is above every hash held (a snapshot's next). */
-static int keep(TorrentTableObject *self, const unsigned char *info_hash, PyObject *torrent,
-                int last) {
+/* Keeps ``torrent`` (not held) under ``info_hash``, which the table does not hold. */
+static int keep(TorrentTableObject *self, const unsigned char *info_hash, PyObject *torrent) {
     if ((size_t)self->count + 1 > (self->mask + 1) / 4 * 3 &&
         resize(self, (self->mask + 1) * 2) < 0)
         return -1;
     udpt_torrent_key *key = udpt_key_of(torrent);
     memcpy(key->info_hash, info_hash, HASH_SIZE);
-    if ((last ? order_last(self, torrent) : order_in(self, torrent)) < 0)
+    if (order_in(self, torrent) < 0)
         return -1;
     key->held = 1;
     self->slots[slot_of(self, info_hash)] = Py_NewRef(torrent);
@@ -293,7 +283,7 @@ static int store(TorrentTableObject *self, PyObject *key, PyObject *torrent) {
         return -1;
     }
     if (held == NULL)
-        return keep(self, info_hash, torrent, 0);
+        return keep(self, info_hash, torrent);
     /* another Torrent under this hash: the new one takes its place in both structures */
     size_t at = block_for(self, info_hash);
     Block *b = self->blocks[at];
@@ -442,41 +432,6 @@ static PyObject *TorrentTable_page(TorrentTableObject *self, PyObject *args) {
     return page;
 }
 
-/* load_sorted(items): fills an empty table from (info hash, Torrent) pairs. In increasing
- * order, as a snapshot holds them, each goes at the end of the order in one step; any
- * other pair goes through __setitem__ (a damaged snapshot's: a repeated hash keeps the
- * last Torrent, as dict.update does, and the caller sees the count fall short). */
-static PyObject *TorrentTable_load_sorted(TorrentTableObject *self, PyObject *items) {
-    if (self->count) {
-        PyErr_SetString(PyExc_ValueError, "load_sorted() fills an empty table");
-        return NULL;
-    }
-    PyObject *pairs = PySequence_Fast(items, "load_sorted() takes a list of pairs");
-    if (pairs == NULL)
-        return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(pairs);
-    int ok = resize(self, slots_for(n)) == 0;
-    for (Py_ssize_t i = 0; ok && i < n; i++) {
-        PyObject *pair = PySequence_Fast_GET_ITEM(pairs, i), *key, *torrent;
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
-            PyErr_SetString(PyExc_TypeError, "load_sorted() takes (info hash, Torrent) pairs");
-            ok = 0;
-            break;
-        }
-        key = PyTuple_GET_ITEM(pair, 0);
-        torrent = PyTuple_GET_ITEM(pair, 1);
-        const unsigned char *info_hash = info_hash_of(key);
-        Block *last = self->block_count ? self->blocks[self->block_count - 1] : NULL;
-        int next = info_hash && udpt_is_torrent(torrent) && !udpt_key_of(torrent)->held &&
-                   (last == NULL || order(hash_of(last->torrents[last->count - 1]), info_hash) < 0);
-        ok = (next ? keep(self, info_hash, torrent, 1) : store(self, key, torrent)) == 0;
-    }
-    Py_DECREF(pairs);
-    if (!ok)
-        return NULL;
-    Py_RETURN_NONE;
-}
-
 static PyObject *TorrentTable_sizeof(TorrentTableObject *self, PyObject *unused) {
     size_t size = Py_TYPE(self)->tp_basicsize + (self->mask + 1) * sizeof(PyObject *) +
                   self->block_room * sizeof(Block *) + self->block_count * sizeof(Block);
@@ -560,7 +515,6 @@ static PyTypeObject TorrentIterType = {
 static PyMethodDef TorrentTable_methods[] = {
     {"get", (PyCFunction)(void (*)(void))TorrentTable_get, METH_FASTCALL, NULL},
     {"page", (PyCFunction)TorrentTable_page, METH_VARARGS, NULL},
-    {"load_sorted", (PyCFunction)TorrentTable_load_sorted, METH_O, NULL},
     {"values", (PyCFunction)TorrentTable_values, METH_NOARGS,
      "An iterator of the Torrents, in info-hash order."},
     {"items", (PyCFunction)TorrentTable_items, METH_NOARGS,

@@ -97,11 +97,6 @@ class TorrentTablePy(dict[bytes, Torrent]):
             self._ordered.remove(info_hash)
         return super().pop(info_hash, *default)
 
-    def load_sorted(self, torrents: list[tuple[bytes, Torrent]]) -> None:
-        """Fill an empty table from ``torrents`` in info-hash order, in one step (restore)."""
-        super().update(torrents)
-        self._ordered = SortedList(self)  # a damaged snapshot may repeat a hash
-
     def page(self, offset: int, limit: int) -> list[bytes]:
         """Info hashes ``offset`` to ``offset + limit`` (exclusive), in order."""
         return list(self._ordered.islice(offset, offset + limit))

@@ -22,7 +22,7 @@ from udpt.events.types import (
     TorrentUnflagged,
 )
 from udpt.projections import SnapshotError, TrackerState
-from udpt.projections.state import SWEEP_CHECK_LIMIT
+from udpt.projections.state import _HEADER, _TORRENT, SWEEP_CHECK_LIMIT
 from udpt.projections.swarms import find_peer, peer_views
 from udpt.projections.time_index import BUCKET_MS
 
@@ -498,3 +498,13 @@ def test_damaged_snapshots_raise_snapshot_error(damage: Callable[[bytes], bytes]
     data = fold(announce(P1), announce(P6), TorrentAdded(T0, IH2, "admin")).snapshot()
     with pytest.raises(SnapshotError):
         TrackerState.restore(damage(data))
+
+
+def test_a_snapshot_that_holds_a_torrent_twice_raises_snapshot_error() -> None:
+    """Restored torrent by torrent, the second of one hash is refused, not a replacement."""
+    data = fold(TorrentAdded(T0, IH2, "admin")).snapshot()
+    torrent = data[-_TORRENT.size :]  # registered, no peers: its head is all of it
+    magic, version, last_seq, count = _HEADER.unpack_from(data)
+    twice = _HEADER.pack(magic, version, last_seq, count + 1) + data[_HEADER.size :] + torrent
+    with pytest.raises(SnapshotError, match="twice"):
+        TrackerState.restore(twice)
