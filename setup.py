@@ -21,11 +21,13 @@ setup(
                 "udpt/_recut.c",
                 "udpt/_hashindex.c",
                 "udpt/_torrents.c",
+                "udpt/_hashlist.c",
             ],
             depends=[
                 "udpt/_batch.h",
                 "udpt/_codec.h",
                 "udpt/_hashindex.h",
+                "udpt/_hashlist.h",
                 "udpt/_lane.h",
                 "udpt/_recut.h",
                 "udpt/_swarm.h",

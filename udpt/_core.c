@@ -18,6 +18,7 @@
 #include "_codec.h"
 #include "_lane.h"
 #include "_hashindex.h"
+#include "_hashlist.h"
 #include "_recut.h"
 #include "_swarm.h"
 #include "_torrents.h"
@@ -656,11 +657,11 @@ static PyObject *borrowed(PyObject *item) {
     return item;
 }
 
-/* table[ref]: the batch's own table or the log's dictionary (a list, or the part of
- * it an archive file holds); the caller checked ref < len(table). */
+/* table[ref]: the batch's own table or the log's dictionary (a HashList or a list, or
+ * the part of it an archive file holds); the caller checked ref < len(table). */
 static PyObject *info_hash_at(PyObject *table, uint64_t ref) {
-    if (PyList_CheckExact(table))
-        return borrowed(PyList_GET_ITEM(table, (Py_ssize_t)ref));
+    if (PyList_CheckExact(table) || udpt_is_hash_list(table))
+        return udpt_dictionary_item(table, (Py_ssize_t)ref);
     PyObject *number = PyLong_FromUnsignedLongLong(ref);
     PyObject *info_hash = number ? PyObject_GetItem(table, number) : NULL;
     Py_XDECREF(number);
@@ -1089,6 +1090,7 @@ PyMODINIT_FUNC PyInit__core(void) {
     if (created != NULL && (udpt_swarm_register(created) < 0 || udpt_lane_register(created) < 0 ||
                             udpt_recut_register(created) < 0 ||
                             udpt_torrents_register(created) < 0 ||
+                            udpt_hash_list_register(created) < 0 ||
                             udpt_hash_index_register(created) < 0))
         Py_CLEAR(created);
     return created;

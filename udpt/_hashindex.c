@@ -4,8 +4,8 @@
  * the dictionary's list (EventLog._hashes), and entries appended to the list are indexed
  * at the next question. The reference keeps a dict of hash -> int, about 62 bytes an
  * info hash (a slot and an int object of its own); this keeps 4-byte positions in an
- * open-addressing table, 6 to 12 bytes an info hash. The keys stay the list's objects,
- * hashed as Python hashes them (keyed SipHash, cached in each object), so one host
+ * open-addressing table, 6 to 12 bytes an info hash. The keys stay in the dictionary (a
+ * HashList, udpt/_hashlist.c, or a list), hashed by the swarm's keyed hash, so one host
  * cannot make the probes long. Only exact bytes are indexed or found: info hashes are,
  * from the wire and from the log, and so no probe runs Python code.
  */
@@ -16,10 +16,12 @@
 #include <stdlib.h>
 
 #include "_hashindex.h"
+#include "_hashlist.h"
+#include "_swarm.h"
 
 typedef struct {
     PyObject_HEAD
-    PyObject *hashes;  /* the list indexed */
+    PyObject *hashes;  /* the dictionary indexed: a HashList or a list */
     Py_ssize_t indexed; /* its first entries, indexed */
     uint32_t *slots;    /* position + 1, 0 for a free slot */
     size_t mask;        /* slots - 1; 0 before the first entry */
@@ -31,42 +33,36 @@ static void HashIndex_dealloc(HashIndexObject *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* Only exact bytes are indexed and found (info hashes from the wire and the log are): their
- * hash and comparison run no Python code, so nothing can change the list during a probe. */
-static int same_hash(PyObject *a, PyObject *b) {
-    return PyBytes_GET_SIZE(a) == PyBytes_GET_SIZE(b) &&
-           memcmp(PyBytes_AS_STRING(a), PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(a)) == 0;
-}
-
-/* The slot holding ``key`` (its hash ``hash``), or the free slot for it. */
-static size_t find_slot(const HashIndexObject *self, PyObject *key, Py_hash_t hash) {
-    size_t slot = (size_t)hash & self->mask;
-    for (uint32_t held; (held = self->slots[slot]) != 0; slot = (slot + 1) & self->mask)
-        if (same_hash(PyList_GET_ITEM(self->hashes, held - 1), key))
+/* The slot holding the entry of ``size`` bytes at ``key``, or the free slot for it. Only
+ * exact bytes are indexed and found (info hashes from the wire and the log are): no
+ * comparison runs Python code, so nothing can change the dictionary during a probe. */
+static size_t slot_of(const HashIndexObject *self, const unsigned char *key, Py_ssize_t size) {
+    size_t slot = udpt_keyed_hash(key, size) & self->mask;
+    for (uint32_t held; (held = self->slots[slot]) != 0; slot = (slot + 1) & self->mask) {
+        const unsigned char *data;
+        Py_ssize_t length;
+        if (udpt_dictionary_entry(self->hashes, held - 1, &data, &length) && length == size &&
+            memcmp(data, key, (size_t)size) == 0)
             break;
+    }
     return slot;
-}
-
-/* The slot of ``key`` (exact bytes), found or free. */
-static size_t slot_of(const HashIndexObject *self, PyObject *key) {
-    return find_slot(self, key, PyObject_Hash(key)); /* a bytes object's hash cannot fail */
 }
 
 /* Index every position from ``from`` on; the last of equal hashes wins, as a dict built
  * from the list would have it. */
-static void index_from(HashIndexObject *self, Py_ssize_t from) {
-    Py_ssize_t count = PyList_GET_SIZE(self->hashes);
+static void index_from(HashIndexObject *self, Py_ssize_t from, Py_ssize_t count) {
     for (Py_ssize_t position = from; position < count; position++) {
-        PyObject *key = PyList_GET_ITEM(self->hashes, position);
-        if (PyBytes_CheckExact(key))
-            self->slots[slot_of(self, key)] = (uint32_t)position + 1;
+        const unsigned char *data;
+        Py_ssize_t size;
+        if (udpt_dictionary_entry(self->hashes, position, &data, &size))
+            self->slots[slot_of(self, data, size)] = (uint32_t)position + 1;
     }
 }
 
 /* Index the entries appended since the last question (all of them again if the table
  * must grow, or if the list is shorter than what was indexed). */
 static int catch_up(HashIndexObject *self) {
-    Py_ssize_t count = PyList_GET_SIZE(self->hashes);
+    Py_ssize_t count = udpt_dictionary_size(self->hashes);
     if (count == self->indexed)
         return 0;
     if (count >= (Py_ssize_t)UINT32_MAX) {
@@ -87,7 +83,7 @@ static int catch_up(HashIndexObject *self) {
         self->mask = slots - 1;
         from = 0;
     }
-    index_from(self, (Py_ssize_t)from);
+    index_from(self, (Py_ssize_t)from, count);
     self->indexed = count;
     return 0;
 }
@@ -98,7 +94,8 @@ static int lookup(HashIndexObject *self, PyObject *key, Py_ssize_t *number) {
         return -1;
     if (self->indexed == 0 || !PyBytes_CheckExact(key))
         return 0;
-    *number = (Py_ssize_t)self->slots[slot_of(self, key)] - 1;
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(key);
+    *number = (Py_ssize_t)self->slots[slot_of(self, data, PyBytes_GET_SIZE(key))] - 1;
     return *number >= 0;
 }
 
@@ -109,7 +106,8 @@ int udpt_hash_index_number(PyObject *index, PyObject *key, Py_ssize_t *number) {
 static PyObject *HashIndex_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"hashes", NULL};
     PyObject *hashes;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!:HashIndex", names, &PyList_Type, &hashes))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:HashIndex", names, &hashes) ||
+        udpt_dictionary_size(hashes) < 0)
         return NULL;
     HashIndexObject *self = (HashIndexObject *)type->tp_alloc(type, 0);
     if (self == NULL)

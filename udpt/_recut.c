@@ -16,6 +16,7 @@
 #include "_batch.h"
 #include "_codec.h"
 #include "_hashindex.h"
+#include "_hashlist.h"
 #include "_recut.h"
 
 #define MAX_RUN_EVENTS (1u << 24) /* far above a compaction run; a damaged count goes back */
@@ -124,7 +125,7 @@ static int take_announces(StoredRunObject *run, size_t at, const udpt_batch *b,
     uint32_t next[2] = {0, 0};
     for (size_t k = 0; k < b->peers; k++)
         positions[k] = next[b->families[k] != 0]++;
-    int refused = b->hash_mode == 1 && b->max_hash_ref >= (uint64_t)PyList_GET_SIZE(hashes);
+    int refused = b->hash_mode == 1 && b->max_hash_ref >= (uint64_t)udpt_dictionary_size(hashes);
     int64_t time = b->first_ms;
     for (size_t i = 0; !refused && i < b->announces; i++) {
         udpt_packed_announce *a = &run->packed[at + i];
@@ -133,10 +134,12 @@ static int take_announces(StoredRunObject *run, size_t at, const udpt_batch *b,
                                  : time + (int64_t)udpt_column_raw(&b->times, i);
         uint64_t ref = udpt_column_raw(&b->hash_refs, i);
         if (b->hash_mode == 1) {
-            PyObject *hash = PyList_GET_ITEM(hashes, (Py_ssize_t)ref);
-            refused = !PyBytes_CheckExact(hash) || PyBytes_GET_SIZE(hash) != HASH_SIZE;
+            const unsigned char *hash;
+            Py_ssize_t size;
+            refused = !udpt_dictionary_entry(hashes, (Py_ssize_t)ref, &hash, &size) ||
+                      size != HASH_SIZE;
             if (!refused)
-                memcpy(bytes, PyBytes_AS_STRING(hash), HASH_SIZE);
+                memcpy(bytes, hash, HASH_SIZE);
             a->hash_ref = (int64_t)ref;
         } else {
             memcpy(bytes, b->local_hashes + HASH_SIZE * ref, HASH_SIZE);
@@ -257,7 +260,8 @@ static int take_values(StoredRunObject *run, PyObject *values, PyObject *hashes,
 
 static PyObject *stored_run(PyObject *module, PyObject *args) {
     PyObject *values, *hashes, *numbers;
-    if (!PyArg_ParseTuple(args, "O!O!O", &PyList_Type, &values, &PyList_Type, &hashes, &numbers))
+    if (!PyArg_ParseTuple(args, "O!OO", &PyList_Type, &values, &hashes, &numbers) ||
+        udpt_dictionary_size(hashes) < 0)
         return NULL;
     if (!PyDict_Check(numbers) && !udpt_is_hash_index(numbers)) {
         PyErr_SetString(PyExc_TypeError, "stored_run: numbers must be a HashIndex or a dict");

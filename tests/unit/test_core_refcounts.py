@@ -31,7 +31,7 @@ from tests.support.refcount_rounds import total_references
 from udpt import wire
 from udpt.core import COMPILED, COMPILED_SOCKETS
 from udpt.events import batch, codec
-from udpt.events.hash_index import HashIndex
+from udpt.events.hash_index import HashIndex, new_dictionary
 from udpt.events.log import EventLog
 from udpt.events.types import (
     AnnounceAccepted,
@@ -170,6 +170,28 @@ def test_records_and_batches_leak_nothing_whole_or_damaged() -> None:
         index = HashIndex(table)
         assert [index.get(h) for h in table] == list(range(len(table)))
         assert b"missing" not in index
+
+    assert leaked(workload) < ROUNDS
+
+
+def test_the_packed_dictionary_leaks_nothing_read_indexed_or_refused() -> None:
+    events = history()
+    numbers: dict[bytes, int] = {}
+    packed = batch.encode_batch(events, lambda h: numbers.setdefault(h, len(numbers)), False)
+
+    def workload() -> None:
+        hashes = new_dictionary()
+        hashes.extend(iter(numbers))
+        hashes.extend([b"odd", memoryview(bytes(20))])
+        with contextlib.suppress(TypeError):
+            hashes.extend([7])  # type: ignore[list-item]
+        assert [hashes[n] for n in range(len(hashes))][:-2] == list(numbers)
+        assert hashes[-2] == b"odd"
+        with contextlib.suppress(IndexError):
+            hashes[len(hashes)]
+        assert batch.decode_batch(packed, hashes) == events
+        index = HashIndex(hashes)
+        assert index.get(b"odd") == len(hashes) - 2 and index.get(b"missing") is None
 
     assert leaked(workload) < ROUNDS
 

@@ -490,9 +490,7 @@ def _decode_announces(body: _Reader, n: int, hashes: HashTable) -> list[Event]:
 # (udpt/core.py), the public names are its drop-ins (docs/DESIGN.md §11).
 encode_batch_py = encode_batch
 decode_batch_py = decode_batch
-compiled_stored_run: Callable[[list[bytes], list[bytes], HashNumbers], StoredRun | None] | None = (
-    None
-)
+compiled_stored_run: Callable[[list[bytes], HashTable, HashNumbers], StoredRun | None] | None = None
 """``udpt._core.stored_run`` when the compiled core is selected: the ``StoredRun`` of
 stored values, or None for values it leaves to ``StoredRunPy``."""
 

@@ -16,11 +16,32 @@ finds exact ``bytes`` only, which every info hash of the log and the wire is.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, overload
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol, overload
 
 from udpt.core import COMPILED
 
-__all__ = ["HashIndex", "HashIndexPy"]
+__all__ = ["Dictionary", "HashIndex", "HashIndexPy", "new_dictionary"]
+
+
+class Dictionary(Protocol):
+    """The log's dictionary by number, as far as a process has read it; it only grows."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, number: int, /) -> bytes: ...
+    def extend(self, hashes: Iterable[bytes], /) -> None: ...
+
+
+def new_dictionary() -> Dictionary:
+    """An empty dictionary: a list of bytes, or with the compiled core ``udpt._core.HashList``,
+    the same hashes 20 bytes each where a list holds 64 (a slot and a bytes object). The
+    dictionary keeps every hash the log ever numbered, so it grows as long as the tracker
+    runs; ``HashList[number]`` makes a new bytes object each time."""
+    if COMPILED:
+        from udpt._core import HashList
+
+        return HashList()
+    return []
 
 
 class HashIndexPy:
@@ -29,7 +50,7 @@ class HashIndexPy:
 
     __slots__ = ("_hashes", "_indexed", "_numbers")
 
-    def __init__(self, hashes: list[bytes]) -> None:
+    def __init__(self, hashes: Dictionary) -> None:
         self._hashes = hashes
         self._numbers: dict[bytes, int] = {}
         self._indexed = 0

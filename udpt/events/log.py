@@ -55,7 +55,7 @@ from udpt.events.batch import (
     encode_batch,
 )
 from udpt.events.codec import DecodeError, decode_event, encode_event
-from udpt.events.hash_index import HashIndex
+from udpt.events.hash_index import Dictionary, HashIndex, new_dictionary
 from udpt.events.types import AnnounceAccepted, AnnounceRefused, Event, PeersExpired
 
 __all__ = [
@@ -262,7 +262,7 @@ class EventLog:
         self._meta = self.env.open_db(b"meta", create=not readonly)
         self._hash_db = self._open_db(b"hashes")
         self._admin = self._open_db(b"admin")
-        self._hashes: list[bytes] = []
+        self._hashes = new_dictionary()
         """The hash dictionary by number, as far as this process has read it."""
         self._hash_ids: HashIndex | None = None
         """Number by hash, for writing: an index of ``_hashes`` (hash_index.py), built at
@@ -347,12 +347,12 @@ class EventLog:
         with self._header_txn() as txn:
             return sum(entry_count(value) for value in txn.cursor(self._events).iternext(False))
 
-    def _load_hashes(self, txn: lmdb.Transaction) -> list[bytes]:
+    def _load_hashes(self, txn: lmdb.Transaction) -> Dictionary:
         """The hash dictionary as of ``txn``: numbers added since the last call are read."""
         with self._hashes_lock:
             return self._read_hashes(txn)
 
-    def _read_hashes(self, txn: lmdb.Transaction) -> list[bytes]:
+    def _read_hashes(self, txn: lmdb.Transaction) -> Dictionary:
         hashes = self._hashes
         if self._hash_db is not None and txn.stat(self._hash_db)["entries"] > len(hashes):
             cursor = txn.cursor(self._hash_db)
@@ -362,7 +362,7 @@ class EventLog:
 
     def _values(
         self, from_seq: int, to_seq: int | None
-    ) -> Iterator[tuple[int, bytes, list[bytes], int]]:
+    ) -> Iterator[tuple[int, bytes, Dictionary, int]]:
         """(first seq, value, hash dictionary, lowest seq wanted) of every value holding an
         event in range. The lowest seq wanted moves on from chunk to chunk: maintenance may
         merge values between two chunks, and a merged value can start before it.
