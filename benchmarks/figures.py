@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import hashlib
 import json
 import os
 import statistics
@@ -136,16 +137,19 @@ def part_restart(db: Path) -> dict:
     }
 
 
-def fold_shape(peers: int, torrents: int) -> TrackerState:
+def fold_shape(peers: int, torrents: int, random_hashes: bool = False) -> TrackerState:
     """``peers`` spread evenly over ``torrents``, folded as replay does: a distinct IPv4
     address per peer, half of them seeders, a batch of a thousand at a time, at times of
     today's clock (a time in milliseconds since 1970 is an int of its own in Python,
-    where a small one would be shared)."""
+    where a small one would be shared). The info hashes are the torrents' numbers, so
+    each new one sorts after the last, unless ``random_hashes``: then they are spread as
+    real ones are, and the compiled table's ordered blocks split as they do live."""
     state = TrackerState()
     batch: list[Event] = []
     for n in range(peers):
         ip = (0x0A000000 + n).to_bytes(4, "big")
-        info_hash = (n % torrents).to_bytes(20, "big")
+        number = (n % torrents).to_bytes(20, "big")
+        info_hash = hashlib.blake2b(number, digest_size=20).digest() if random_hashes else number
         at_ms = EPOCH_MS + n
         batch.append(AnnounceAccepted(at_ms, info_hash, ip, 6881, bytes(20), 0, 2, 0, 0, n % 2))
         if len(batch) == 1000 or n == peers - 1:
@@ -154,10 +158,10 @@ def fold_shape(peers: int, torrents: int) -> TrackerState:
     return state
 
 
-def part_memory_shape(peers: int, torrents: int) -> dict:
+def part_memory_shape(peers: int, torrents: int, random_hashes: bool = False) -> dict:
     """Process growth per peer and per torrent for ``peers`` spread evenly over ``torrents``."""
     before = rss_bytes()
-    state = fold_shape(peers, torrents)
+    state = fold_shape(peers, torrents, random_hashes)
     grown = rss_bytes() - before
     return {"peers": state.peer_count(), "torrents": len(state.torrents), "bytes": grown}
 
@@ -349,11 +353,14 @@ def measure_figures(work: Path, scale: Scale, rounds: int) -> list[Row]:
         (scale.few_peers, scale.few_peers // 3, "peer"),
         (scale.one_peer_torrents, scale.one_peer_torrents, "torrent"),
     ):
-        shape = in_fresh_process("memory_shape", Path(f"{peers_n}:{torrents_n}"))
+        # info hashes spread as real ones are: numbered ones, each after the last, would
+        # fill the compiled table's ordered blocks where live ones split them
+        shape = in_fresh_process("memory_shape", Path(f"{peers_n}:{torrents_n}:random"))
         count = shape["peers" if per == "peer" else "torrents"]
         rows.append(
             (
-                f"RSS per {per} ({shape['peers']:,} peers in {shape['torrents']:,} torrents)",
+                f"RSS per {per} ({shape['peers']:,} peers in {shape['torrents']:,} torrents,"
+                " random info hashes)",
                 f"{shape['bytes'] / count:.1f} bytes",
                 "<= 100" if per == "peer" else "<= 200",
             )
@@ -379,10 +386,12 @@ def measure_figures(work: Path, scale: Scale, rounds: int) -> list[Row]:
 
 if __name__ == "__main__":
     part, path = sys.argv[1], Path(sys.argv[2])
-    if part in ("memory_shape", "source_counts"):
-        peers, torrents = map(int, sys.argv[2].split(":"))
-        shape = part_memory_shape if part == "memory_shape" else part_source_counts
-        print(json.dumps(shape(peers, torrents)))
+    if part == "memory_shape":  # PEERS:TORRENTS, or PEERS:TORRENTS:random
+        peers, torrents, *spread = sys.argv[2].split(":")
+        print(json.dumps(part_memory_shape(int(peers), int(torrents), spread == ["random"])))
+    elif part == "source_counts":
+        peers, torrents = sys.argv[2].split(":")
+        print(json.dumps(part_source_counts(int(peers), int(torrents))))
     elif part == "logged_torrents":
         print(json.dumps(part_logged_torrents(int(sys.argv[2]))))
     elif part == "restart":
