@@ -192,12 +192,5 @@ int udpt_is_hash_index(PyObject *object) {
 }
 
 int udpt_hash_index_register(PyObject *module) {
-    if (PyType_Ready(&HashIndexType) < 0)
-        return -1;
-    Py_INCREF(&HashIndexType);
-    if (PyModule_AddObject(module, "HashIndex", (PyObject *)&HashIndexType) < 0) {
-        Py_DECREF(&HashIndexType);
-        return -1;
-    }
-    return 0;
+    return PyModule_AddType(module, &HashIndexType);
 }

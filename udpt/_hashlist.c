@@ -215,12 +215,5 @@ static PyTypeObject HashListType = {
 };
 
 int udpt_hash_list_register(PyObject *module) {
-    if (PyType_Ready(&HashListType) < 0)
-        return -1;
-    Py_INCREF(&HashListType);
-    if (PyModule_AddObject(module, "HashList", (PyObject *)&HashListType) < 0) {
-        Py_DECREF(&HashListType);
-        return -1;
-    }
-    return 0;
+    return PyModule_AddType(module, &HashListType);
 }

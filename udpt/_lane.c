@@ -909,12 +909,7 @@ int udpt_lane_register(PyObject *module) {
     one = PyLong_FromLong(1);
     lane_source = PyUnicode_FromString("the sources of the announces read together");
     if (build_announce == NULL || build_error == NULL || build_scrape == NULL || one == NULL ||
-        lane_source == NULL || PyType_Ready(&LaneType) < 0)
+        lane_source == NULL || PyModule_AddType(module, &LaneType) < 0)
         return -1;
-    Py_INCREF(&LaneType);
-    if (PyModule_AddObject(module, "Lane", (PyObject *)&LaneType) < 0) {
-        Py_DECREF(&LaneType);
-        return -1;
-    }
     return PyModule_AddFunctions(module, lane_functions);
 }

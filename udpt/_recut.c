@@ -303,12 +303,7 @@ static PyMethodDef recut_functions[] = {
 };
 
 int udpt_recut_register(PyObject *module) {
-    if (PyType_Ready(&StoredRunType) < 0)
+    if (PyModule_AddType(module, &StoredRunType) < 0)
         return -1;
-    Py_INCREF(&StoredRunType);
-    if (PyModule_AddObject(module, "StoredRun", (PyObject *)&StoredRunType) < 0) {
-        Py_DECREF(&StoredRunType);
-        return -1;
-    }
     return PyModule_AddFunctions(module, recut_functions);
 }

@@ -1831,23 +1831,8 @@ int udpt_swarm_register(PyObject *module) {
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
-    if (PyType_Ready(&SwarmType) < 0 || PyType_Ready(&TorrentType) < 0 ||
-        PyType_Ready(&FiledInType) < 0)
+    if (PyModule_AddType(module, &SwarmType) < 0 || PyModule_AddType(module, &TorrentType) < 0 ||
+        PyModule_AddType(module, &FiledInType) < 0)
         return -1;
-    Py_INCREF(&SwarmType);
-    if (PyModule_AddObject(module, "Swarm", (PyObject *)&SwarmType) < 0) {
-        Py_DECREF(&SwarmType);
-        return -1;
-    }
-    Py_INCREF(&TorrentType);
-    if (PyModule_AddObject(module, "Torrent", (PyObject *)&TorrentType) < 0) {
-        Py_DECREF(&TorrentType);
-        return -1;
-    }
-    Py_INCREF(&FiledInType);
-    if (PyModule_AddObject(module, "FiledIn", (PyObject *)&FiledInType) < 0) {
-        Py_DECREF(&FiledInType);
-        return -1;
-    }
     return PyModule_AddFunctions(module, snapshot_methods);
 }

@@ -548,12 +548,7 @@ static PyTypeObject TorrentTableType = {
 };
 
 int udpt_torrents_register(PyObject *module) {
-    if (PyType_Ready(&TorrentTableType) < 0 || PyType_Ready(&TorrentIterType) < 0)
+    if (PyType_Ready(&TorrentIterType) < 0) /* not in the module: values() and the like */
         return -1;
-    Py_INCREF(&TorrentTableType);
-    if (PyModule_AddObject(module, "TorrentTable", (PyObject *)&TorrentTableType) < 0) {
-        Py_DECREF(&TorrentTableType);
-        return -1;
-    }
-    return 0;
+    return PyModule_AddType(module, &TorrentTableType);
 }
