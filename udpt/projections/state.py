@@ -368,7 +368,7 @@ class TrackerState:
         offset += Stats.SIZE
         # Each torrent goes into the table as it is read, not through a list of them all:
         # the list's pairs and keys, freed at the end, left holes between the Torrents
-        # that the allocator could not give back (about 20 bytes a peer at 3 a torrent).
+        # that the allocator could not give back (about 40 bytes a peer at 3 a torrent).
         torrents = state.torrents
         if not torrents.keeps_key_objects:
             known = None  # nothing to share: the keys live in the table
