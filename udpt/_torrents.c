@@ -208,7 +208,20 @@ static int order_in(TorrentTableObject *self, PyObject *torrent) {
     return 0;
 }
 
-/* Takes the Torrent of ``info_hash`` (in the table) out of the order. */
+/* Moves the Torrents of block ``at + 1`` to the end of block ``at`` and closes it. */
+static void merge_next(TorrentTableObject *self, size_t at) {
+    Block *b = self->blocks[at];
+    const Block *next = self->blocks[at + 1];
+    memcpy(b->torrents + b->count, next->torrents, next->count * sizeof *next->torrents);
+    b->count += next->count;
+    close_block(self, at + 1);
+}
+
+/* Takes the Torrent of ``info_hash`` (in the table) out of the order. A block merges with
+ * a neighbour when the two fit in half a block, so that torrents forgotten at random
+ * (expiry after a flood) leave no blocks of a few Torrents each behind: any two
+ * neighbours hold more than half a block, and the blocks cost at most 32 bytes a
+ * torrent. */
 static void order_out(TorrentTableObject *self, const unsigned char *info_hash) {
     size_t at = block_for(self, info_hash);
     Block *b = self->blocks[at];
@@ -218,6 +231,10 @@ static void order_out(TorrentTableObject *self, const unsigned char *info_hash) 
             (b->count - position) * sizeof *b->torrents);
     if (b->count == 0)
         close_block(self, at);
+    else if (at + 1 < self->block_count && b->count + self->blocks[at + 1]->count <= BLOCK / 2)
+        merge_next(self, at);
+    else if (at > 0 && self->blocks[at - 1]->count + b->count <= BLOCK / 2)
+        merge_next(self, at - 1);
 }
 
 /* -- keeping and forgetting ---------------------------------------------------------- */

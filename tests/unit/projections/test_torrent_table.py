@@ -7,6 +7,7 @@ SortedList) or the compiled one (udpt/_torrents.c), whose blocks split past 256 
 
 from __future__ import annotations
 
+import sys
 from random import Random
 
 import pytest
@@ -125,3 +126,20 @@ def test_the_compiled_table_holds_torrents_under_info_hashes_only() -> None:
     del table[key(1)]
     other[key(3)] = torrent  # forgotten by the first table: free to go elsewhere
     assert list(other) == [key(3)] and len(table) == 0
+
+
+@pytest.mark.skipif(not COMPILED, reason="the compiled table")
+def test_the_compiled_table_gives_back_its_room_when_most_torrents_go() -> None:
+    """A flood of torrents, then expiry of nearly all of them at random: the ordered blocks
+    merge and the set shrinks, so the table stays within about 70 bytes a torrent left."""
+    rng = Random(8)
+    keys = [key(n) for n in rng.sample(range(1 << 40), 20_000)]
+    table = TorrentTable()
+    for info_hash in keys:
+        table[info_hash] = Torrent()
+    flooded = sys.getsizeof(table)
+    left = keys[:1000]
+    for info_hash in keys[1000:]:
+        del table[info_hash]
+    assert table.page(0, 5000) == sorted(left)
+    assert sys.getsizeof(table) < min(70 * len(left), flooded / 8)
