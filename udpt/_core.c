@@ -998,19 +998,29 @@ static PyObject *fold_batch(PyObject *self, PyObject *args) {
         else
             udpt_unshuffle_item(b.v4, b.peers - b.v6_count, 4, positions[c.peer], ip);
         uint64_t port = udpt_column_raw(&b.ports, c.peer);
-        PyObject *info_hash = info_hash_at(table, udpt_column_raw(&b.hash_refs, announce));
-        if (info_hash == NULL)
-            goto done;
+        /* from the packed dictionary, the hash's bytes: the fold makes an object of them
+         * only when it creates or files the torrent */
+        uint64_t ref = udpt_column_raw(&b.hash_refs, announce);
+        const unsigned char *raw = NULL;
+        Py_ssize_t raw_size = 0;
+        PyObject *info_hash = NULL;
+        if (!udpt_is_hash_list(table) ||
+            !udpt_dictionary_entry(table, (Py_ssize_t)ref, &raw, &raw_size) || raw_size != 20) {
+            raw = NULL;
+            if ((info_hash = info_hash_at(table, ref)) == NULL)
+                goto done;
+        }
         udpt_announce_at a = {
             .at_ms = at_object,
             .info_hash = info_hash,
+            .hash = raw,
             .ip = ip,
             .ip_size = v6 ? 16 : 4,
             .port = port > 65535 ? -1 : (long)port,
             .event = (long)udpt_column_raw(&b.events, announce),
         };
         int folded = udpt_fold_next(&t, seq) == 0 && udpt_fold_announce(&t, &a, update_at, &c) == 0;
-        Py_DECREF(info_hash);
+        Py_XDECREF(info_hash);
         if (folded) {
             udpt_fold_done(&t, seq);
             continue;

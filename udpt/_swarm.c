@@ -1404,19 +1404,31 @@ static inline PyObject *slot(PyObject *object, Py_ssize_t offset) {
     return *(PyObject **)((char *)object + offset);
 }
 
-/* ``key in index``, where ``torrent`` is the torrent of ``key`` in ``torrents``; for a
- * TimeIndex, straight in its _bucket_of (its __contains__ is a Python call): a dict, or the
- * torrent's own field when the index files the torrents of that table. */
-static int index_holds(PyObject *index, PyObject *torrents, PyObject *key,
-                       const TorrentObject *torrent) {
-    if (Py_IS_TYPE(index, TimeIndexType)) {
-        PyObject *bucket_of = slot(index, at_bucket_of);
-        if (bucket_of != NULL && PyDict_Check(bucket_of))
-            return PyDict_Contains(bucket_of, key);
-        if (bucket_of != NULL && Py_IS_TYPE(bucket_of, &FiledInType) &&
-            ((FiledInObject *)bucket_of)->torrents == torrents)
-            return torrent->filed[((FiledInObject *)bucket_of)->which] != NOT_FILED;
-    }
+/* The announce's info hash as an object: the one it came with, or one made from its bytes
+ * the first time it is asked for and kept in ``*made`` (the caller's to release). */
+static PyObject *info_hash_object(const udpt_announce_at *a, PyObject **made) {
+    if (a->info_hash != NULL)
+        return a->info_hash;
+    if (*made == NULL)
+        *made = PyBytes_FromStringAndSize((const char *)a->hash, 20);
+    return *made;
+}
+
+/* ``key in index``, where ``torrent`` is the torrent of the announce's info hash in
+ * ``torrents``; for a TimeIndex, straight in its _bucket_of (its __contains__ is a Python
+ * call): the torrent's own field when the index files the torrents of that table, or a
+ * dict. */
+static int index_holds(PyObject *index, PyObject *torrents, const udpt_announce_at *a,
+                       PyObject **made, const TorrentObject *torrent) {
+    PyObject *bucket_of = Py_IS_TYPE(index, TimeIndexType) ? slot(index, at_bucket_of) : NULL;
+    if (bucket_of != NULL && Py_IS_TYPE(bucket_of, &FiledInType) &&
+        ((FiledInObject *)bucket_of)->torrents == torrents)
+        return torrent->filed[((FiledInObject *)bucket_of)->which] != NOT_FILED;
+    PyObject *key = info_hash_object(a, made);
+    if (key == NULL)
+        return -1;
+    if (bucket_of != NULL && PyDict_Check(bucket_of))
+        return PyDict_Contains(bucket_of, key);
     return PySequence_Contains(index, key);
 }
 
@@ -1504,13 +1516,14 @@ int udpt_fold_announce(const udpt_fold_target *t, const udpt_announce_at *a,
     memcpy(key, a->ip, (size_t)a->ip_size);
     key[size - 2] = (unsigned char)(a->port >> 8);
     key[size - 1] = (unsigned char)a->port;
-    PyObject *torrent = udpt_torrents_get(t->torrents, a->info_hash); /* borrowed */
+    PyObject *torrent = a->info_hash ? udpt_torrents_get(t->torrents, a->info_hash)
+                                     : udpt_torrents_find(t->torrents, a->hash); /* borrowed */
     TorrentObject *known = (TorrentObject *)torrent;
+    PyObject *made = NULL, *made_hash = NULL, *info_hash;
+    int result = -1;
     if (a->event == EVENT_STOPPED) {
-        if (torrent == NULL)
-            return 0;
         uint32_t at;
-        int table = locate(&known->peers, family_of_peer(size), key, &at);
+        int table = torrent ? locate(&known->peers, family_of_peer(size), key, &at) : -1;
         if (table < 0)
             return 0;
         if (swarm_remove_at(&known->peers, table, at) < 0)
@@ -1518,25 +1531,26 @@ int udpt_fold_announce(const udpt_fold_target *t, const udpt_announce_at *a,
         if (Swarm_len(&known->peers) != 0)
             return 0;
         PyObject *last = PyLong_FromLongLong(known->last_announce_ms);
-        int filed = last ? call_file(t->idle, a->info_hash, last) : -1;
+        info_hash = last ? info_hash_object(a, &made_hash) : NULL;
+        result = info_hash ? call_file(t->idle, info_hash, last) : -1;
         Py_XDECREF(last);
-        return filed;
+        goto done;
     }
-    PyObject *made = NULL;
     if (torrent == NULL) {
         made = PyObject_CallNoArgs((PyObject *)&TorrentType);
-        if (made == NULL || PyObject_SetItem(t->torrents, a->info_hash, made) < 0) {
-            Py_XDECREF(made);
-            return -1;
-        }
+        info_hash = made ? info_hash_object(a, &made_hash) : NULL;
+        if (info_hash == NULL || PyObject_SetItem(t->torrents, info_hash, made) < 0)
+            goto done;
         known = (TorrentObject *)made; /* the table holds it now; our reference goes at the end */
     } else if (known->flagged) {
         return 0; /* flagged between decision and commit: the flag wins */
     }
-    int result = -1;
     udpt_peer_update u;
-    int filed = index_holds(t->by_oldest, t->torrents, a->info_hash, known);
-    if (filed < 0 || (!filed && call_file(t->by_oldest, a->info_hash, a->at_ms) < 0))
+    int filed = index_holds(t->by_oldest, t->torrents, a, &made_hash, known);
+    if (filed < 0)
+        goto done;
+    if (!filed && ((info_hash = info_hash_object(a, &made_hash)) == NULL ||
+                   call_file(t->by_oldest, info_hash, a->at_ms) < 0))
         goto done;
     /* the member's type, as the reference sets it (PyLong_AsLongLong takes a slow way for a
      * time of today, an int of two digits) */
@@ -1557,6 +1571,7 @@ int udpt_fold_announce(const udpt_fold_target *t, const udpt_announce_at *a,
     result = 0;
 done:
     Py_XDECREF(made);
+    Py_XDECREF(made_hash);
     return result;
 }
 

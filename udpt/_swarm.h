@@ -43,9 +43,12 @@ typedef struct {
     size_t peer_id_size;
 } udpt_peer_update;
 
-/* What the fold reads of an announce before it touches the peer's record. */
+/* What the fold reads of an announce before it touches the peer's record. The info hash
+ * is an object, or (info_hash NULL) the 20 bytes at ``hash``: the fold makes the object
+ * only if it needs one, to create or file the torrent. */
 typedef struct {
     PyObject *at_ms, *info_hash; /* borrowed */
+    const unsigned char *hash;
     const unsigned char *ip;
     Py_ssize_t ip_size;
     long port, event;
