@@ -1099,7 +1099,6 @@ PyMODINIT_FUNC PyInit__core(void) {
     PyObject *created = PyModule_Create(&module);
     if (created != NULL && (udpt_swarm_register(created) < 0 || udpt_lane_register(created) < 0 ||
                             udpt_recut_register(created) < 0 ||
-                            udpt_torrents_register(created) < 0 ||
                             udpt_hash_list_register(created) < 0 ||
                             udpt_hash_index_register(created) < 0))
         Py_CLEAR(created);

@@ -5,7 +5,7 @@
  * at the next question. The reference keeps a dict of hash -> int, about 62 bytes an
  * info hash (a slot and an int object of its own); this keeps 4-byte positions in an
  * open-addressing table, 6 to 12 bytes an info hash. The keys stay in the dictionary (a
- * HashList, udpt/_hashlist.c, or a list), hashed by the swarm's keyed hash, so one host
+ * HashList, udpt/_hashlist.c, or a list), hashed by udpt/_keyhash.h's keyed hash, so one host
  * cannot make the probes long. Only exact bytes are indexed or found: info hashes are,
  * from the wire and from the log, and so no probe runs Python code.
  */
@@ -17,7 +17,7 @@
 
 #include "_hashindex.h"
 #include "_hashlist.h"
-#include "_swarm.h"
+#include "_keyhash.h"
 
 typedef struct {
     PyObject_HEAD

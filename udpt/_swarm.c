@@ -11,7 +11,7 @@
  * (its entry becomes a gap) and appends it at the end, so each table is ordered
  * by last announce and expiry takes from the front. Gaps are squeezed out when
  * they are a third of the table. Tables of more than INDEXED entries keep an
- * open-addressing index (keyed hash, seed drawn at import) so that a lookup in
+ * open-addressing index (udpt/_keyhash.h, seed drawn at import) so that a lookup in
  * a big swarm costs no scan; a swarm of INDEXED_SWARM peers or more keeps its
  * peers per source once asked, as the reference does. The swarm holds no Python objects, so it is not
  * tracked by the garbage collector; its arrays come from malloc, away from the
@@ -31,9 +31,9 @@
 #include <string.h>
 #include <errno.h>
 #include <structmember.h>
-#include <sys/random.h>
 #include <unistd.h>
 
+#include "_keyhash.h"
 #include "_swarm.h"
 #include "_torrents.h"
 
@@ -131,8 +131,6 @@ typedef struct {
 
 #define INDEXED_SWARM 64 /* swarms.INDEXED_SWARM */
 
-static uint64_t hash_seed;
-
 /* Whether two compact keys of ``size`` (6 or 18) bytes are equal: fixed-size loads the
  * compiler inlines, where a call to memcmp cost a sixth of a replay. */
 static inline int same_key(const unsigned char *a, const unsigned char *b, Py_ssize_t size) {
@@ -180,28 +178,6 @@ static inline int64_t last_seen(const unsigned char *e, int table) {
     return (int64_t)load64(e + key_size(table) + AT_LAST_SEEN);
 }
 
-static inline uint64_t mix(uint64_t h) {
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
-
-static uint32_t hash_key(const unsigned char *key, Py_ssize_t size) {
-    uint64_t h = hash_seed ^ (uint64_t)size;
-    Py_ssize_t i = 0;
-    for (; i + 8 <= size; i += 8) {
-        uint64_t word;
-        memcpy(&word, key + i, 8);
-        h = mix(h ^ word);
-    }
-    uint64_t rest = 0;
-    memcpy(&rest, key + i, (size_t)(size - i));
-    return (uint32_t)mix(h ^ rest);
-}
-
 /* -- one table ----------------------------------------------------------------------- */
 
 static void table_free(Table **slot) {
@@ -241,7 +217,7 @@ static int table_reindex(Table *t, int table) {
         const unsigned char *e = entry(t, table, position);
         if (is_gap(e, table))
             continue;
-        slot_set(t, free_slot(t, hash_key(e, size)), position + 1);
+        slot_set(t, free_slot(t, udpt_keyed_hash(e, size)), position + 1);
     }
     return 0;
 }
@@ -301,7 +277,7 @@ static int64_t table_find(const Table *t, int table, const unsigned char *key) {
         }
         return -1;
     }
-    for (uint32_t slot = hash_key(key, size) & t->mask, held; (held = slot_get(t, slot));
+    for (uint32_t slot = udpt_keyed_hash(key, size) & t->mask, held; (held = slot_get(t, slot));
          slot = (slot + 1) & t->mask) {
         uint32_t position = held - 1;
         const unsigned char *e = entry(t, table, position);
@@ -358,7 +334,7 @@ static unsigned char *table_append(Table **slot, int table, const unsigned char 
     unsigned char *e = entry(t, table, position);
     memcpy(e, key, (size_t)key_size(table));
     if (t->index != NULL)
-        slot_set(t, free_slot(t, hash_key(key, key_size(table))), position + 1);
+        slot_set(t, free_slot(t, udpt_keyed_hash(key, key_size(table))), position + 1);
     return e;
 }
 
@@ -400,7 +376,7 @@ static SourceTable *source_key(const Sources *sources, const unsigned char *ip,
 static unsigned char *source_slot(const SourceTable *st, const unsigned char key[16],
                                   uint32_t *count) {
     size_t stride = st->prefix + 4;
-    for (uint32_t slot = hash_key(key, st->prefix) & st->mask;;
+    for (uint32_t slot = udpt_keyed_hash(key, st->prefix) & st->mask;;
          slot = (slot + 1) & st->mask) {
         unsigned char *found = (unsigned char *)st->slots + slot * stride;
         memcpy(count, found + st->prefix, 4);
@@ -1155,12 +1131,6 @@ static PyTypeObject TorrentType = {
     .tp_getset = Torrent_getset,
 };
 
-int udpt_is_torrent(PyObject *object) { return Py_IS_TYPE(object, &TorrentType); }
-
-udpt_torrent_key *udpt_key_of(PyObject *torrent) { return &((TorrentObject *)torrent)->key; }
-
-uint32_t udpt_keyed_hash(const unsigned char *key, Py_ssize_t size) { return hash_key(key, size); }
-
 /* -- FiledIn: a time index's buckets, kept in the torrents ------------------------ */
 
 /* time_index.py's ``_bucket_of`` for one of the state's two indexes: a mapping of info
@@ -1842,11 +1812,9 @@ static PyMethodDef snapshot_methods[] = {
 };
 
 int udpt_swarm_register(PyObject *module) {
-    if (getrandom(&hash_seed, sizeof hash_seed, 0) != sizeof hash_seed) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
-    if (PyModule_AddType(module, &SwarmType) < 0 || PyModule_AddType(module, &TorrentType) < 0 ||
+    if (udpt_keyhash_init() < 0 ||
+        udpt_torrents_register(module, &TorrentType, offsetof(TorrentObject, key)) < 0 ||
+        PyModule_AddType(module, &SwarmType) < 0 || PyModule_AddType(module, &TorrentType) < 0 ||
         PyModule_AddType(module, &FiledInType) < 0)
         return -1;
     return PyModule_AddFunctions(module, snapshot_methods);

@@ -5,25 +5,9 @@
 #include <Python.h>
 #include <stdint.h>
 
-/* Adds the Swarm type and the fold's functions to ``module``; 0, or -1 with an exception. */
+/* Adds the Swarm, Torrent, FiledIn and TorrentTable types and the fold's functions to
+ * ``module``; 0, or -1 with an exception. */
 int udpt_swarm_register(PyObject *module);
-
-/* Where a Torrent keeps the key it is held under in a TorrentTable (udpt/_torrents.c): the
- * table holds no key objects, only the Torrents, each with its 20-byte info hash inside. */
-typedef struct {
-    unsigned char info_hash[20];
-    char held; /* in a table, under info_hash */
-} udpt_torrent_key;
-
-/* Whether ``object`` is a Torrent (the type takes no subclasses). */
-int udpt_is_torrent(PyObject *object);
-
-/* The key of a Torrent. */
-udpt_torrent_key *udpt_key_of(PyObject *torrent);
-
-/* The swarm's keyed hash (seed drawn at import) of ``size`` bytes: one host cannot choose
- * keys that make a table's probes long. */
-uint32_t udpt_keyed_hash(const unsigned char *key, Py_ssize_t size);
 
 /* A compiled Torrent as the announce path reads it: its fields and its peers by kind. */
 typedef struct {

@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "_swarm.h"
+#include "_keyhash.h"
 #include "_torrents.h"
 
 #define HASH_SIZE 20
@@ -46,8 +46,18 @@ typedef struct {
 
 static PyTypeObject TorrentTableType;
 
+/* The Torrent type and where its key lies, as udpt/_swarm.c registered them. */
+static PyTypeObject *torrent_type;
+static Py_ssize_t key_offset;
+
+static inline int is_torrent(PyObject *object) { return Py_IS_TYPE(object, torrent_type); }
+
+static inline udpt_torrent_key *key_of(PyObject *torrent) {
+    return (udpt_torrent_key *)((char *)torrent + key_offset);
+}
+
 static inline const unsigned char *hash_of(PyObject *torrent) {
-    return udpt_key_of(torrent)->info_hash;
+    return key_of(torrent)->info_hash;
 }
 
 static inline int order(const unsigned char *a, const unsigned char *b) {
@@ -247,7 +257,7 @@ static const unsigned char *info_hash_of(PyObject *key) {
 }
 
 static void release(PyObject *torrent) {
-    udpt_key_of(torrent)->held = 0;
+    key_of(torrent)->held = 0;
     Py_DECREF(torrent);
 }
 
@@ -269,7 +279,7 @@ static int keep(TorrentTableObject *self, const unsigned char *info_hash, PyObje
     if ((size_t)self->count + 1 > (self->mask + 1) / 4 * 3 &&
         resize(self, (self->mask + 1) * 2) < 0)
         return -1;
-    udpt_torrent_key *key = udpt_key_of(torrent);
+    udpt_torrent_key *key = key_of(torrent);
     memcpy(key->info_hash, info_hash, HASH_SIZE);
     if (order_in(self, torrent) < 0)
         return -1;
@@ -287,7 +297,7 @@ static int store(TorrentTableObject *self, PyObject *key, PyObject *torrent) {
         PyErr_SetString(PyExc_TypeError, "a TorrentTable's keys are 20-byte info hashes");
         return -1;
     }
-    if (!udpt_is_torrent(torrent)) {
+    if (!is_torrent(torrent)) {
         PyErr_SetString(PyExc_TypeError, "a TorrentTable holds Torrents only");
         return -1;
     }
@@ -295,7 +305,7 @@ static int store(TorrentTableObject *self, PyObject *key, PyObject *torrent) {
     PyObject *held = self->slots[slot];
     if (held == torrent)
         return 0;
-    if (udpt_key_of(torrent)->held) {
+    if (key_of(torrent)->held) {
         PyErr_SetString(PyExc_ValueError, "the Torrent is already in a table");
         return -1;
     }
@@ -306,7 +316,7 @@ static int store(TorrentTableObject *self, PyObject *key, PyObject *torrent) {
     Block *b = self->blocks[at];
     b->torrents[position_in(b, info_hash)] = torrent;
     self->slots[slot] = Py_NewRef(torrent);
-    udpt_torrent_key *taking = udpt_key_of(torrent);
+    udpt_torrent_key *taking = key_of(torrent);
     memcpy(taking->info_hash, info_hash, HASH_SIZE);
     taking->held = 1;
     self->version++;
@@ -564,7 +574,9 @@ static PyTypeObject TorrentTableType = {
     .tp_as_sequence = &TorrentTable_sequence,
 };
 
-int udpt_torrents_register(PyObject *module) {
+int udpt_torrents_register(PyObject *module, PyTypeObject *torrent, Py_ssize_t offset) {
+    torrent_type = torrent;
+    key_offset = offset;
     if (PyType_Ready(&TorrentIterType) < 0) /* not in the module: values() and the like */
         return -1;
     return PyModule_AddType(module, &TorrentTableType);

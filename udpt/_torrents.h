@@ -4,8 +4,16 @@
 
 #include <Python.h>
 
-/* Adds the TorrentTable type to ``module``; 0, or -1 with an exception set. */
-int udpt_torrents_register(PyObject *module);
+/* Where a Torrent keeps the key it is held under: the table holds no key objects, only the
+ * Torrents, each with its 20-byte info hash inside (udpt/_swarm.c's TorrentObject). */
+typedef struct {
+    unsigned char info_hash[20];
+    char held; /* in a table, under info_hash */
+} udpt_torrent_key;
+
+/* Adds the TorrentTable type to ``module``, for Torrents of ``torrent_type`` (which takes
+ * no subclasses) whose key is at ``key_offset``; 0, or -1 with an exception set. */
+int udpt_torrents_register(PyObject *module, PyTypeObject *torrent_type, Py_ssize_t key_offset);
 
 /* Whether ``object`` is a TorrentTable (or of a subclass). */
 int udpt_is_torrent_table(PyObject *object);
